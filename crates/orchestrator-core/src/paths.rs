@@ -1,0 +1,227 @@
+//! Sandbox path rules, shared by every backend.
+//!
+//! A sandbox path is relative to the workspace root. [`sandbox_relative`]
+//! applies the lexical rules (no absolute paths, no `..`, no NUL); for
+//! backends with a host directory, [`resolve_in_root`] also follows symlinks
+//! component by component and rejects any that lead outside the root.
+//!
+//! The check is done before the operation, not atomically with it: a process
+//! inside the sandbox that swaps a directory for a symlink at the same moment
+//! can race it. The native backend is not a security boundary against hostile
+//! code (see docs/security.md).
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::path::{Component, Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Most symlinks followed while resolving one path (as Linux's ELOOP limit).
+pub const MAX_SYMLINK_HOPS: usize = 40;
+
+fn escape(path: &str, reason: &str) -> Error {
+    Error::PathEscapesSandbox {
+        path: PathBuf::from(path),
+        reason: reason.to_string(),
+    }
+}
+
+/// Applies the lexical rules to a sandbox path and returns it normalised:
+/// `.` components dropped, an empty result meaning the workspace root.
+///
+/// Absolute paths and `..` are [`Error::PathEscapesSandbox`]; a NUL byte is
+/// [`Error::InvalidInput`].
+pub fn sandbox_relative(path: &str) -> Result<PathBuf> {
+    if path.contains('\0') {
+        return Err(Error::invalid(format!(
+            "sandbox path {path:?} contains a NUL byte"
+        )));
+    }
+    if path.starts_with('/') {
+        return Err(escape(
+            path,
+            "absolute paths are not allowed; paths are relative to the workspace root",
+        ));
+    }
+    let mut out = PathBuf::new();
+    for c in Path::new(path).components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir => {}
+            Component::ParentDir => return Err(escape(path, "'..' is not allowed")),
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(escape(path, "absolute paths are not allowed"))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Resolves a sandbox path under `root` (which should be canonical) on the
+/// host, following symlinks that exist, and returns the real host path.
+///
+/// Components that do not exist yet are taken as they are (a destination may
+/// not exist). A symlink whose target leads outside `root`, directly or
+/// through further links, is [`Error::PathEscapesSandbox`].
+pub fn resolve_in_root(root: &Path, path: &str) -> Result<PathBuf> {
+    let rel = sandbox_relative(path)?;
+    let mut cur: Vec<OsString> = Vec::new();
+    let mut todo: VecDeque<OsString> = rel.iter().map(|c| c.to_os_string()).collect();
+    let mut hops = 0usize;
+    while let Some(comp) = todo.pop_front() {
+        let mut candidate = root.to_path_buf();
+        candidate.extend(cur.iter());
+        candidate.push(&comp);
+        match std::fs::symlink_metadata(&candidate) {
+            Ok(md) if md.file_type().is_symlink() => {
+                hops += 1;
+                if hops > MAX_SYMLINK_HOPS {
+                    return Err(escape(path, "too many levels of symbolic links"));
+                }
+                let target = std::fs::read_link(&candidate).map_err(|e| {
+                    Error::invalid(format!("cannot read symlink {}: {e}", candidate.display()))
+                })?;
+                let mut next: Vec<OsString> = Vec::new();
+                if target.is_absolute() {
+                    let inside = target.strip_prefix(root).map_err(|_| {
+                        escape(
+                            path,
+                            &format!("symlink {} points outside the sandbox", candidate.display()),
+                        )
+                    })?;
+                    cur.clear();
+                    next.extend(inside.iter().map(|c| c.to_os_string()));
+                } else {
+                    next.extend(target.iter().map(|c| c.to_os_string()));
+                }
+                // Expand `..` and `.` of the link target against `cur`.
+                let mut expanded = VecDeque::new();
+                for c in next {
+                    if c == ".." {
+                        if expanded.pop_back().is_none() && cur.pop().is_none() {
+                            return Err(escape(
+                                path,
+                                &format!(
+                                    "symlink {} points outside the sandbox",
+                                    candidate.display()
+                                ),
+                            ));
+                        }
+                    } else if c != "." && !c.is_empty() {
+                        expanded.push_back(c);
+                    }
+                }
+                while let Some(c) = expanded.pop_back() {
+                    todo.push_front(c);
+                }
+            }
+            _ => cur.push(comp),
+        }
+    }
+    let mut out = root.to_path_buf();
+    out.extend(cur.iter());
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn lexical_rules() {
+        assert_eq!(sandbox_relative("a/./b").unwrap(), PathBuf::from("a/b"));
+        assert_eq!(sandbox_relative("").unwrap(), PathBuf::new());
+        assert_eq!(sandbox_relative(".").unwrap(), PathBuf::new());
+        for bad in ["/etc/passwd", "../x", "a/../../x", "a/..", "/"] {
+            assert!(
+                matches!(sandbox_relative(bad), Err(Error::PathEscapesSandbox { .. })),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            sandbox_relative("a\0b"),
+            Err(Error::InvalidInput(_))
+        ));
+    }
+
+    #[test]
+    fn symlinks_followed_inside_rejected_outside() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        std::fs::create_dir_all(root.join("real/sub")).unwrap();
+        symlink("real", root.join("inside")).unwrap();
+        symlink("/etc", root.join("abs_out")).unwrap();
+        symlink("../../", root.join("real/up")).unwrap();
+        symlink(root.join("real"), root.join("abs_in")).unwrap();
+        symlink("loop2", root.join("loop1")).unwrap();
+        symlink("loop1", root.join("loop2")).unwrap();
+
+        assert_eq!(
+            resolve_in_root(&root, "inside/sub").unwrap(),
+            root.join("real/sub")
+        );
+        assert_eq!(
+            resolve_in_root(&root, "abs_in/new").unwrap(),
+            root.join("real/new")
+        );
+        assert_eq!(
+            resolve_in_root(&root, "missing/x").unwrap(),
+            root.join("missing/x")
+        );
+        for bad in [
+            "abs_out",
+            "abs_out/passwd",
+            "real/up",
+            "real/up/x",
+            "inside/up",
+            "loop1",
+        ] {
+            assert!(
+                matches!(
+                    resolve_in_root(&root, bad),
+                    Err(Error::PathEscapesSandbox { .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn lexical_result_never_escapes(parts in proptest::collection::vec(prop_oneof![
+            Just("..".to_string()), Just(".".to_string()), Just("".to_string()),
+            "[a-z]{1,4}".prop_map(|s| s), Just("/".to_string())
+        ], 0..8)) {
+            let p = parts.join("/");
+            if let Ok(rel) = sandbox_relative(&p) {
+                prop_assert!(rel.is_relative());
+                prop_assert!(rel.components().all(|c| matches!(c, Component::Normal(_))));
+                prop_assert!(!p.starts_with('/'));
+                prop_assert!(!p.split('/').any(|c| c == ".."));
+            } else {
+                prop_assert!(p.starts_with('/') || p.split('/').any(|c| c == ".."));
+            }
+        }
+
+        #[test]
+        fn resolved_paths_stay_in_root(links in proptest::collection::vec(("[a-c]", prop_oneof![
+            Just("..".to_string()), Just("../..".to_string()), Just("/tmp".to_string()),
+            Just("a".to_string()), Just("b/c".to_string()), Just(".".to_string())
+        ]), 0..4), query in "[a-c](/[a-c]){0,3}") {
+            let d = tempfile::tempdir().unwrap();
+            let root = d.path().canonicalize().unwrap();
+            for (name, target) in &links {
+                let _ = symlink(target, root.join(name));
+            }
+            if let Ok(p) = resolve_in_root(&root, &query) {
+                prop_assert!(p.starts_with(&root), "{} escaped {}", p.display(), root.display());
+                // Every existing prefix resolves within the root too.
+                if let Ok(real) = p.canonicalize() {
+                    prop_assert!(real.starts_with(&root));
+                }
+            }
+        }
+    }
+}

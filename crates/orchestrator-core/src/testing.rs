@@ -1,0 +1,1 @@
+//! FakeOrchestrator (being written).
