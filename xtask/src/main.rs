@@ -1,1 +1,57 @@
-fn main() {}
+//! runbox developer tasks, reached as `cargo xtask <task>`.
+//!
+//! - `ci`: what `.ci/run` runs after installing packages (fmt, clippy, tests).
+//! - `conformance`: the conformance suites of every backend.
+//! - `test-image`: builds the `runbox-testbox:latest` docker image.
+//! - `bench`: benchmarks (see docs/performance.md).
+//! - `vm-test`: the native conformance suite on cgroup v2 inside a VM.
+
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(task) = args.first() else {
+        bail!("usage: cargo xtask <ci|conformance|test-image|bench|vm-test> [args]");
+    };
+    let rest = &args[1..];
+    match task.as_str() {
+        "ci" => ci(rest),
+        "conformance" => conformance(rest),
+        other => bail!("unknown task {other:?}; known: ci, conformance, test-image, bench, vm-test"),
+    }
+}
+
+/// Runs a command, failing with its name when it fails.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd.status().with_context(|| format!("cannot start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn ci(_args: &[String]) -> Result<()> {
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
+    Ok(())
+}
+
+fn conformance(args: &[String]) -> Result<()> {
+    let backends: Vec<&str> = if args.is_empty() {
+        vec!["orchestrator-native"]
+    } else {
+        args.iter().map(|s| s.as_str()).collect()
+    };
+    for b in backends {
+        run(cargo().args(["test", "-p", b, "--test", "conformance"]))?;
+    }
+    Ok(())
+}
