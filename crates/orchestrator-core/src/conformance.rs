@@ -346,7 +346,7 @@ pub fn run_case(
         let mut failure: Option<String> = match outcome {
             Err(_) => Some(format!("case did not finish within {limit:?}")),
             Ok(Err(join)) => Some(match join.try_into_panic() {
-                Ok(p) => panic_message(&p),
+                Ok(p) => panic_message(&*p),
                 Err(e) => format!("case task failed: {e}"),
             }),
             Ok(Ok(())) => None,
@@ -699,7 +699,12 @@ pub async fn copy_nested_directory(o: &dyn Orchestrator) {
     std::fs::write(src.join("a/b/empty"), b"").expect("write");
     std::fs::write(src.join("a/b/c/deep.txt"), b"deep").expect("write");
     o.copy_to(&id, &src, "tree").await.expect("copy_to dir");
-    let out = sh(o, &id, "cat tree/a/b/c/deep.txt; ls tree/emptydir | wc -l").await;
+    let out = sh(
+        o,
+        &id,
+        "cat tree/a/b/c/deep.txt; echo; ls tree/emptydir | wc -l",
+    )
+    .await;
     expect_exit(&out, 0);
     assert_eq!(
         out.stdout_str().split_whitespace().collect::<Vec<_>>(),
@@ -1438,7 +1443,16 @@ pub async fn pids_limit_contains_fork_bomb(o: &dyn Orchestrator) {
         "the bomb should fail or time out: {}",
         describe(&out)
     );
-    let out = sh(o, &id, "cat started | wc -l").await;
+    // The bomb's survivors count against the limit until they are gone.
+    o.stop(&id, None).await.expect("stop all");
+    let deadline = Instant::now() + scaled(Duration::from_secs(10));
+    let out = loop {
+        let out = sh(o, &id, "cat started | wc -l").await;
+        if out.status.success() || Instant::now() > deadline {
+            break out;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let n: u64 = out.stdout_str().trim().parse().unwrap_or(u64::MAX);
     assert!(
         n >= 1 && n <= 16,

@@ -1,0 +1,171 @@
+//! Copying files and directories into and out of a workspace.
+//!
+//! Every copy is staged under a temporary name next to its destination and
+//! renamed into place at the end, so a failure (a full disk, an escaping
+//! symlink found half-way) leaves nothing half-written. Symlinks are copied
+//! as symlinks, never followed; copying out refuses links that lead outside
+//! the sandbox. FIFOs, sockets and devices are skipped (opening a FIFO would
+//! block).
+
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+use orchestrator_core::{paths, Error, Result};
+
+use crate::error::NativeOrchestratorError;
+
+fn io(op: &'static str, path: &Path, e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        return Error::NotFound {
+            what: "path",
+            id: path.display().to_string(),
+        };
+    }
+    NativeOrchestratorError::io(op, path, e).into()
+}
+
+fn staging_name(dest: &Path) -> Result<PathBuf> {
+    let parent = dest
+        .parent()
+        .ok_or_else(|| Error::invalid("destination has no parent"))?;
+    let name = dest.file_name().ok_or_else(|| {
+        Error::invalid(format!("destination {} has no file name", dest.display()))
+    })?;
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Ok(parent.join(format!(
+        ".{}.runbox-tmp-{}-{n}",
+        name.to_string_lossy(),
+        std::process::id()
+    )))
+}
+
+fn remove_any(p: &Path) {
+    match std::fs::symlink_metadata(p) {
+        Ok(md) if md.is_dir() => {
+            let _ = std::fs::remove_dir_all(p);
+        }
+        Ok(_) => {
+            let _ = std::fs::remove_file(p);
+        }
+        Err(_) => {}
+    }
+}
+
+/// How a symlink met during a copy is treated.
+#[derive(Clone, Copy)]
+enum Links<'a> {
+    /// Copy every link verbatim (host → sandbox: the caller's own files).
+    Verbatim,
+    /// Copy only links that stay inside this sandbox root; `rel` of each
+    /// entry is checked with [`paths::resolve_in_root`].
+    InsideRoot(&'a Path),
+}
+
+fn copy_tree(src: &Path, dst: &Path, links: Links<'_>) -> Result<()> {
+    let md = std::fs::symlink_metadata(src).map_err(|e| io("stat", src, e))?;
+    let ft = md.file_type();
+    if ft.is_symlink() {
+        let target = std::fs::read_link(src).map_err(|e| io("readlink", src, e))?;
+        if let Links::InsideRoot(root) = links {
+            let rel = src
+                .strip_prefix(root)
+                .map_err(|_| Error::invalid("source outside the workspace"))?;
+            paths::resolve_in_root(root, &rel.to_string_lossy())?;
+        }
+        symlink(&target, dst).map_err(|e| io("symlink", dst, e))?;
+    } else if ft.is_dir() {
+        std::fs::create_dir(dst).map_err(|e| io("mkdir", dst, e))?;
+        let mut entries: Vec<_> = std::fs::read_dir(src)
+            .map_err(|e| io("read_dir", src, e))?
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(|e| io("read_dir", src, e))?;
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            copy_tree(&e.path(), &dst.join(e.file_name()), links)?;
+        }
+        let _ = std::fs::set_permissions(dst, md.permissions());
+    } else if ft.is_file() {
+        std::fs::copy(src, dst).map_err(|e| io("copy", src, e))?;
+    } else {
+        tracing::warn!(path = %src.display(), "skipping special file");
+    }
+    Ok(())
+}
+
+/// Copies `src` to `dest` (replacing it), staged and renamed into place.
+fn staged_copy(src: &Path, dest: &Path, links: Links<'_>) -> Result<()> {
+    std::fs::symlink_metadata(src).map_err(|e| io("stat", src, e))?;
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| io("mkdir", parent, e))?;
+    }
+    let stage = staging_name(dest)?;
+    if let Err(e) = copy_tree(src, &stage, links) {
+        remove_any(&stage);
+        return Err(e);
+    }
+    if let Ok(md) = std::fs::symlink_metadata(dest) {
+        if md.is_dir() {
+            // rename(2) cannot replace a non-empty directory: move it aside.
+            let old = staging_name(dest)?;
+            if let Err(e) = std::fs::rename(dest, &old) {
+                remove_any(&stage);
+                return Err(io("rename", dest, e));
+            }
+            remove_any(&old);
+        }
+    }
+    std::fs::rename(&stage, dest).map_err(|e| {
+        remove_any(&stage);
+        io("rename", dest, e)
+    })
+}
+
+/// Host `src` → resolved sandbox `dest` (already checked against `root`).
+pub(crate) fn copy_in(src: &Path, dest: &Path, root: &Path) -> Result<()> {
+    if dest == root {
+        return Err(Error::invalid(
+            "cannot replace the workspace root; name a path inside it",
+        ));
+    }
+    staged_copy(src, dest, Links::Verbatim)
+}
+
+/// Resolved sandbox `src` → host `dest`; links leading out of `root` fail.
+pub(crate) fn copy_out(src: &Path, dest: &Path, root: &Path) -> Result<()> {
+    staged_copy(src, dest, Links::InsideRoot(root))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_copy_leaves_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        let src = root.join("sb");
+        std::fs::create_dir_all(src.join("a")).unwrap();
+        std::fs::write(src.join("a/f"), b"x").unwrap();
+        std::os::unix::fs::symlink("/etc", src.join("z-escape")).unwrap();
+        let host = tempfile::tempdir().unwrap();
+        let dest = host.path().join("out");
+        let e = copy_out(&src, &dest, &root).unwrap_err();
+        assert!(matches!(e, Error::PathEscapesSandbox { .. }), "{e:?}");
+        assert_eq!(std::fs::read_dir(host.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn replaces_existing_directory() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        let src = tempfile::tempdir().unwrap();
+        std::fs::write(src.path().join("new"), b"n").unwrap();
+        std::fs::create_dir_all(root.join("dst")).unwrap();
+        std::fs::write(root.join("dst/old"), b"o").unwrap();
+        copy_in(src.path(), &root.join("dst"), &root).unwrap();
+        assert!(root.join("dst/new").exists());
+        assert!(!root.join("dst/old").exists());
+        assert_eq!(std::fs::read_dir(&root).unwrap().count(), 1);
+    }
+}

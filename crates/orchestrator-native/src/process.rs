@@ -1,0 +1,367 @@
+//! Spawning commands into a workspace and driving them to an end: output
+//! capture with caps and live delivery, wall timeouts, whole-tree kills, OOM
+//! attribution.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use orchestrator_core::{
+    CappedBuffer, ExecOutput, ExitStatus, OutputSink, ProcessSnapshot, StartFailure, Stream,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::cgroup::{self, WorkspaceCgroup};
+use crate::error::NativeOrchestratorError;
+use crate::procfs;
+
+/// How long output is still read after the main process ended and its group
+/// was killed (pipes held by escaped descendants are abandoned after this).
+const DRAIN_GRACE: Duration = Duration::from_millis(200);
+
+/// One setrlimit(2) to apply in the child.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rlimit {
+    pub resource: libc::__rlimit_resource_t,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// Everything needed to start one command.
+pub(crate) struct SpawnPlan {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: PathBuf,
+    pub stdin: Option<Vec<u8>>,
+    pub rlimits: Vec<Rlimit>,
+    pub cgroup: Option<Arc<WorkspaceCgroup>>,
+    pub output_cap: u64,
+    pub sink: Option<OutputSink>,
+    pub timeout: Option<Duration>,
+}
+
+/// Output captured so far, shared between reader tasks and observers.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    capture: Mutex<(CappedBuffer, CappedBuffer)>,
+    over_limit: Notify,
+}
+
+impl Shared {
+    /// Nothing captured (a process that never started).
+    pub fn empty() -> Self {
+        Self::new(0)
+    }
+
+    fn new(cap: u64) -> Self {
+        Self {
+            capture: Mutex::new((CappedBuffer::new(cap), CappedBuffer::new(cap))),
+            over_limit: Notify::new(),
+        }
+    }
+
+    /// Output so far.
+    pub fn snapshot(&self, status: Option<ExitStatus>) -> ProcessSnapshot {
+        let g = self.capture.lock().unwrap_or_else(|p| p.into_inner());
+        ProcessSnapshot {
+            status,
+            stdout: g.0.data().to_vec(),
+            stderr: g.1.data().to_vec(),
+            stdout_truncated: g.0.truncated(),
+            stderr_truncated: g.1.truncated(),
+        }
+    }
+
+    fn take(&self) -> (CappedBuffer, CappedBuffer) {
+        let mut g = self.capture.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::take(&mut *g)
+    }
+}
+
+/// Kills the process group (and, while its leader lives, every descendant)
+/// when dropped: a dropped `run_command` future leaves no process behind.
+#[derive(Debug)]
+pub(crate) struct TreeGuard {
+    pub pgid: i32,
+    armed: bool,
+}
+
+impl Drop for TreeGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            procfs::kill_tree(self.pgid);
+        }
+    }
+}
+
+/// A started command.
+pub(crate) struct Running {
+    child: tokio::process::Child,
+    pub pgid: i32,
+    pub shared: Arc<Shared>,
+    readers: Vec<JoinHandle<()>>,
+    started: Instant,
+    timeout: Option<Duration>,
+    cgroup: Option<Arc<WorkspaceCgroup>>,
+    oom_before: u64,
+    cpu_before: Option<Duration>,
+    guard: TreeGuard,
+}
+
+fn start_failure(e: &std::io::Error) -> Option<StartFailure> {
+    match e.raw_os_error() {
+        Some(libc::ENOENT) | Some(libc::ENOTDIR) => Some(StartFailure::NotFound),
+        Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::ENOEXEC) | Some(libc::EISDIR) => {
+            Some(StartFailure::PermissionDenied)
+        }
+        Some(libc::E2BIG) | Some(libc::ELOOP) | Some(libc::ENAMETOOLONG) => {
+            Some(StartFailure::Other)
+        }
+        _ => None,
+    }
+}
+
+/// Starts a command. `Ok(Err(status))` when it could not start
+/// (FailedToStart); `Err` for backend failures.
+pub(crate) fn spawn(
+    plan: SpawnPlan,
+) -> Result<Result<Running, ExitStatus>, NativeOrchestratorError> {
+    let fds = match &plan.cgroup {
+        Some(cg) => cg.attach_fds()?,
+        None => Vec::new(),
+    };
+    let raw = cgroup::raw(&fds);
+    let rlimits = plan.rlimits.clone();
+    let mut cmd = tokio::process::Command::new(&plan.argv[0]);
+    cmd.args(&plan.argv[1..])
+        .env_clear()
+        .envs(plan.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&plan.cwd)
+        .stdin(if plan.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(false);
+    // SAFETY: the closure runs between fork and exec and only makes
+    // async-signal-safe calls (write(2), setrlimit(2)) on data prepared
+    // before the fork; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            cgroup::join_in_child(&raw)?;
+            for r in &rlimits {
+                let lim = libc::rlimit {
+                    rlim_cur: r.soft,
+                    rlim_max: r.hard,
+                };
+                if libc::setrlimit(r.resource, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    if let Some(cg) = &plan.cgroup {
+        cg.reset_peak();
+    }
+    let oom_before = plan.cgroup.as_ref().map(|c| c.oom_kills()).unwrap_or(0);
+    let cpu_before = plan.cgroup.as_ref().and_then(|c| c.cpu_usage());
+    let started = Instant::now();
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return match start_failure(&e) {
+                Some(reason) => Ok(Err(ExitStatus::FailedToStart {
+                    reason,
+                    message: format!("{}: {e}", plan.argv[0]),
+                })),
+                None => Err(NativeOrchestratorError::Spawn {
+                    program: plan.argv[0].clone(),
+                    source: e,
+                }),
+            }
+        }
+    };
+    drop(fds);
+    let pgid = child.id().map(|p| p as i32).unwrap_or(0);
+    let guard = TreeGuard { pgid, armed: true };
+    let shared = Arc::new(Shared::new(plan.output_cap));
+    let mut readers = Vec::with_capacity(3);
+    if let (Some(data), Some(mut stdin)) = (plan.stdin, child.stdin.take()) {
+        readers.push(tokio::spawn(async move {
+            let _ = stdin.write_all(&data).await;
+            let _ = stdin.shutdown().await;
+        }));
+    }
+    if let Some(out) = child.stdout.take() {
+        readers.push(tokio::spawn(read_stream(
+            out,
+            Stream::Stdout,
+            shared.clone(),
+            plan.sink.clone(),
+        )));
+    }
+    if let Some(err) = child.stderr.take() {
+        readers.push(tokio::spawn(read_stream(
+            err,
+            Stream::Stderr,
+            shared.clone(),
+            plan.sink,
+        )));
+    }
+    Ok(Ok(Running {
+        child,
+        pgid,
+        shared,
+        readers,
+        started,
+        timeout: plan.timeout,
+        cgroup: plan.cgroup,
+        oom_before,
+        cpu_before,
+        guard,
+    }))
+}
+
+async fn read_stream(
+    mut r: impl tokio::io::AsyncRead + Unpin,
+    stream: Stream,
+    shared: Arc<Shared>,
+    sink: Option<OutputSink>,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match r.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let over = {
+            let mut g = shared.capture.lock().unwrap_or_else(|p| p.into_inner());
+            let b = match stream {
+                Stream::Stdout => &mut g.0,
+                Stream::Stderr => &mut g.1,
+            };
+            let kept = b.push(&buf[..n]);
+            if let Some(s) = &sink {
+                s.emit(stream, kept);
+            }
+            b.truncated()
+        };
+        if over {
+            shared.over_limit.notify_one();
+            // Stop reading: the writer gets EPIPE and the driver kills it.
+            return;
+        }
+    }
+}
+
+enum Ending {
+    Exited(std::process::ExitStatus),
+    TimedOut,
+    OverLimit,
+    WaitFailed,
+}
+
+/// Drives a started command to its end and builds its result.
+pub(crate) async fn drive(mut r: Running) -> ExecOutput {
+    let sleep = async {
+        match r.timeout {
+            Some(t) => tokio::time::sleep_until((r.started + t).into()).await,
+            None => std::future::pending().await,
+        }
+    };
+    let ending = tokio::select! {
+        s = r.child.wait() => match s { Ok(s) => Ending::Exited(s), Err(_) => Ending::WaitFailed },
+        _ = sleep => Ending::TimedOut,
+        _ = r.shared.over_limit.notified() => Ending::OverLimit,
+    };
+    let exit = match ending {
+        Ending::Exited(s) => Some(s),
+        _ => {
+            // Leader still alive: the tree is intact, kill all of it.
+            procfs::kill_tree(r.pgid);
+            r.child.wait().await.ok()
+        }
+    };
+    let wall_time = r.started.elapsed();
+    // Leftovers of a command that ended by itself go with it.
+    // SAFETY: kill(2) of a process group; touches no memory.
+    unsafe {
+        libc::kill(-r.pgid, libc::SIGKILL);
+    }
+    let readers = std::mem::take(&mut r.readers);
+    let aborts: Vec<_> = readers.iter().map(|h| h.abort_handle()).collect();
+    let drained = tokio::time::timeout(DRAIN_GRACE, async {
+        for h in readers {
+            let _ = h.await;
+        }
+    })
+    .await;
+    if drained.is_err() {
+        for a in aborts {
+            a.abort();
+        }
+    }
+    let (out, err) = r.shared.take();
+    let truncated = out.truncated() || err.truncated();
+    let oom = r
+        .cgroup
+        .as_ref()
+        .is_some_and(|c| c.oom_kills() > r.oom_before);
+    let status = match ending {
+        Ending::TimedOut => ExitStatus::TimedOut,
+        Ending::OverLimit => ExitStatus::OutputLimitExceeded,
+        _ if truncated => ExitStatus::OutputLimitExceeded,
+        Ending::WaitFailed => ExitStatus::Signaled(libc::SIGKILL),
+        Ending::Exited(_) => match exit {
+            Some(s) if oom && (s.signal() == Some(libc::SIGKILL) || s.code() == Some(137)) => {
+                ExitStatus::MemoryLimitExceeded
+            }
+            Some(s) => match (s.code(), s.signal()) {
+                (Some(c), _) => ExitStatus::Exited(c),
+                (None, Some(sig)) => ExitStatus::Signaled(sig),
+                (None, None) => ExitStatus::Signaled(libc::SIGKILL),
+            },
+            None => ExitStatus::Signaled(libc::SIGKILL),
+        },
+    };
+    let cpu_time = match (&r.cgroup, r.cpu_before) {
+        (Some(c), Some(before)) => c.cpu_usage().map(|now| now.saturating_sub(before)),
+        _ => None,
+    };
+    let peak_memory = r.cgroup.as_ref().and_then(|c| c.peak_memory());
+    r.guard.armed = false;
+    let (stdout, stdout_truncated) = out.into_parts();
+    let (stderr, stderr_truncated) = err.into_parts();
+    ExecOutput {
+        status,
+        stdout,
+        stderr,
+        stdout_truncated,
+        stderr_truncated,
+        wall_time,
+        cpu_time,
+        peak_memory,
+    }
+}
+
+/// The result of a command that never started.
+pub(crate) fn not_started(status: ExitStatus) -> ExecOutput {
+    ExecOutput {
+        status,
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+        stdout_truncated: false,
+        stderr_truncated: false,
+        wall_time: Duration::ZERO,
+        cpu_time: None,
+        peak_memory: None,
+    }
+}

@@ -1,0 +1,141 @@
+//! Small /proc helpers: process start times (to tell a live owner from a
+//! reused pid), descendants of a process, and killing process trees.
+
+use std::path::Path;
+
+/// Field 22 of /proc/PID/stat (start time in clock ticks since boot).
+pub(crate) fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&stat).map(|s| s.start_time)
+}
+
+pub(crate) struct Stat {
+    pub ppid: i32,
+    pub pgid: i32,
+    pub state: char,
+    pub start_time: u64,
+}
+
+/// Parses /proc/PID/stat; the command name may contain spaces and ')'.
+pub(crate) fn parse_stat(stat: &str) -> Option<Stat> {
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // f[0] is field 3 (state).
+    Some(Stat {
+        state: f.first()?.chars().next()?,
+        ppid: f.get(1)?.parse().ok()?,
+        pgid: f.get(2)?.parse().ok()?,
+        start_time: f.get(19)?.parse().ok()?,
+    })
+}
+
+/// Is this pid alive (not a zombie) with this start time?
+pub(crate) fn is_alive(pid: i32, start: u64) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| parse_stat(&s))
+    {
+        Some(s) => s.start_time == start && s.state != 'Z',
+        None => false,
+    }
+}
+
+/// All live pids with their stat.
+fn all_processes() -> Vec<(i32, Stat)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let e = e.ok()?;
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+        Some((pid, parse_stat(&stat)?))
+    })
+    .collect()
+}
+
+/// Every process in process group `pgid` and every descendant of those
+/// (including descendants that moved to another group or session).
+pub(crate) fn tree_of_group(pgid: i32) -> Vec<i32> {
+    let procs = all_processes();
+    let mut set: Vec<i32> = procs
+        .iter()
+        .filter(|(_, s)| s.pgid == pgid)
+        .map(|(p, _)| *p)
+        .collect();
+    let mut i = 0;
+    while i < set.len() {
+        let parent = set[i];
+        for (p, s) in &procs {
+            if s.ppid == parent && !set.contains(p) {
+                set.push(*p);
+            }
+        }
+        i += 1;
+    }
+    set
+}
+
+/// SIGKILLs process group `pgid` and every descendant of its members.
+pub(crate) fn kill_tree(pgid: i32) {
+    // Kill the group first so it cannot fork further, then stragglers that
+    // left the group; repeat once for children forked in between.
+    for _ in 0..2 {
+        // SAFETY: kill(2) with a negative pid signals a process group; no
+        // memory is touched.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+        for pid in tree_of_group(pgid) {
+            // SAFETY: as above, for one pid.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Live (non-zombie) processes whose working directory is `dir` or below.
+pub(crate) fn processes_in_dir(dir: &Path) -> Vec<i32> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let me = std::process::id() as i32;
+    rd.filter_map(|e| {
+        let e = e.ok()?;
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        if pid == me {
+            return None;
+        }
+        let cwd = std::fs::read_link(e.path().join("cwd")).ok()?;
+        let cwd = cwd.to_string_lossy();
+        let cwd = cwd.strip_suffix(" (deleted)").unwrap_or(&cwd);
+        let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+        let st = parse_stat(&stat)?;
+        (Path::new(cwd).starts_with(dir) && st.state != 'Z').then_some(pid)
+    })
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_with_odd_names() {
+        let s = "123 (a) b) c) S 1 123 123 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 4242 1 1";
+        let st = parse_stat(s).unwrap();
+        assert_eq!(st.state, 'S');
+        assert_eq!(st.ppid, 1);
+        assert_eq!(st.pgid, 123);
+        assert_eq!(st.start_time, 4242);
+    }
+
+    #[test]
+    fn own_process_is_alive() {
+        let me = std::process::id() as i32;
+        let st = start_time(me).unwrap();
+        assert!(is_alive(me, st));
+        assert!(!is_alive(me, st + 1));
+    }
+}
