@@ -1,0 +1,53 @@
+//! # execution-service
+//!
+//! Runs executions in sandboxes through runbox's backends, native first and
+//! docker optional, as in the seed's "after" architecture:
+//!
+//! - [`ExecutionService::new`] gives the native orchestrator and no docker;
+//!   [`ExecutionService::builder`] injects `orchestrator`,
+//!   `docker_orchestrator`, both, or backends by registered name.
+//! - [`ExecutionService::start`] / [`ExecutionService::complete`] provision
+//!   and tear down a recorded execution's sandbox (`use_docker` picks the
+//!   backend; the record remembers it, so `complete` cannot pick the wrong
+//!   one); [`ExecutionService::execute`] does everything in one call and
+//!   never leaks its sandbox, even when its future is dropped.
+//! - Records ([`ExecutionRecord`], a validated state machine) live in an
+//!   [`ExecutionStore`]: [`MemoryStore`] or [`SqliteStore`].
+//! - [`ExecutionService::recover`] reaps what a crashed process left behind.
+//!
+//! The [`guide`] module is docs/service.md: the compatibility matrix and
+//! each injection pattern, compiled as doctests.
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod owner;
+pub mod record;
+pub mod service;
+pub mod store;
+
+// Every backend this crate enables must be referenced, or the linker drops
+// the crate and its registration with it.
+use orchestrator_native as _;
+
+#[doc = include_str!("../../../docs/service.md")]
+pub mod guide {}
+
+pub use error::ServiceError;
+pub use owner::{Liveness, OwnerInfo};
+pub use record::{
+    BackendPreference, ExecutionId, ExecutionRecord, ExecutionRequest, ExecutionState,
+    FileTransfer, InvalidTransition, LimitSummary, ResultSummary,
+};
+pub use service::{
+    create_backend, CompleteOptions, ExecutionResult, ExecutionService, ExecutionServiceBuilder,
+    RecoveredExecution, RecoveryReport, StartOptions, EXECUTION_LABEL,
+};
+pub use store::{ExecutionStore, ListFilter, MemoryStore, SqliteStore, StoreError};
+
+#[cfg(test)]
+mod registry_tests {
+    #[test]
+    fn registered_backends_are_exactly_the_enabled_ones() {
+        assert_eq!(orchestrator_core::registry::names(), ["native"]);
+    }
+}
