@@ -1455,7 +1455,7 @@ pub async fn pids_limit_contains_fork_bomb(o: &dyn Orchestrator) {
     };
     let n: u64 = out.stdout_str().trim().parse().unwrap_or(u64::MAX);
     assert!(
-        n >= 1 && n <= 16,
+        (1..=16).contains(&n),
         "{n} processes started under pids=16: {}",
         describe(&out)
     );

@@ -127,7 +127,10 @@ pub enum Stream {
 /// The callback runs on the backend's reader task: keep it short (write to a
 /// terminal, push to a channel). Chunks are delivered up to the output cap.
 #[derive(Clone)]
-pub struct OutputSink(Arc<dyn Fn(Stream, &[u8]) + Send + Sync>);
+pub struct OutputSink(Arc<SinkFn>);
+
+/// The callback behind an [`OutputSink`].
+pub type SinkFn = dyn Fn(Stream, &[u8]) + Send + Sync;
 
 impl OutputSink {
     /// Wraps a callback.

@@ -1,0 +1,274 @@
+//! Native-specific behaviour beyond the shared conformance suite: the rlimit
+//! fallback and strict mode, limit reports, orphan reaping, dropped futures,
+//! teardown on drop.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use orchestrator_core::{
+    CommandSpec, Error, ExitStatus, LimitKind, Mechanism, Orchestrator, ResourceLimits,
+    WorkspaceId, WorkspaceSpec,
+};
+use orchestrator_native::{CgroupVersion, NativeConfig, NativeOrchestrator};
+
+fn config(root: &std::path::Path, cgroups: bool) -> NativeConfig {
+    NativeConfig {
+        workspace_root: root.to_path_buf(),
+        use_cgroups: cgroups,
+        ..NativeConfig::default()
+    }
+}
+
+fn pid_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s.contains(") Z "),
+        Err(_) => false,
+    }
+}
+
+#[tokio::test]
+async fn rlimit_fallback_reports_honestly_and_strict_refuses() {
+    let root = tempfile::tempdir().unwrap();
+    let n = NativeOrchestrator::new(config(root.path(), false)).unwrap();
+    assert_eq!(n.cgroup_version(), None);
+    assert!(n.cgroup_unavailable_reason().unwrap().contains("disabled"));
+    let avail = n.is_available().await;
+    assert!(avail.available && avail.reason.is_some(), "{avail:?}");
+    let caps = n.capabilities();
+    assert!(!caps.enforces(LimitKind::Cpus));
+    assert!(!caps.oom_detection);
+
+    let ws = n.create_workspace(&WorkspaceSpec::new()).await.unwrap();
+    let limits = ResourceLimits::builder()
+        .cpus(0.5)
+        .memory_bytes(256 << 20)
+        .open_files(64)
+        .build()
+        .unwrap();
+    let report = n.apply_resource_limits(&ws, &limits).await.unwrap();
+    let cpus = report.get(LimitKind::Cpus).unwrap();
+    assert_eq!(cpus.enforced_by, None);
+    assert!(cpus.note.as_deref().unwrap().contains("cgroup"));
+    assert_eq!(
+        report.get(LimitKind::Memory).unwrap().enforced_by,
+        Some(Mechanism::Rlimit)
+    );
+
+    // Strict: refused, and nothing changed (open files stay as before).
+    let strict = ResourceLimits::builder()
+        .cpus(0.5)
+        .open_files(16)
+        .strict(true)
+        .build()
+        .unwrap();
+    match n.apply_resource_limits(&ws, &strict).await {
+        Err(Error::LimitNotEnforceable { limit, .. }) => assert_eq!(limit, "cpus"),
+        other => panic!("{other:?}"),
+    }
+    let out = n
+        .run_command(&ws, &CommandSpec::shell("ulimit -n"))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_str().trim(), "64");
+    // Strict config refuses at creation too.
+    let strict_n = NativeOrchestrator::new(NativeConfig {
+        strict: true,
+        ..config(root.path(), false)
+    })
+    .unwrap();
+    let spec = WorkspaceSpec::new().limits(ResourceLimits::builder().cpus(1.0).build().unwrap());
+    assert!(matches!(
+        strict_n.create_workspace(&spec).await,
+        Err(Error::LimitNotEnforceable { .. })
+    ));
+    n.cleanup(&ws).await.unwrap();
+    assert_eq!(
+        std::fs::read_dir(root.path()).unwrap().count(),
+        1,
+        "only the metadata dir"
+    );
+}
+
+#[tokio::test]
+async fn cgroup_mode_reports_the_cgroup_version() {
+    let root = tempfile::tempdir().unwrap();
+    let n = NativeOrchestrator::new(config(root.path(), true)).unwrap();
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        // Unprivileged: cgroups cannot be written, the fallback must be chosen.
+        assert_eq!(n.cgroup_version(), None);
+        return;
+    }
+    let version = n.cgroup_version().unwrap_or_else(|| {
+        panic!(
+            "root without writable cgroups: {:?}",
+            n.cgroup_unavailable_reason()
+        )
+    });
+    let ws = n.create_workspace(&WorkspaceSpec::new()).await.unwrap();
+    let report = n
+        .apply_resource_limits(
+            &ws,
+            &ResourceLimits::builder()
+                .memory_bytes(64 << 20)
+                .pids(32)
+                .cpus(1.0)
+                .build()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let want = match version {
+        CgroupVersion::V2 => Mechanism::CgroupV2,
+        CgroupVersion::V1 => Mechanism::CgroupV1,
+    };
+    for e in &report.entries {
+        assert_eq!(e.enforced_by, Some(want), "{e:?}");
+    }
+    let out = n
+        .run_command(&ws, &CommandSpec::shell("echo hi"))
+        .await
+        .unwrap();
+    assert!(
+        out.cpu_time.is_some() && out.peak_memory.is_some(),
+        "{out:?}"
+    );
+    n.cleanup(&ws).await.unwrap();
+    assert!(n.residue(&ws).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn orphans_of_dead_owners_are_reaped_live_ones_kept() {
+    let root = tempfile::tempdir().unwrap();
+    let n = NativeOrchestrator::new(config(root.path(), true)).unwrap();
+    let live = n.create_workspace(&WorkspaceSpec::new()).await.unwrap();
+
+    // A workspace whose owner is a process that has exited.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = child.id();
+    child.wait().unwrap();
+    let orphan = "ws-orphan-1";
+    std::fs::create_dir_all(root.path().join(orphan).join("sub")).unwrap();
+    std::fs::write(
+        root.path().join(".runbox-meta").join(orphan),
+        format!("{dead_pid} 1\nexec-1\n"),
+    )
+    .unwrap();
+    // A process left running in the orphan's directory.
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("300")
+        .current_dir(root.path().join(orphan))
+        .spawn()
+        .unwrap();
+    let sleeper_pid = sleeper.id() as i32;
+
+    let reaped = n.reap_orphans().await.unwrap();
+    assert_eq!(reaped.len(), 1, "{reaped:?}");
+    assert!(reaped[0].contains(orphan));
+    assert!(!root.path().join(orphan).exists());
+    let _ = sleeper.wait();
+    assert!(!pid_alive(sleeper_pid));
+    // Our own live workspace is untouched.
+    assert!(n.workspace_path(&live).unwrap().is_dir());
+    let again = n.reap_orphans().await.unwrap();
+    assert!(again.is_empty(), "{again:?}");
+    n.cleanup(&live).await.unwrap();
+}
+
+#[tokio::test]
+async fn cleanup_by_id_removes_a_dead_owners_workspace() {
+    let root = tempfile::tempdir().unwrap();
+    let first = NativeOrchestrator::new(config(root.path(), true)).unwrap();
+    let ws = first.create_workspace(&WorkspaceSpec::new()).await.unwrap();
+    let dir = first.workspace_path(&ws).unwrap();
+    // Pretend the owner died: rewrite the metadata with a dead owner.
+    let meta = root.path().join(".runbox-meta").join(ws.as_str());
+    std::fs::write(&meta, "999999999 1\n\n").unwrap();
+    let second = NativeOrchestrator::new(config(root.path(), true)).unwrap();
+    second.cleanup(&ws).await.unwrap();
+    assert!(!dir.exists());
+    assert!(second.residue(&ws).await.unwrap().is_empty());
+    first.cleanup(&ws).await.unwrap();
+}
+
+#[tokio::test]
+async fn dropped_run_command_future_kills_the_tree() {
+    let root = tempfile::tempdir().unwrap();
+    let n = Arc::new(NativeOrchestrator::new(config(root.path(), true)).unwrap());
+    let ws = n.create_workspace(&WorkspaceSpec::new()).await.unwrap();
+    let cmd = CommandSpec::shell("sleep 300 & echo $! > child.pid; sleep 300");
+    let fut = n.run_command(&ws, &cmd);
+    let _ = tokio::time::timeout(Duration::from_millis(500), fut).await;
+    let pid_file = n.workspace_path(&ws).unwrap().join("child.pid");
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pid_alive(pid) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!pid_alive(pid), "child {pid} survived the dropped future");
+    n.cleanup(&ws).await.unwrap();
+}
+
+#[tokio::test]
+async fn dropping_the_backend_removes_its_workspaces() {
+    let root = tempfile::tempdir().unwrap();
+    let n = NativeOrchestrator::new(config(root.path(), true)).unwrap();
+    let ws = n.create_workspace(&WorkspaceSpec::new()).await.unwrap();
+    let bg = n
+        .start_background(&ws, &CommandSpec::new(["sleep", "300"]))
+        .await
+        .unwrap();
+    let _ = bg;
+    let dir = n.workspace_path(&ws).unwrap();
+    drop(n);
+    assert!(!dir.exists());
+    let n2 = NativeOrchestrator::new(config(root.path(), true)).unwrap();
+    assert!(n2.residue(&ws).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn workdir_that_is_a_file_and_bad_ids() {
+    let root = tempfile::tempdir().unwrap();
+    let n = NativeOrchestrator::new(config(root.path(), true)).unwrap();
+    let ws = n.create_workspace(&WorkspaceSpec::new()).await.unwrap();
+    n.run_command(&ws, &CommandSpec::shell("echo > f"))
+        .await
+        .unwrap();
+    assert!(n
+        .run_command(&ws, &CommandSpec::new(["true"]).workdir("f"))
+        .await
+        .unwrap_err()
+        .is_not_found());
+    // A non-executable file is FailedToStart(PermissionDenied).
+    let out = n
+        .run_command(&ws, &CommandSpec::new(["./f"]))
+        .await
+        .unwrap();
+    assert!(
+        matches!(out.status, ExitStatus::FailedToStart { .. }),
+        "{out:?}"
+    );
+    assert!(WorkspaceId::new("../etc").is_err());
+    n.cleanup(&ws).await.unwrap();
+}
+
+#[tokio::test]
+async fn unwritable_root_is_a_typed_error() {
+    let r = NativeOrchestrator::new(NativeConfig {
+        workspace_root: "/proc/runbox-cannot-exist".into(),
+        ..NativeConfig::default()
+    });
+    match r {
+        Err(Error::Backend { backend, source }) => {
+            assert_eq!(backend, "native");
+            assert!(source
+                .downcast_ref::<orchestrator_native::NativeOrchestratorError>()
+                .is_some());
+        }
+        other => panic!("{other:?}"),
+    }
+}
