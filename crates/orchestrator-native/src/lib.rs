@@ -112,7 +112,9 @@ struct Inner {
 struct Workspace {
     id: WorkspaceId,
     dir: PathBuf,
-    cgroup: Option<Arc<WorkspaceCgroup>>,
+    /// Made on the first limit that needs a cgroup (memory, pids, cpus):
+    /// a workspace without such limits costs no cgroup work.
+    cgroup: Mutex<Option<Arc<WorkspaceCgroup>>>,
     limits: Mutex<ResourceLimits>,
     background: Mutex<HashMap<ProcessId, Arc<Background>>>,
     foreground: Mutex<HashSet<i32>>,
@@ -124,6 +126,12 @@ struct Background {
     pgid: i32,
     shared: Arc<Shared>,
     result: watch::Receiver<Option<ExecOutput>>,
+}
+
+impl Workspace {
+    fn cgroup(&self) -> Option<Arc<WorkspaceCgroup>> {
+        lock(&self.cgroup).clone()
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -360,7 +368,7 @@ impl NativeOrchestrator {
             cwd,
             stdin: cmd.stdin.clone(),
             rlimits: self.rlimits(&limits),
-            cgroup: ws.cgroup.clone(),
+            cgroup: ws.cgroup(),
             output_cap: min_opt(cmd.output_limit, limits.output_bytes)
                 .unwrap_or(DEFAULT_OUTPUT_CAP),
             sink: cmd.output.clone(),
@@ -378,7 +386,7 @@ impl NativeOrchestrator {
         for pgid in lock(&ws.foreground).iter() {
             procfs::kill_tree(*pgid);
         }
-        if let Some(cg) = &ws.cgroup {
+        if let Some(cg) = ws.cgroup() {
             cg.kill_all();
         }
         for pid in procfs::processes_in_dir(&ws.dir) {
@@ -438,7 +446,23 @@ impl NativeOrchestrator {
         if limits.strict || self.inner.config.strict {
             report.check_strict()?;
         }
-        if let Some(cg) = &ws.cgroup {
+        let wants_cgroup =
+            limits.memory_bytes.is_some() || limits.pids.is_some() || limits.cpus.is_some();
+        let cgroup = match (&self.inner.cgroups, wants_cgroup) {
+            (Ok(support), true) => {
+                let mut slot = lock(&ws.cgroup);
+                match &*slot {
+                    Some(cg) => Some(cg.clone()),
+                    None => {
+                        let cg = Arc::new(support.create(ws.id.as_str())?);
+                        *slot = Some(cg.clone());
+                        Some(cg)
+                    }
+                }
+            }
+            _ => None,
+        };
+        if let Some(cg) = &cgroup {
             if let Some(m) = limits.memory_bytes {
                 cg.set_memory(m)?;
             }
@@ -490,14 +514,10 @@ impl NativeOrchestrator {
                 .mode(0o755)
                 .create(&dir)
                 .map_err(|e| NativeOrchestratorError::io("create workspace", &dir, e))?;
-            let cgroup = match &self.inner.cgroups {
-                Ok(s) => Some(Arc::new(s.create(id.as_str())?)),
-                Err(_) => None,
-            };
             let ws = Arc::new(Workspace {
                 id: id.clone(),
                 dir: dir.clone(),
-                cgroup,
+                cgroup: Mutex::new(None),
                 limits: Mutex::new(ResourceLimits::default()),
                 background: Mutex::new(HashMap::new()),
                 foreground: Mutex::new(HashSet::new()),
@@ -525,7 +545,7 @@ impl Drop for Inner {
         for ws in all {
             NativeOrchestrator::kill_everything(&ws);
             let _ = std::fs::remove_dir_all(&ws.dir);
-            if let Some(cg) = &ws.cgroup {
+            if let Some(cg) = ws.cgroup() {
                 let _ = cg.remove();
             }
             let _ = std::fs::remove_file(self.root.join(META_DIR).join(ws.id.as_str()));
@@ -739,7 +759,7 @@ impl Orchestrator for NativeOrchestrator {
         blocking(move || match ws {
             Some(ws) => {
                 Self::kill_everything(&ws);
-                this.remove_all(id.as_str(), &ws.dir, ws.cgroup.as_deref())?;
+                this.remove_all(id.as_str(), &ws.dir, ws.cgroup().as_deref())?;
                 tracing::debug!(workspace = %id, "workspace cleaned up");
                 Ok(())
             }
