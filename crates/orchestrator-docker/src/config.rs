@@ -1,0 +1,195 @@
+//! [`DockerConfig`]: how to reach the daemon, which image and network to
+//! use, labels, and the deadlines of daemon requests.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The image used when a [`orchestrator_core::WorkspaceSpec`] names none:
+/// the busybox test image that `cargo xtask test-image` (or
+/// [`crate::ensure_test_image`]) builds.
+pub const DEFAULT_IMAGE: &str = "runbox-testbox:latest";
+/// Network mode of workspace containers unless configured otherwise.
+pub const DEFAULT_NETWORK_MODE: &str = "none";
+/// Label carried by every container this backend creates.
+pub const OWNER_LABEL: &str = "io.runbox.owner";
+/// Value of [`OWNER_LABEL`].
+pub const OWNER_VALUE: &str = "runbox";
+
+pub(crate) const LABEL_WORKSPACE: &str = "io.runbox.workspace";
+pub(crate) const LABEL_EXECUTION: &str = "io.runbox.execution";
+pub(crate) const LABEL_OWNER_PID: &str = "io.runbox.owner.pid";
+pub(crate) const LABEL_OWNER_START: &str = "io.runbox.owner.start";
+pub(crate) const LABEL_OWNER_BOOT: &str = "io.runbox.owner.boot";
+pub(crate) const LABEL_OWNER_HOST: &str = "io.runbox.owner.host";
+
+/// One progress message of an image pull, for a CLI to render.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullEvent {
+    /// The image being pulled.
+    pub image: String,
+    /// The layer the message is about, when it is about one.
+    pub layer: Option<String>,
+    /// The daemon's status text ("Downloading", "Pull complete", ...).
+    pub status: String,
+    /// Bytes done, when known.
+    pub current: Option<u64>,
+    /// Bytes in total, when known.
+    pub total: Option<u64>,
+}
+
+/// A callback receiving [`PullEvent`]s while an image is pulled.
+#[derive(Clone)]
+pub struct PullProgress(Arc<dyn Fn(&PullEvent) + Send + Sync>);
+
+impl PullProgress {
+    /// Wraps a callback. It runs on the pulling task: keep it short.
+    pub fn new(f: impl Fn(&PullEvent) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
+    pub(crate) fn emit(&self, event: &PullEvent) {
+        (self.0)(event)
+    }
+}
+
+impl fmt::Debug for PullProgress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PullProgress(..)")
+    }
+}
+
+/// Configuration of a [`crate::DockerOrchestrator`].
+#[derive(Debug, Clone)]
+pub struct DockerConfig {
+    /// Daemon address (`unix:///var/run/docker.sock`, `tcp://host:2375`).
+    /// `None`: `DOCKER_HOST`, else the local default socket.
+    pub host: Option<String>,
+    /// Image for workspaces whose spec names none.
+    pub default_image: String,
+    /// Labels added to every container (on top of runbox's own).
+    pub labels: BTreeMap<String, String>,
+    /// Docker network mode of workspace containers (`none` isolates them).
+    pub network_mode: String,
+    /// Deadline of each quick daemon request (inspect, create, exec setup...).
+    pub request_timeout: Duration,
+    /// Deadline of the availability check (connect, negotiate, ping).
+    pub availability_timeout: Duration,
+    /// Deadline of archive transfers (copy_to / copy_from).
+    pub transfer_timeout: Duration,
+    /// Pull images that are missing locally.
+    pub pull_missing: bool,
+    /// Deadline of a whole image pull.
+    pub pull_timeout: Duration,
+    /// Receives pull progress.
+    pub pull_progress: Option<PullProgress>,
+    /// Treat every limit as strict (unenforceable limits are errors).
+    pub strict_limits: bool,
+}
+
+impl Default for DockerConfig {
+    fn default() -> Self {
+        Self {
+            host: None,
+            default_image: DEFAULT_IMAGE.to_string(),
+            labels: BTreeMap::new(),
+            network_mode: DEFAULT_NETWORK_MODE.to_string(),
+            request_timeout: Duration::from_secs(5),
+            availability_timeout: Duration::from_millis(1500),
+            transfer_timeout: Duration::from_secs(300),
+            pull_missing: true,
+            pull_timeout: Duration::from_secs(300),
+            pull_progress: None,
+            strict_limits: false,
+        }
+    }
+}
+
+impl DockerConfig {
+    /// The defaults (see the field docs).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The defaults, adjusted from the environment: `DOCKER_HOST` (read at
+    /// connect time anyway), `RUNBOX_DOCKER_IMAGE` (default image) and
+    /// `RUNBOX_DOCKER_NETWORK` (network mode). Used by the registry factory.
+    pub fn from_env() -> Self {
+        let mut c = Self::default();
+        if let Ok(h) = std::env::var("DOCKER_HOST") {
+            if !h.is_empty() {
+                c.host = Some(h);
+            }
+        }
+        if let Ok(i) = std::env::var("RUNBOX_DOCKER_IMAGE") {
+            if !i.is_empty() {
+                c.default_image = i;
+            }
+        }
+        if let Ok(n) = std::env::var("RUNBOX_DOCKER_NETWORK") {
+            if !n.is_empty() {
+                c.network_mode = n;
+            }
+        }
+        c
+    }
+
+    /// Sets the daemon address.
+    pub fn host(mut self, host: impl Into<String>) -> Self {
+        self.host = Some(host.into());
+        self
+    }
+    /// Sets the default image.
+    pub fn default_image(mut self, image: impl Into<String>) -> Self {
+        self.default_image = image.into();
+        self
+    }
+    /// Adds a label to every container.
+    pub fn label(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
+        self.labels.insert(k.into(), v.into());
+        self
+    }
+    /// Sets the network mode.
+    pub fn network_mode(mut self, mode: impl Into<String>) -> Self {
+        self.network_mode = mode.into();
+        self
+    }
+    /// Sets the deadline of quick daemon requests.
+    pub fn request_timeout(mut self, d: Duration) -> Self {
+        self.request_timeout = d;
+        self
+    }
+    /// Sets the deadline of the availability check.
+    pub fn availability_timeout(mut self, d: Duration) -> Self {
+        self.availability_timeout = d;
+        self
+    }
+    /// Whether missing images are pulled.
+    pub fn pull_missing(mut self, pull: bool) -> Self {
+        self.pull_missing = pull;
+        self
+    }
+    /// Sets the deadline of an image pull.
+    pub fn pull_timeout(mut self, d: Duration) -> Self {
+        self.pull_timeout = d;
+        self
+    }
+    /// Sets the pull progress callback.
+    pub fn pull_progress(mut self, p: PullProgress) -> Self {
+        self.pull_progress = Some(p);
+        self
+    }
+    /// Makes every limit strict.
+    pub fn strict_limits(mut self, strict: bool) -> Self {
+        self.strict_limits = strict;
+        self
+    }
+
+    /// The address that will be used, for messages.
+    pub(crate) fn host_description(&self) -> String {
+        self.host
+            .clone()
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string())
+    }
+}
