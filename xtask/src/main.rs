@@ -6,6 +6,8 @@
 //! - `bench`: benchmarks (see docs/performance.md).
 //! - `vm-test`: the native conformance suite on cgroup v2 inside a VM.
 
+mod vm_test;
+
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
@@ -19,6 +21,7 @@ fn main() -> Result<()> {
     match task.as_str() {
         "ci" => ci(rest),
         "conformance" => conformance(rest),
+        "vm-test" => vm_test::vm_test(rest),
         other => bail!("unknown task {other:?}; known: ci, conformance, test-image, bench, vm-test"),
     }
 }
