@@ -16,11 +16,15 @@ pub(crate) fn connect(config: &DockerConfig) -> Result<Docker, E> {
         Some(h) => Docker::connect_with_host(h),
         None => Docker::connect_with_local_defaults(),
     };
-    r.map_err(|e| {
-        E::Config(format!(
+    r.map_err(|e| match e {
+        bollard::errors::Error::SocketNotFoundError(path) => E::Unreachable {
+            host: config.host_description(),
+            reason: format!("socket {path} does not exist"),
+        },
+        e => E::Config(format!(
             "cannot use docker host {}: {e}",
             config.host_description()
-        ))
+        )),
     })
 }
 

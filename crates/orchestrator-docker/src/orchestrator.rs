@@ -40,6 +40,10 @@ const WORKSPACE_DIR: &str = "/workspace";
 /// How long stop waits for a stopped process to be reported ended.
 const STOP_WAIT: Duration = Duration::from_secs(20);
 
+/// Containers of live workspaces of every [`DockerOrchestrator`] in this
+/// process, so `reap_orphans` of one instance never removes another's.
+static LIVE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -73,7 +77,6 @@ struct Ws {
 pub struct DockerOrchestrator {
     config: DockerConfig,
     host: String,
-    raw: Docker,
     client: tokio::sync::OnceCell<Docker>,
     owner: Owner,
     workspaces: Mutex<HashMap<WorkspaceId, Arc<Ws>>>,
@@ -127,11 +130,16 @@ impl DockerOrchestrator {
                 "docker request deadlines must be greater than zero",
             ));
         }
-        let raw = connect(&config)?;
+        // Only a scheme bollard cannot use is a configuration error; a socket
+        // that does not exist (yet) is for is_available to report.
+        if let Err(e) = connect(&config) {
+            if !matches!(e, E::Unreachable { .. }) {
+                return Err(e.into());
+            }
+        }
         Ok(Self {
             host: config.host_description(),
             config,
-            raw,
             client: tokio::sync::OnceCell::new(),
             owner: Owner::current(),
             workspaces: Mutex::new(HashMap::new()),
@@ -153,11 +161,12 @@ impl DockerOrchestrator {
         let c = self
             .client
             .get_or_try_init(|| async {
+                let raw = connect(&self.config)?;
                 deadline(
                     &self.host,
                     "negotiate API version",
                     timeout,
-                    self.raw.clone().negotiate_version(),
+                    raw.negotiate_version(),
                 )
                 .await
             })
@@ -488,6 +497,62 @@ impl DockerOrchestrator {
     }
 }
 
+impl Drop for DockerOrchestrator {
+    /// Removes the containers of workspaces that were never cleaned up, so
+    /// a dropped backend (a panicking caller) leaves nothing behind. Runs on
+    /// a helper thread with its own runtime and client, bounded in time.
+    fn drop(&mut self) {
+        let containers: Vec<String> = lock(&self.workspaces)
+            .drain()
+            .map(|(_, ws)| ws.container.clone())
+            .collect();
+        if containers.is_empty() {
+            return;
+        }
+        let config = self.config.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let list = containers.clone();
+        let spawned = std::thread::Builder::new()
+            .name("runbox-docker-drop".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(_) => return,
+                };
+                rt.block_on(async {
+                    let Ok(docker) =
+                        crate::client::negotiated(&config, config.request_timeout).await
+                    else {
+                        return;
+                    };
+                    let opts = RemoveContainerOptionsBuilder::default()
+                        .force(true)
+                        .v(true)
+                        .build();
+                    for c in &list {
+                        let _ = tokio::time::timeout(
+                            config.request_timeout,
+                            docker.remove_container(c, Some(opts.clone())),
+                        )
+                        .await;
+                    }
+                });
+                let _ = tx.send(());
+            });
+        if spawned.is_ok() {
+            let _ = rx.recv_timeout(self.config.request_timeout * 4);
+        }
+        lock(&LIVE).retain(|c| !containers.contains(c));
+        tracing::info!(
+            count = containers.len(),
+            "removed containers of a dropped docker backend"
+        );
+    }
+}
+
 #[async_trait]
 impl Orchestrator for DockerOrchestrator {
     fn name(&self) -> &str {
@@ -569,6 +634,7 @@ impl Orchestrator for DockerOrchestrator {
             return Err(e.into());
         }
         tracing::info!(workspace = %id, container = %container, image = %image, "workspace created");
+        lock(&LIVE).push(ws.container.clone());
         lock(&self.workspaces).insert(id.clone(), ws);
         Ok(id)
     }
@@ -812,6 +878,7 @@ impl Orchestrator for DockerOrchestrator {
                 }
             }
             self.remove(&ws.container).await?;
+            lock(&LIVE).retain(|c| *c != ws.container);
         }
         for c in self.list(LABEL_WORKSPACE, id.as_str()).await? {
             if let Some(cid) = &c.id {
@@ -836,10 +903,7 @@ impl Orchestrator for DockerOrchestrator {
     }
 
     async fn reap_orphans(&self) -> Result<Vec<String>> {
-        let ours: Vec<String> = lock(&self.workspaces)
-            .values()
-            .map(|w| w.container.clone())
-            .collect();
+        let ours: Vec<String> = lock(&LIVE).clone();
         let mut removed = Vec::new();
         for c in self.list(OWNER_LABEL, OWNER_VALUE).await? {
             let Some(cid) = c.id.clone() else { continue };

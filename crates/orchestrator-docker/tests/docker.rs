@@ -1,0 +1,356 @@
+//! Docker-specific integration tests against the local daemon (skipped
+//! with a message when there is none, unless RUNBOX_REQUIRE_DOCKER=1).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use orchestrator_core::{
+    CommandSpec, Error, ExitStatus, Orchestrator, ResourceLimits, StartFailure, WorkspaceSpec,
+};
+use orchestrator_docker::{
+    ensure_test_image, DockerConfig, DockerOrchestrator, DockerOrchestratorError, PullProgress,
+    TestImageOptions, TEST_IMAGE,
+};
+
+static IMAGE_LOCK: tokio::sync::Mutex<bool> = tokio::sync::Mutex::const_new(false);
+
+/// The backend with the test image, or None (skip) without a daemon.
+async fn backend() -> Option<DockerOrchestrator> {
+    let config = DockerConfig::new().default_image(TEST_IMAGE);
+    let b = DockerOrchestrator::new(config.clone()).expect("backend");
+    let avail = b.is_available().await;
+    if !avail.available {
+        if std::env::var("RUNBOX_REQUIRE_DOCKER").as_deref() == Ok("1") {
+            panic!(
+                "docker unavailable and RUNBOX_REQUIRE_DOCKER=1: {:?}",
+                avail.reason
+            );
+        }
+        eprintln!("SKIPPED: docker unavailable: {:?}", avail.reason);
+        return None;
+    }
+    let mut built = IMAGE_LOCK.lock().await;
+    if !*built {
+        ensure_test_image(&config, &TestImageOptions::default())
+            .await
+            .expect("test image");
+        *built = true;
+    }
+    Some(b)
+}
+
+fn docker_cli(args: &[&str]) -> String {
+    let out = std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker cli");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+async fn assert_unavailable_fast(host: String) {
+    let b = DockerOrchestrator::new(DockerConfig::new().host(host.clone())).expect("backend");
+    let t = Instant::now();
+    let a = b.is_available().await;
+    let took = t.elapsed();
+    assert!(!a.available, "{host}: {a:?}");
+    assert!(took < Duration::from_secs(2), "{host}: took {took:?}");
+    let reason = a.reason.unwrap_or_default();
+    assert!(!reason.is_empty());
+    // Operations fail quickly too, as Unavailable or a timeout.
+    let t = Instant::now();
+    let e = b.create_workspace(&WorkspaceSpec::new()).await.unwrap_err();
+    assert!(
+        t.elapsed() < Duration::from_secs(12),
+        "{host}: create took {:?}",
+        t.elapsed()
+    );
+    assert!(
+        matches!(e, Error::Unavailable { .. } | Error::Backend { .. }),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn missing_dead_and_silent_sockets_are_unavailable_within_2s() {
+    let dir = tempfile::tempdir().unwrap();
+    // Missing socket.
+    assert_unavailable_fast(format!("unix://{}/missing.sock", dir.path().display())).await;
+    // Dead socket: the file exists, nobody listens.
+    let dead = dir.path().join("dead.sock");
+    drop(std::os::unix::net::UnixListener::bind(&dead).unwrap());
+    assert_unavailable_fast(format!("unix://{}", dead.display())).await;
+    // Silent socket: accepts connections, never answers.
+    let silent = dir.path().join("silent.sock");
+    let listener = tokio::net::UnixListener::bind(&silent).unwrap();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let h2 = held.clone();
+    let acceptor = tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            h2.lock().unwrap().push(s);
+        }
+    });
+    assert_unavailable_fast(format!("unix://{}", silent.display())).await;
+    acceptor.abort();
+    // A dead TCP daemon.
+    assert_unavailable_fast("tcp://127.0.0.1:9".to_string()).await;
+}
+
+#[tokio::test]
+async fn bad_host_scheme_is_invalid_input() {
+    let e = DockerOrchestrator::new(DockerConfig::new().host("gopher://x")).unwrap_err();
+    assert!(matches!(e, Error::InvalidInput(_)), "{e:?}");
+}
+
+#[tokio::test]
+async fn missing_image_pull_fails_naming_the_image() {
+    let Some(_) = backend().await else { return };
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let ev = events.clone();
+    let config = DockerConfig::new()
+        .pull_timeout(Duration::from_secs(60))
+        .pull_progress(PullProgress::new(move |e| {
+            ev.lock().unwrap().push(e.clone())
+        }));
+    let b = DockerOrchestrator::new(config).unwrap();
+    let image = "runbox-no-such-image-xyz:never";
+    let t = Instant::now();
+    let e = b
+        .create_workspace(&WorkspaceSpec::new().image(image))
+        .await
+        .unwrap_err();
+    assert!(t.elapsed() < Duration::from_secs(65));
+    let msg = e.to_string();
+    assert!(msg.contains(image), "{msg}");
+    let src = e.backend_source().expect("backend error");
+    assert!(
+        matches!(
+            src.downcast_ref::<DockerOrchestratorError>(),
+            Some(DockerOrchestratorError::ImagePull { .. })
+        ),
+        "{src:?}"
+    );
+    // Nothing was created.
+    assert_eq!(
+        docker_cli(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=io.runbox.owner.pid={}", std::process::id()),
+            "--filter",
+            "ancestor=runbox-no-such-image-xyz:never"
+        ])
+        .trim(),
+        ""
+    );
+}
+
+#[tokio::test]
+async fn labels_limits_at_create_and_permission_denied() {
+    let Some(b) = backend().await else { return };
+    let limits = ResourceLimits::builder()
+        .memory_bytes(64 << 20)
+        .pids(32)
+        .cpus(0.5)
+        .open_files(50)
+        .build()
+        .unwrap();
+    let id = b
+        .create_workspace(
+            &WorkspaceSpec::new()
+                .execution_id("exec-42")
+                .label("team", "qa")
+                .limits(limits),
+        )
+        .await
+        .unwrap();
+    let name = format!("runbox-{id}");
+    let fmt = "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}} {{.HostConfig.PidsLimit}} {{.HostConfig.NanoCpus}} {{.HostConfig.NetworkMode}} {{.HostConfig.Init}} {{index .Config.Labels \"io.runbox.execution\"}} {{index .Config.Labels \"team\"}} {{index .Config.Labels \"io.runbox.owner\"}} {{index .Config.Labels \"io.runbox.workspace\"}}";
+    let got = docker_cli(&["inspect", "-f", fmt, &name]);
+    assert_eq!(
+        got.trim(),
+        format!("67108864 67108864 36 500000000 none true exec-42 qa runbox {id}")
+    );
+    let out = b
+        .run_command(&id, &CommandSpec::shell("ulimit -n"))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, b"50\n");
+    // No network.
+    let out = b
+        .run_command(&id, &CommandSpec::shell("ls /sys/class/net"))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_str().trim(), "lo");
+    // A file that is not executable: permission denied, not "not found".
+    b.run_command(
+        &id,
+        &CommandSpec::shell("echo 'echo hi' > script; chmod 644 script"),
+    )
+    .await
+    .unwrap();
+    let out = b
+        .run_command(&id, &CommandSpec::new(["./script"]))
+        .await
+        .unwrap();
+    match out.status {
+        ExitStatus::FailedToStart { reason, .. } => {
+            assert_eq!(reason, StartFailure::PermissionDenied)
+        }
+        other => panic!("{other:?}"),
+    }
+    // A script exiting 127 by itself is an exit, not a start failure.
+    let out = b
+        .run_command(&id, &CommandSpec::shell("exit 127"))
+        .await
+        .unwrap();
+    assert_eq!(out.status, ExitStatus::Exited(127));
+    b.cleanup(&id).await.unwrap();
+    assert!(b.residue(&id).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn hostile_symlink_chain_is_rejected_by_copy_from_and_copy_to() {
+    let Some(b) = backend().await else { return };
+    let id = b.create_workspace(&WorkspaceSpec::new()).await.unwrap();
+    let out = b
+        .run_command(
+            &id,
+            &CommandSpec::shell("mkdir -p t/d && ln -s . t/sub && ln -s ../sub/.. t/d/s && ln -s ../sub/../.. t/d/s2 && echo x > t/f"),
+        )
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let host = tempfile::tempdir().unwrap();
+    let e = b
+        .copy_from(&id, "t", &host.path().join("out"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::PathEscapesSandbox { .. }), "{e:?}");
+    assert_eq!(
+        std::fs::read_dir(host.path()).unwrap().count(),
+        0,
+        "left files behind"
+    );
+    std::fs::write(host.path().join("f"), b"payload").unwrap();
+    // t/d/s leads to the workspace root (inside the workspace, outside t):
+    // fine for paths, but t/d/s2 leads one level further, out of it.
+    b.copy_to(&id, &host.path().join("f"), "t/d/s/planted")
+        .await
+        .unwrap();
+    let out = b
+        .run_command(&id, &CommandSpec::shell("cat planted"))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, b"payload");
+    let e = b
+        .copy_to(&id, &host.path().join("f"), "t/d/s2/planted")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::PathEscapesSandbox { .. }), "{e:?}");
+    let e = b
+        .copy_from(&id, "t/d/s2", &host.path().join("out2"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::PathEscapesSandbox { .. }), "{e:?}");
+    let e = b
+        .run_command(&id, &CommandSpec::new(["true"]).workdir("t/d/s2"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::PathEscapesSandbox { .. }), "{e:?}");
+    // Inside links are fine to go through.
+    b.copy_to(&id, &host.path().join("f"), "t/sub/via-link")
+        .await
+        .unwrap();
+    let out = b
+        .run_command(&id, &CommandSpec::shell("cat t/via-link"))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, b"payload");
+    b.cleanup(&id).await.unwrap();
+}
+
+#[tokio::test]
+async fn dropped_run_command_kills_its_command() {
+    let Some(b) = backend().await else { return };
+    let id = b.create_workspace(&WorkspaceSpec::new()).await.unwrap();
+    let cmd = CommandSpec::shell("echo $$ > pid; sleep 1000");
+    let fut = b.run_command(&id, &cmd);
+    let _ = tokio::time::timeout(Duration::from_millis(1500), fut).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = b
+            .run_command(
+                &id,
+                &CommandSpec::shell("p=$(cat pid); [ -d /proc/$p ] && echo alive || echo dead"),
+            )
+            .await
+            .unwrap();
+        if out.stdout_str().trim() == "dead" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the dropped command still runs");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    b.cleanup(&id).await.unwrap();
+}
+
+#[tokio::test]
+async fn reap_orphans_removes_dead_owners_only_and_drop_cleans_up() {
+    let Some(b) = backend().await else { return };
+    // A live workspace of this process must survive reaping.
+    let live = b.create_workspace(&WorkspaceSpec::new()).await.unwrap();
+    // A container whose owner is gone: same labels, a pid that is not alive.
+    let name = format!("runbox-orphan-test-{}", std::process::id());
+    let _ = docker_cli(&["rm", "-f", &name]);
+    let created = docker_cli(&[
+        "create",
+        "--name",
+        &name,
+        "--label",
+        "io.runbox.owner=runbox",
+        "--label",
+        "io.runbox.workspace=dk-orphan-test",
+        "--label",
+        "io.runbox.owner.pid=4194303",
+        "--label",
+        "io.runbox.owner.start=1",
+        TEST_IMAGE,
+        "sleep",
+        "1000",
+    ]);
+    assert!(!created.trim().is_empty());
+    // A second backend in this process: its workspace must survive too.
+    let other = backend().await.unwrap();
+    let other_ws = other.create_workspace(&WorkspaceSpec::new()).await.unwrap();
+    let reaped = b.reap_orphans().await.unwrap();
+    assert!(
+        reaped.iter().any(|r| r.contains("dk-orphan-test")),
+        "{reaped:?}"
+    );
+    assert!(
+        docker_cli(&["ps", "-aq", "--filter", &format!("name={name}")])
+            .trim()
+            .is_empty()
+    );
+    assert!(
+        !b.residue(&live).await.unwrap().is_empty(),
+        "live workspace was reaped"
+    );
+    assert!(
+        !other.residue(&other_ws).await.unwrap().is_empty(),
+        "other backend's workspace was reaped"
+    );
+    let out = b
+        .run_command(&live, &CommandSpec::shell("echo ok"))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, b"ok\n");
+    // Dropping a backend removes what it did not clean up.
+    drop(other);
+    assert!(
+        b.residue(&other_ws).await.unwrap().is_empty(),
+        "drop left the container"
+    );
+    b.cleanup(&live).await.unwrap();
+    assert!(b.residue(&live).await.unwrap().is_empty());
+}
