@@ -38,7 +38,11 @@ const KILL_MARKER: &str = "RUNBOX-VM-CGROUP-KILL:";
 const LEFTOVER_MARKER: &str = "RUNBOX-VM-LEFTOVER-CGROUPS:";
 const START_MARKER: &str = "RUNBOX-VM-SUITE-START:";
 const END_MARKER: &str = "RUNBOX-VM-SUITE-END:";
+const CALIBRATION_MARKER: &str = "RUNBOX-VM-CALIBRATION:";
 const GUEST_BINARY: &str = "runbox/conformance";
+/// A CPU-bound shell loop timed in the guest and on the host (with the same
+/// busybox) to measure how much slower the guest runs code.
+const CALIBRATION_LOOP: &str = "i=0; while [ $i -lt 50000 ]; do i=$((i+1)); done";
 
 struct Options {
     timeout: Duration,
@@ -131,12 +135,14 @@ pub fn vm_test(args: &[String]) -> Result<()> {
         build_started.elapsed().as_secs_f64()
     );
 
+    let host_calibration = calibrate_host(&tools.busybox);
     let log_path = work.join("console.log");
     let run = boot(&tools.qemu, &kernel, &initrd, &log_path, &opts)?;
-    let summary = check(&run, &opts)?;
+    let summary = check(&run, &opts, host_calibration)?;
     eprintln!(
         "xtask: vm-test: PASSED on cgroup v2 (controllers: {}): {} passed, {} failed, \
-         {} ignored; guest boot {}, suite {}, VM run {:.1}s, total {:.1}s; console log {}",
+         {} ignored; guest boot {}, suite {}, VM run {:.1}s, total {:.1}s, guest slowdown {}; \
+         console log {}",
         summary.controllers,
         summary.passed,
         summary.failed,
@@ -149,6 +155,9 @@ pub fn vm_test(args: &[String]) -> Result<()> {
             .map_or("?".to_string(), |s| format!("{s:.1}s")),
         run.elapsed.as_secs_f64(),
         started.elapsed().as_secs_f64(),
+        summary
+            .slowdown
+            .map_or("?".to_string(), |f| format!("{f:.1}x")),
         log_path.display()
     );
     Ok(())
@@ -189,10 +198,14 @@ fn newest_kernel() -> Result<Option<PathBuf>> {
         let Some(ver) = name.strip_prefix("vmlinuz-") else {
             continue;
         };
-        // Version key: the numbers in "6.1.0-56-amd64" → [6, 1, 0, 56].
-        let key: Vec<u64> = ver
-            .split(|c: char| !c.is_ascii_digit())
-            .filter_map(|n| n.parse().ok())
+        // Debian's own kernels ("-amd64") first, then the highest version:
+        // the numbers in "6.1.0-56-amd64" → [1, 6, 1, 0, 56].
+        let debian = u64::from(ver.ends_with("-amd64"));
+        let key: Vec<u64> = std::iter::once(debian)
+            .chain(
+                ver.split(|c: char| !c.is_ascii_digit())
+                    .filter_map(|n| n.parse().ok()),
+            )
             .collect();
         if best.as_ref().is_none_or(|(k, _)| key > *k) {
             best = Some((key, e.path()));
@@ -247,6 +260,17 @@ fn ensure_packages() -> Result<Tools> {
         qemu: qemu.expect("checked above"),
         busybox,
     })
+}
+
+/// Seconds the calibration loop takes on the host.
+fn calibrate_host(busybox: &Path) -> Option<f64> {
+    let t = Instant::now();
+    let ok = Command::new(busybox)
+        .args(["sh", "-c", CALIBRATION_LOOP])
+        .status()
+        .ok()?
+        .success();
+    ok.then(|| t.elapsed().as_secs_f64())
 }
 
 // ------------------------------------------------------------ test binary
@@ -493,6 +517,11 @@ mkdir /sys/fs/cgroup/vm-probe
 if [ -e /sys/fs/cgroup/vm-probe/cgroup.kill ]; then kill=yes; else kill=no; fi
 rmdir /sys/fs/cgroup/vm-probe
 echo "{KILL_MARKER} $kill"
+echo "RUNBOX-VM-GUEST: kernel $(uname -r), $(nproc) cpus, $(grep MemTotal /proc/meminfo)"
+t0=$(cut -d' ' -f1 /proc/uptime)
+{CALIBRATION_LOOP}
+t1=$(cut -d' ' -f1 /proc/uptime)
+echo "{CALIBRATION_MARKER} $t0 $t1"
 export HOME=/root TMPDIR=/tmp
 export RUNBOX_TEST_TIME_SCALE={scale} RUST_BACKTRACE=0 RUNBOX_EXPECT_CGROUP=v2
 cd /tmp
@@ -592,7 +621,7 @@ struct Run {
 
 fn boot(qemu: &Path, kernel: &Path, initrd: &Path, log: &Path, opts: &Options) -> Result<Run> {
     let mut cmd = Command::new(qemu);
-    cmd.args(["-accel", "tcg", "-machine", "q35"])
+    cmd.args(["-accel", "tcg", "-machine", "pc"])
         .args(["-m", &opts.memory_mib.to_string()])
         .args(["-smp", &opts.smp.to_string()])
         .arg("-kernel")
@@ -701,6 +730,8 @@ struct Summary {
     ignored: u64,
     boot_secs: Option<f64>,
     suite_secs: Option<f64>,
+    /// Guest time / host time of the calibration loop.
+    slowdown: Option<f64>,
 }
 
 /// The text after `marker` on the last line holding it.
@@ -725,7 +756,7 @@ fn libtest_counts(lines: &[String]) -> Option<(u64, u64, u64)> {
     Some((count("passed")?, count("failed")?, count("ignored")?))
 }
 
-fn check(run: &Run, opts: &Options) -> Result<Summary> {
+fn check(run: &Run, opts: &Options, host_calibration: Option<f64>) -> Result<Summary> {
     let lines = &run.lines;
     let controllers = marker(lines, CONTROLLERS_MARKER)
         .context("/init never reported the cgroup2 controllers (the guest did not boot?)")?
@@ -746,14 +777,23 @@ fn check(run: &Run, opts: &Options) -> Result<Summary> {
         .context("no result marker on the guest console (the suite crashed or hung?)")?
         .parse()
         .context("unreadable result marker")?;
-    let (passed, failed, ignored) =
-        libtest_counts(lines).context("no libtest summary on the guest console")?;
+    let Some((passed, failed, ignored)) = libtest_counts(lines) else {
+        bail!("no libtest summary on the guest console (the suite exited with {code})");
+    };
     let leftover: u64 = marker(lines, LEFTOVER_MARKER)
         .and_then(|v| v.parse().ok())
         .context("no leftover-cgroup marker")?;
     let start: Option<f64> = marker(lines, START_MARKER).and_then(|v| v.parse().ok());
     let end: Option<f64> = marker(lines, END_MARKER).and_then(|v| v.parse().ok());
     let suite_secs = start.zip(end).map(|(s, e)| e - s);
+    let guest_calibration = marker(lines, CALIBRATION_MARKER).and_then(|v| {
+        let (t0, t1) = v.split_once(' ')?;
+        Some(t1.trim().parse::<f64>().ok()? - t0.trim().parse::<f64>().ok()?)
+    });
+    let slowdown = guest_calibration
+        .zip(host_calibration)
+        .filter(|(_, h)| *h > 0.0)
+        .map(|(g, h)| g / h);
     eprintln!(
         "xtask: vm-test: guest: {passed} passed, {failed} failed, {ignored} ignored, exit {code}, \
          {leftover} leftover cgroups; boot to /init {}, suite {} at time scale {}",
@@ -786,6 +826,7 @@ fn check(run: &Run, opts: &Options) -> Result<Summary> {
         ignored,
         boot_secs: run.first_init_line.or(start),
         suite_secs,
+        slowdown,
     })
 }
 
