@@ -1,0 +1,227 @@
+//! # runbox-cli
+//!
+//! The `runbox` command line (the binary is a thin `main` over
+//! [`main`]): `run` a command in a fresh sandbox with limits, list the
+//! registered `backends`, `list` and `show` recorded executions, and `gc`
+//! what crashed runs left behind. See the README for the flags and exit
+//! codes.
+
+mod cli;
+mod commands;
+mod error;
+mod parse;
+mod run;
+mod signals;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+// Every backend the CLI offers must be referenced, or the linker drops its
+// crate and its registration with it.
+use orchestrator_docker as _;
+use orchestrator_native as _;
+
+pub use cli::{Cli, Command, RunArgs};
+pub use error::{CliError, EXIT_RUNBOX};
+pub use run::exit_code;
+
+/// File name of the SQLite store inside the state directory.
+pub const DB_FILE: &str = "runbox.db";
+
+/// The state directory: `--state-dir`, else `$RUNBOX_STATE_DIR`, else
+/// `$XDG_STATE_HOME/runbox`, else `~/.local/state/runbox`.
+pub fn state_dir(flag: Option<PathBuf>) -> Result<PathBuf, CliError> {
+    fn nonempty(name: &str) -> Option<PathBuf> {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    }
+    if let Some(d) = flag {
+        if d.as_os_str().is_empty() {
+            return Err(CliError::flag("--state-dir", "the directory is empty"));
+        }
+        return Ok(d);
+    }
+    if let Some(d) = nonempty("RUNBOX_STATE_DIR") {
+        return Ok(d);
+    }
+    if let Some(d) = nonempty("XDG_STATE_HOME").filter(|d| d.is_absolute()) {
+        return Ok(d.join("runbox"));
+    }
+    match nonempty("HOME") {
+        Some(h) => Ok(h.join(".local/state/runbox")),
+        None => Err(CliError::new(
+            "state_dir",
+            "no state directory: set --state-dir, RUNBOX_STATE_DIR, XDG_STATE_HOME or HOME",
+        )),
+    }
+}
+
+/// Logs go to stderr only: -v info, -vv debug, -vvv trace (default: errors
+/// only, so a command's stderr passes through unmixed); RUST_LOG directives
+/// are added on top.
+fn init_logging(verbose: u8) {
+    let base = match verbose {
+        0 => "error",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let mut directives = base.to_string();
+    if let Ok(extra) = std::env::var("RUST_LOG") {
+        if !extra.trim().is_empty() {
+            directives.push(',');
+            directives.push_str(&extra);
+        }
+    }
+    let filter = tracing_subscriber::EnvFilter::builder().parse_lossy(directives);
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
+}
+
+/// Is `--json` among the options of a `run` command line (before `--`)?
+/// Used to answer in JSON even when the command line itself is bad.
+fn wants_json(args: &[String]) -> bool {
+    let mut it = args.iter().skip(1);
+    let mut in_run = false;
+    for a in it.by_ref() {
+        if a == "--" {
+            break;
+        }
+        if a == "run" {
+            in_run = true;
+            continue;
+        }
+        if in_run && a == "--json" {
+            return true;
+        }
+    }
+    false
+}
+
+fn fail(e: &CliError, json: bool, backend: Option<&str>) -> ExitCode {
+    if json {
+        run::print_json(&run::error_json(e, backend));
+    }
+    eprintln!("{e}");
+    ExitCode::from(e.code)
+}
+
+/// The whole CLI: parses `std::env::args`, runs the subcommand, returns the
+/// exit code.
+pub fn main() -> ExitCode {
+    let args: Vec<String> = match std::env::args_os()
+        .map(|a| a.into_string())
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(v) => v,
+        Err(bad) => {
+            let e = CliError::new(
+                "invalid_flag",
+                format!("argument {bad:?} is not valid UTF-8"),
+            );
+            eprintln!("{e}");
+            return ExitCode::from(e.code);
+        }
+    };
+    let json = wants_json(&args);
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(c) => c,
+        Err(err) => {
+            return match cli::clap_error(&err) {
+                Ok(()) => {
+                    // --help / --version
+                    let _ = err.print();
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e, json, None),
+            };
+        }
+    };
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .thread_name("runbox")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            return fail(
+                &CliError::new("internal", format!("cannot start the async runtime: {e}")),
+                json,
+                None,
+            )
+        }
+    };
+    let state = state_dir(cli.state_dir);
+    let (res, json, backend) = match cli.command {
+        Command::Run(args) => {
+            let json = args.json;
+            let backend = args.backend.clone();
+            (runtime.block_on(run::run(*args, state)), json, Some(backend))
+        }
+        Command::Backends { json } => (runtime.block_on(commands::backends(json)), false, None),
+        Command::List { json } => (
+            state.and_then(|d| runtime.block_on(commands::list(&d, json))),
+            false,
+            None,
+        ),
+        Command::Show { id, json } => (
+            state.and_then(|d| runtime.block_on(commands::show(&d, &id, json))),
+            false,
+            None,
+        ),
+        Command::Gc { json } => (
+            state.and_then(|d| runtime.block_on(commands::gc(&d, json))),
+            false,
+            None,
+        ),
+    };
+    // Leftover blocking tasks (a hung backend call) must not keep runbox
+    // alive after it has its answer.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    match res {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => fail(&e, json, backend.as_deref()),
+    }
+}
+
+/// The README, compiled as doctests (its Rust example must build and run).
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
+
+/// docs/writing-a-backend.md, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/writing-a-backend.md")]
+pub struct WritingABackendDoctests;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_detection() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert!(wants_json(&v(&["runbox", "run", "--json", "--", "x"])));
+        assert!(!wants_json(&v(&["runbox", "run", "--", "x", "--json"])));
+        assert!(!wants_json(&v(&["runbox", "list", "--json"])));
+    }
+
+    #[test]
+    fn state_dir_flag_wins() {
+        assert_eq!(
+            state_dir(Some(PathBuf::from("/x"))).unwrap(),
+            PathBuf::from("/x")
+        );
+        assert!(state_dir(Some(PathBuf::new())).is_err());
+    }
+}

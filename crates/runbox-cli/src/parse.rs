@@ -1,0 +1,262 @@
+//! Parsers of flag values: sizes, durations, counts, cores, copy specs and
+//! environment assignments. Each returns the reason as a one-line `String`;
+//! the caller prefixes the flag's name.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Splits `"64M"` into `("64", "M")`: the leading number (digits and at most
+/// one dot) and the rest.
+fn split_number(s: &str) -> (&str, &str) {
+    let end = s
+        .char_indices()
+        .find(|&(_, c)| !(c.is_ascii_digit() || c == '.'))
+        .map(|(i, _)| i)
+        .unwrap_or(s.len());
+    (&s[..end], s[end..].trim())
+}
+
+/// Parses a non-negative decimal number ("12", "1.5") as f64, or as an exact
+/// integer when it has no dot.
+enum Number {
+    Int(u64),
+    Frac(f64),
+}
+
+fn parse_number(n: &str) -> Option<Number> {
+    if n.is_empty() || n == "." || n.matches('.').count() > 1 {
+        return None;
+    }
+    if n.contains('.') {
+        n.parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .map(Number::Frac)
+    } else {
+        n.parse::<u64>().ok().map(Number::Int)
+    }
+}
+
+/// A size: a number of bytes, or a number with a binary unit: `K`, `M`, `G`,
+/// `T` (also written `KB`/`KiB`, ...; any case). `1.5G` is allowed.
+pub fn size(s: &str) -> Result<u64, String> {
+    let bad = || {
+        format!(
+            "invalid size {s:?}: expected a number of bytes or a number with a unit K, M, G or T (binary: 1K = 1024), e.g. 512K, 64M, 1G"
+        )
+    };
+    let t = s.trim();
+    let (num, unit) = split_number(t);
+    let mult: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => return Err(bad()),
+    };
+    match parse_number(num).ok_or_else(bad)? {
+        Number::Int(n) => n
+            .checked_mul(mult)
+            .ok_or_else(|| format!("size {s:?} is too large")),
+        Number::Frac(f) => {
+            let v = f * mult as f64;
+            if v >= u64::MAX as f64 {
+                Err(format!("size {s:?} is too large"))
+            } else {
+                Ok(v as u64)
+            }
+        }
+    }
+}
+
+/// A duration: a number with a unit `ms`, `s`, `m` or `h` (also `us`), or a
+/// plain number of seconds. `1.5s` is allowed.
+pub fn duration(s: &str) -> Result<Duration, String> {
+    let bad = || {
+        format!("invalid duration {s:?}: expected a number with a unit ms, s, m or h (e.g. 500ms, 10s, 2m, 1h) or a number of seconds")
+    };
+    let t = s.trim();
+    let (num, unit) = split_number(t);
+    let secs_per_unit: f64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "s" | "sec" | "secs" => 1.0,
+        "ms" => 1e-3,
+        "us" | "µs" => 1e-6,
+        "m" | "min" | "mins" => 60.0,
+        "h" | "hr" | "hrs" => 3600.0,
+        _ => return Err(bad()),
+    };
+    let value = match parse_number(num).ok_or_else(bad)? {
+        Number::Int(n) => n as f64,
+        Number::Frac(f) => f,
+    };
+    Duration::try_from_secs_f64(value * secs_per_unit)
+        .map_err(|_| format!("duration {s:?} is too large"))
+}
+
+/// A count (processes, open files): a plain non-negative integer.
+pub fn count(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse::<u64>()
+        .map_err(|_| format!("invalid number {s:?}: expected a whole number, e.g. 64"))
+}
+
+/// CPU cores: a positive decimal number, e.g. `0.5` or `2`.
+pub fn cpus(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    match t.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err(format!(
+            "invalid number of cores {s:?}: expected a decimal number, e.g. 0.5 or 2"
+        )),
+    }
+}
+
+/// Checks a sandbox path: relative, no `..`, not empty.
+fn sandbox_path(p: &str, spec: &str) -> Result<String, String> {
+    orchestrator_core::paths::sandbox_relative(p).map_err(|e| {
+        format!(
+            "invalid sandbox path {p:?} in {spec:?}: {}",
+            crate::error::core_message(&e)
+        )
+    })?;
+    Ok(p.to_string())
+}
+
+fn host_path(p: &str) -> Result<PathBuf, String> {
+    std::path::absolute(p).map_err(|e| format!("invalid host path {p:?}: {e}"))
+}
+
+/// `HOST_PATH:SANDBOX_PATH` (split at the last `:`, so host paths may hold
+/// colons). The host path must exist.
+pub fn copy_in(spec: &str) -> Result<(PathBuf, String), String> {
+    let Some((host, sandbox)) = spec.rsplit_once(':') else {
+        return Err(format!(
+            "malformed copy spec {spec:?}: expected HOST_PATH:SANDBOX_PATH"
+        ));
+    };
+    if host.is_empty() || sandbox.is_empty() {
+        return Err(format!(
+            "malformed copy spec {spec:?}: expected HOST_PATH:SANDBOX_PATH, both non-empty"
+        ));
+    }
+    let sandbox = sandbox_path(sandbox, spec)?;
+    let host = host_path(host)?;
+    match std::fs::symlink_metadata(&host) {
+        Ok(_) => Ok((host, sandbox)),
+        Err(e) => Err(format!("cannot read host path {}: {e}", host.display())),
+    }
+}
+
+/// `SANDBOX_PATH:HOST_PATH` (split at the first `:`).
+pub fn copy_out(spec: &str) -> Result<(String, PathBuf), String> {
+    let Some((sandbox, host)) = spec.split_once(':') else {
+        return Err(format!(
+            "malformed copy spec {spec:?}: expected SANDBOX_PATH:HOST_PATH"
+        ));
+    };
+    if host.is_empty() || sandbox.is_empty() {
+        return Err(format!(
+            "malformed copy spec {spec:?}: expected SANDBOX_PATH:HOST_PATH, both non-empty"
+        ));
+    }
+    let sandbox = sandbox_path(sandbox, spec)?;
+    Ok((sandbox, host_path(host)?))
+}
+
+/// `KEY=VALUE`: a non-empty key without `=` or NUL, a value without NUL.
+pub fn env(spec: &str) -> Result<(String, String), String> {
+    let Some((k, v)) = spec.split_once('=') else {
+        return Err(format!("malformed assignment {spec:?}: expected KEY=VALUE"));
+    };
+    if k.is_empty() {
+        return Err(format!("malformed assignment {spec:?}: the name is empty"));
+    }
+    if k.contains('\0') || v.contains('\0') {
+        return Err(format!("assignment {spec:?} contains a NUL byte"));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(size("64M"), Ok(64 << 20));
+        assert_eq!(size("1G"), Ok(1 << 30));
+        assert_eq!(size("512K"), Ok(512 << 10));
+        assert_eq!(size("512k"), Ok(512 << 10));
+        assert_eq!(size("100"), Ok(100));
+        assert_eq!(size("2MiB"), Ok(2 << 20));
+        assert_eq!(size("1.5G"), Ok(3 << 29));
+        assert_eq!(size("1T"), Ok(1 << 40));
+        for bad in [
+            "",
+            "M",
+            "-1",
+            "64X",
+            "1.2.3M",
+            "abc",
+            ".",
+            "99999999999999999999",
+            "20000000000T",
+        ] {
+            assert!(size(bad).is_err(), "{bad:?}");
+        }
+        assert!(!size("64X").unwrap_err().contains('\n'));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(duration("1.5s"), Ok(Duration::from_millis(1500)));
+        for bad in ["", "s", "-1s", "10x", "1e3", "ms10", "1..2s"] {
+            assert!(duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn counts_and_cpus() {
+        assert_eq!(count("64"), Ok(64));
+        assert!(count("-1").is_err());
+        assert!(count("1.5").is_err());
+        assert_eq!(cpus("0.5"), Ok(0.5));
+        assert!(cpus("NaN").is_err());
+        assert!(cpus("inf").is_err());
+        assert!(cpus("x").is_err());
+    }
+
+    #[test]
+    fn copy_specs() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("a.txt");
+        std::fs::write(&f, "x").unwrap();
+        let spec = format!("{}:in/a.txt", f.display());
+        assert_eq!(copy_in(&spec), Ok((f.clone(), "in/a.txt".to_string())));
+        assert!(copy_in("nocolon").is_err());
+        assert!(copy_in(":x").is_err());
+        assert!(copy_in(&format!("{}:", f.display())).is_err());
+        assert!(copy_in(&format!("{}:../x", f.display())).is_err());
+        assert!(copy_in(&format!("{}:/abs", f.display())).is_err());
+        assert!(copy_in("/definitely/not/here:x").is_err());
+        let (s, h) = copy_out("out.txt:/tmp/o.txt").unwrap();
+        assert_eq!(s, "out.txt");
+        assert_eq!(h, PathBuf::from("/tmp/o.txt"));
+        assert!(copy_out("out.txt").is_err());
+        assert!(copy_out("../out:/tmp/x").is_err());
+    }
+
+    #[test]
+    fn envs() {
+        assert_eq!(env("A=b=c"), Ok(("A".into(), "b=c".into())));
+        assert_eq!(env("A="), Ok(("A".into(), "".into())));
+        assert!(env("A").is_err());
+        assert!(env("=x").is_err());
+    }
+}
