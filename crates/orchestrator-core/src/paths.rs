@@ -58,17 +58,30 @@ pub fn sandbox_relative(path: &str) -> Result<PathBuf> {
 }
 
 /// Resolves a sandbox path under `root` (which should be canonical) on the
-/// host, following symlinks that exist, and returns the real host path.
+/// host the way the kernel would, and returns the real host path.
 ///
-/// Components that do not exist yet are taken as they are (a destination may
-/// not exist). A symlink whose target leads outside `root`, directly or
-/// through further links, is [`Error::PathEscapesSandbox`].
+/// Each component is looked up in the already-resolved prefix; a symlink's
+/// target is spliced in front of the remaining components and followed in
+/// order, so `..` always goes up from the *resolved* prefix (through a link
+/// `sub -> .`, `sub/..` really goes up). Components that do not exist yet
+/// are taken as they are (a destination may not exist). A path that would
+/// leave `root` at any step, directly or through links (absolute targets
+/// outside `root` included), is [`Error::PathEscapesSandbox`].
 pub fn resolve_in_root(root: &Path, path: &str) -> Result<PathBuf> {
     let rel = sandbox_relative(path)?;
     let mut cur: Vec<OsString> = Vec::new();
     let mut todo: VecDeque<OsString> = rel.iter().map(|c| c.to_os_string()).collect();
     let mut hops = 0usize;
     while let Some(comp) = todo.pop_front() {
+        if comp == "." || comp.is_empty() {
+            continue;
+        }
+        if comp == ".." {
+            if cur.pop().is_none() {
+                return Err(escape(path, "a symlink leads outside the sandbox"));
+            }
+            continue;
+        }
         let mut candidate = root.to_path_buf();
         candidate.extend(cur.iter());
         candidate.push(&comp);
@@ -81,8 +94,7 @@ pub fn resolve_in_root(root: &Path, path: &str) -> Result<PathBuf> {
                 let target = std::fs::read_link(&candidate).map_err(|e| {
                     Error::invalid(format!("cannot read symlink {}: {e}", candidate.display()))
                 })?;
-                let mut next: Vec<OsString> = Vec::new();
-                if target.is_absolute() {
+                let target = if target.is_absolute() {
                     let inside = target.strip_prefix(root).map_err(|_| {
                         escape(
                             path,
@@ -90,29 +102,12 @@ pub fn resolve_in_root(root: &Path, path: &str) -> Result<PathBuf> {
                         )
                     })?;
                     cur.clear();
-                    next.extend(inside.iter().map(|c| c.to_os_string()));
+                    inside.to_path_buf()
                 } else {
-                    next.extend(target.iter().map(|c| c.to_os_string()));
-                }
-                // Expand `..` and `.` of the link target against `cur`.
-                let mut expanded = VecDeque::new();
-                for c in next {
-                    if c == ".." {
-                        if expanded.pop_back().is_none() && cur.pop().is_none() {
-                            return Err(escape(
-                                path,
-                                &format!(
-                                    "symlink {} points outside the sandbox",
-                                    candidate.display()
-                                ),
-                            ));
-                        }
-                    } else if c != "." && !c.is_empty() {
-                        expanded.push_back(c);
-                    }
-                }
-                while let Some(c) = expanded.pop_back() {
-                    todo.push_front(c);
+                    target
+                };
+                for (i, c) in target.iter().enumerate() {
+                    todo.insert(i, c.to_os_string());
                 }
             }
             _ => cur.push(comp),
@@ -156,6 +151,11 @@ mod tests {
         symlink("../../", root.join("real/up")).unwrap();
         symlink(root.join("real"), root.join("abs_in")).unwrap();
         symlink("loop2", root.join("loop1")).unwrap();
+        // `..` applies to the resolved prefix: through `sub -> .`,
+        // `d/s -> ../sub/..` leads to the root's parent.
+        std::fs::create_dir_all(root.join("d")).unwrap();
+        symlink(".", root.join("sub")).unwrap();
+        symlink("../sub/..", root.join("d/s")).unwrap();
         symlink("loop1", root.join("loop2")).unwrap();
 
         assert_eq!(

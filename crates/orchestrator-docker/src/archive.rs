@@ -157,47 +157,13 @@ fn lexical_target(link_dir: &[String], target: &Path) -> Option<Vec<String>> {
     Some(cur)
 }
 
-/// Follows `rel` under `root` the way the kernel would: each component is
-/// looked up in the already resolved prefix, a symlink's target is spliced
-/// in, and `..` goes up from the resolved prefix (so `sub/..` through a
-/// link `sub -> .` really goes up). Err when the path leaves `root`, uses
-/// an absolute link, or loops.
+/// Follows `rel` under `root` the way the kernel would (the core's
+/// [`orchestrator_core::paths::resolve_in_root`]); Err when the path leaves
+/// `root`, uses an absolute link, or loops.
 pub(crate) fn resolve_inside(root: &Path, rel: &[String]) -> Result<(), String> {
-    let mut cur: Vec<std::ffi::OsString> = Vec::new();
-    let mut todo: std::collections::VecDeque<std::ffi::OsString> =
-        rel.iter().map(std::ffi::OsString::from).collect();
-    let mut hops = 0;
-    while let Some(c) = todo.pop_front() {
-        if c == "." || c.is_empty() {
-            continue;
-        }
-        if c == ".." {
-            if cur.pop().is_none() {
-                return Err("symlink leads outside the destination".into());
-            }
-            continue;
-        }
-        let mut p = root.to_path_buf();
-        p.extend(cur.iter());
-        p.push(&c);
-        match fs::symlink_metadata(&p) {
-            Ok(md) if md.file_type().is_symlink() => {
-                hops += 1;
-                if hops > 40 {
-                    return Err("too many levels of symbolic links".into());
-                }
-                let t = fs::read_link(&p).map_err(|e| format!("cannot read symlink: {e}"))?;
-                if t.is_absolute() {
-                    return Err(format!("absolute symlink to {}", t.display()));
-                }
-                for (i, tc) in t.iter().enumerate() {
-                    todo.insert(i, tc.to_os_string());
-                }
-            }
-            _ => cur.push(c),
-        }
-    }
-    Ok(())
+    orchestrator_core::paths::resolve_in_root(root, &rel.join("/"))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// Extracts `archive` into a fresh staging directory under `stage_parent`
