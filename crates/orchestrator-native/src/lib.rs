@@ -134,6 +134,15 @@ impl Workspace {
     }
 }
 
+fn kill_pids(pids: Vec<i32>) {
+    for pid in pids {
+        // SAFETY: kill(2) of one pid; touches no memory.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -378,6 +387,17 @@ impl NativeOrchestrator {
 
     /// Kills every process of a workspace (background, foreground, cgroup).
     fn kill_everything(ws: &Workspace) {
+        Self::kill_groups(ws);
+        match ws.cgroup() {
+            Some(cg) => cg.kill_all(),
+            // No cgroup: processes that left their group are found by
+            // their working directory.
+            None => kill_pids(procfs::processes_in_dir(&ws.dir)),
+        }
+    }
+
+    /// Kills the process groups of running commands.
+    fn kill_groups(ws: &Workspace) {
         for b in lock(&ws.background).values() {
             if b.result.borrow().is_none() {
                 procfs::kill_tree(b.pgid);
@@ -385,15 +405,6 @@ impl NativeOrchestrator {
         }
         for pgid in lock(&ws.foreground).iter() {
             procfs::kill_tree(*pgid);
-        }
-        if let Some(cg) = ws.cgroup() {
-            cg.kill_all();
-        }
-        for pid in procfs::processes_in_dir(&ws.dir) {
-            // SAFETY: kill(2) of one pid.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
         }
     }
 
@@ -407,14 +418,9 @@ impl NativeOrchestrator {
                 loaded.as_ref()
             }
         };
-        if let Some(cg) = cgroup {
-            cg.kill_all();
-        }
-        for pid in procfs::processes_in_dir(dir) {
-            // SAFETY: kill(2) of one pid.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
+        match cgroup {
+            Some(cg) => cg.kill_all(),
+            None => kill_pids(procfs::processes_in_dir(dir)),
         }
         match std::fs::remove_dir_all(dir) {
             Ok(()) => {}
@@ -758,7 +764,7 @@ impl Orchestrator for NativeOrchestrator {
         let id = id.clone();
         blocking(move || match ws {
             Some(ws) => {
-                Self::kill_everything(&ws);
+                Self::kill_groups(&ws);
                 this.remove_all(id.as_str(), &ws.dir, ws.cgroup().as_deref())?;
                 tracing::debug!(workspace = %id, "workspace cleaned up");
                 Ok(())

@@ -150,23 +150,29 @@ pub(crate) fn spawn(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(false);
-    // SAFETY: the closure runs between fork and exec and only makes
-    // async-signal-safe calls (write(2), setrlimit(2)) on data prepared
-    // before the fork; it allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            cgroup::join_in_child(&raw)?;
-            for r in &rlimits {
-                let lim = libc::rlimit {
-                    rlim_cur: r.soft,
-                    rlim_max: r.hard,
-                };
-                if libc::setrlimit(r.resource, &lim) != 0 {
-                    return Err(std::io::Error::last_os_error());
+    // Without a cgroup to join or rlimits to set there is no pre_exec, so
+    // the standard library can use posix_spawn (vfork) instead of fork.
+    if raw.is_empty() && rlimits.is_empty() {
+        // Nothing to do between fork and exec.
+    } else {
+        // SAFETY: the closure runs between fork and exec and only makes
+        // async-signal-safe calls (write(2), setrlimit(2)) on data prepared
+        // before the fork; it allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                cgroup::join_in_child(&raw)?;
+                for r in &rlimits {
+                    let lim = libc::rlimit {
+                        rlim_cur: r.soft,
+                        rlim_max: r.hard,
+                    };
+                    if libc::setrlimit(r.resource, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
-            }
-            Ok(())
-        });
+                Ok(())
+            });
+        }
     }
     if let Some(cg) = &plan.cgroup {
         cg.reset_peak();

@@ -96,23 +96,34 @@ pub(crate) fn kill_tree(pgid: i32) {
 }
 
 /// Live (non-zombie) processes whose working directory is `dir` or below.
+///
+/// One readlink per process; the stat file is read only for matches.
 pub(crate) fn processes_in_dir(dir: &Path) -> Vec<i32> {
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     let me = std::process::id() as i32;
+    let mut link = std::path::PathBuf::from("/proc");
     rd.filter_map(|e| {
         let e = e.ok()?;
-        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let name = e.file_name();
+        let pid: i32 = name.to_str()?.parse().ok()?;
         if pid == me {
             return None;
         }
-        let cwd = std::fs::read_link(e.path().join("cwd")).ok()?;
+        link.push(&name);
+        link.push("cwd");
+        let cwd = std::fs::read_link(&link);
+        link.pop();
+        link.pop();
+        let cwd = cwd.ok()?;
         let cwd = cwd.to_string_lossy();
         let cwd = cwd.strip_suffix(" (deleted)").unwrap_or(&cwd);
+        if !Path::new(cwd).starts_with(dir) {
+            return None;
+        }
         let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-        let st = parse_stat(&stat)?;
-        (Path::new(cwd).starts_with(dir) && st.state != 'Z').then_some(pid)
+        (parse_stat(&stat)?.state != 'Z').then_some(pid)
     })
     .collect()
 }
