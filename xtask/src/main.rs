@@ -6,6 +6,7 @@
 //! - `bench`: benchmarks (see docs/performance.md).
 //! - `vm-test`: the native conformance suite on cgroup v2 inside a VM.
 
+mod test_image;
 mod vm_test;
 
 use std::process::Command;
@@ -22,14 +23,20 @@ fn main() -> Result<()> {
         "ci" => ci(rest),
         "conformance" => conformance(rest),
         "vm-test" => vm_test::vm_test(rest),
-        other => bail!("unknown task {other:?}; known: ci, conformance, test-image, bench, vm-test"),
+        "test-image" => test_image::test_image(rest),
+        "bench" => bench(rest),
+        other => {
+            bail!("unknown task {other:?}; known: ci, conformance, test-image, bench, vm-test")
+        }
     }
 }
 
 /// Runs a command, failing with its name when it fails.
 pub fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("xtask: running {cmd:?}");
-    let status = cmd.status().with_context(|| format!("cannot start {cmd:?}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed: {status}");
     }
@@ -84,9 +91,24 @@ pub fn ensure_packages(packages: &[&str]) -> Result<()> {
 fn ci(_args: &[String]) -> Result<()> {
     ensure_packages(TEST_PACKAGES)?;
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
-    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     run(cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
     Ok(())
+}
+
+/// `cargo xtask bench [--quick] [--json FILE] [--svg FILE]`: builds the
+/// benchmark in release mode and runs it.
+fn bench(args: &[String]) -> Result<()> {
+    run(cargo().args(["build", "--release", "-p", "runbox-bench"]))?;
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    run(Command::new(format!("{target}/release/runbox-bench")).args(args))
 }
 
 fn conformance(args: &[String]) -> Result<()> {

@@ -1,0 +1,482 @@
+//! runbox benchmarks. Every figure is reported with p50/p90/p99 and its ratio
+//! to a baseline measured in the same run (absolute times drift on shared
+//! machines; ratios do not, much).
+//!
+//! Usage: `runbox-bench [--quick] [--json FILE] [--svg FILE]` (normally via
+//! `cargo xtask bench`, which builds it in release mode).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use execution_service::{ExecutionRequest, ExecutionService, MemoryStore, StartOptions};
+use orchestrator_core::{CommandSpec, Orchestrator, ResourceLimits, WorkspaceSpec};
+use orchestrator_docker::{DockerConfig, DockerOrchestrator, TestImageOptions};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// One reported figure.
+#[derive(Debug, Clone)]
+struct Figure {
+    name: String,
+    unit: &'static str,
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    baseline: Option<String>,
+    ratio: Option<f64>,
+    /// Raw samples (for the chart), in `unit`.
+    samples: Vec<f64>,
+    note: Option<String>,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn figure(name: &str, unit: &'static str, mut samples: Vec<f64>) -> Figure {
+    samples.sort_by(|a, b| a.total_cmp(b));
+    Figure {
+        name: name.to_string(),
+        unit,
+        p50: percentile(&samples, 0.5),
+        p90: percentile(&samples, 0.9),
+        p99: percentile(&samples, 0.99),
+        baseline: None,
+        ratio: None,
+        samples,
+        note: None,
+    }
+}
+
+fn against(mut f: Figure, base: &Figure) -> Figure {
+    f.baseline = Some(base.name.clone());
+    f.ratio = Some(f.p50 / base.p50);
+    f
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+struct Opts {
+    quick: bool,
+    json: Option<PathBuf>,
+    svg: Option<PathBuf>,
+}
+
+fn parse_args() -> Result<Opts, BoxError> {
+    let mut o = Opts {
+        quick: false,
+        json: None,
+        svg: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => o.quick = true,
+            "--json" => o.json = Some(it.next().ok_or("--json needs a file")?.into()),
+            "--svg" => o.svg = Some(it.next().ok_or("--svg needs a file")?.into()),
+            other => return Err(format!("unknown argument {other:?}").into()),
+        }
+    }
+    Ok(o)
+}
+
+async fn bare_spawn() -> Result<Duration, BoxError> {
+    let t = Instant::now();
+    let st = tokio::process::Command::new("/bin/true").status().await?;
+    if !st.success() {
+        return Err("/bin/true failed".into());
+    }
+    Ok(t.elapsed())
+}
+
+fn lifecycle_request(dir: &std::path::Path, i: usize, limits: Option<&ResourceLimits>) -> ExecutionRequest {
+    let mut r = ExecutionRequest::new(["/bin/true"])
+        .file_in(dir.join("input.txt"), "input.txt")
+        .file_out("input.txt", dir.join(format!("out-{i}.txt")));
+    if let Some(l) = limits {
+        r = r.limits(l.clone());
+    }
+    r
+}
+
+async fn lifecycle(
+    service: &ExecutionService,
+    dir: &std::path::Path,
+    i: usize,
+    limits: Option<&ResourceLimits>,
+) -> Result<Duration, BoxError> {
+    let t = Instant::now();
+    let res = service.execute(lifecycle_request(dir, i, limits)).await?;
+    let d = t.elapsed();
+    if !res.output.status.success() {
+        return Err(format!("lifecycle run failed: {:?}", res.output.status).into());
+    }
+    let _ = std::fs::remove_file(dir.join(format!("out-{i}.txt")));
+    Ok(d)
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+async fn native_figures(o: &Opts, figures: &mut Vec<Figure>) -> Result<(), BoxError> {
+    let n = if o.quick { 30 } else { 400 };
+    let warm = if o.quick { 5 } else { 30 };
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("input.txt"), b"runbox benchmark input\n")?;
+    let service = ExecutionService::new(MemoryStore::new())?;
+    let limits = ResourceLimits::builder()
+        .memory_bytes(256 << 20)
+        .pids(64)
+        .wall_timeout(Duration::from_secs(30))
+        .build()?;
+
+    for i in 0..warm {
+        bare_spawn().await?;
+        lifecycle(&service, dir.path(), i, None).await?;
+    }
+    // Interleave the series so drift hits all of them alike.
+    let (mut base, mut plain, mut limited) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..n {
+        base.push(ms(bare_spawn().await?));
+        plain.push(ms(lifecycle(&service, dir.path(), i, None).await?));
+        limited.push(ms(lifecycle(&service, dir.path(), i, Some(&limits)).await?));
+    }
+    let base = figure("baseline: spawn+wait /bin/true (tokio)", "ms", base);
+    figures.push(against(
+        figure("native lifecycle (create, copy in, run /bin/true, copy out, cleanup)", "ms", plain),
+        &base,
+    ));
+    figures.push(against(
+        figure("native lifecycle with memory+pids+timeout limits", "ms", limited),
+        &base,
+    ));
+    let base_rate = 1000.0 / base.p50;
+    let base_rate_name = format!("{} (single-core rate, exec/s)", base.name);
+    figures.push(base);
+
+    // Throughput.
+    let per_level = if o.quick { 40 } else { 400 };
+    let repeats = if o.quick { 1 } else { 3 };
+    for c in [1usize, 2, 4, 8, 16] {
+        let mut rates = Vec::new();
+        for _ in 0..repeats {
+            let t = Instant::now();
+            let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let mut tasks = Vec::new();
+            for _ in 0..c {
+                let service = service.clone();
+                let next = next.clone();
+                let dir = dir.path().to_path_buf();
+                tasks.push(tokio::spawn(async move {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= per_level {
+                            return Ok::<(), BoxError>(());
+                        }
+                        lifecycle(&service, &dir, 100_000 + i, None).await?;
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await??;
+            }
+            rates.push(per_level as f64 / t.elapsed().as_secs_f64());
+        }
+        let mut f = figure(&format!("native throughput, concurrency {c}"), "exec/s", rates);
+        f.baseline = Some(base_rate_name.clone());
+        f.ratio = Some(f.p50 / base_rate);
+        figures.push(f);
+    }
+
+    // Memory per live idle workspace.
+    let live = if o.quick { 100 } else { 1000 };
+    // Warm the allocator and the service's maps first.
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        let id = service.submit(ExecutionRequest::sandbox_only()).await?;
+        service.start(&id, StartOptions::default()).await?;
+        ids.push(id);
+    }
+    for id in ids.drain(..) {
+        service.complete(&id, Default::default()).await?;
+    }
+    let before = rss_bytes();
+    for _ in 0..live {
+        let id = service.submit(ExecutionRequest::sandbox_only()).await?;
+        service.start(&id, StartOptions::default()).await?;
+        ids.push(id);
+    }
+    let after = rss_bytes();
+    for id in &ids {
+        service.complete(id, Default::default()).await?;
+    }
+    let per = after.saturating_sub(before) as f64 / live as f64 / 1024.0;
+    let mut f = figure(
+        &format!("service RSS growth per live idle workspace ({live} live)"),
+        "KiB",
+        vec![per],
+    );
+    f.note = Some(format!("RSS {} KiB -> {} KiB", before / 1024, after / 1024));
+    figures.push(f);
+    Ok(())
+}
+
+async fn cli(args: &[&str]) -> Result<Duration, BoxError> {
+    let t = Instant::now();
+    let out = tokio::process::Command::new("docker")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .await?;
+    if !out.status.success() {
+        return Err(format!("docker {args:?}: {}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    Ok(t.elapsed())
+}
+
+async fn docker_figures(o: &Opts, figures: &mut Vec<Figure>) -> Result<(), BoxError> {
+    let config = DockerConfig::from_env();
+    let docker = DockerOrchestrator::new(config.clone())?;
+    let avail = docker.is_available().await;
+    if !avail.available {
+        let mut f = figure("docker lifecycle", "ms", Vec::new());
+        f.note = Some(format!(
+            "skipped: no docker daemon ({})",
+            avail.reason.unwrap_or_default()
+        ));
+        figures.push(f);
+        return Ok(());
+    }
+    let image = orchestrator_docker::ensure_test_image(&config, &TestImageOptions::default()).await?;
+    let n = if o.quick { 3 } else { 20 };
+    let spec = WorkspaceSpec::new().image(image.clone());
+    let true_cmd = CommandSpec::new(["true"]);
+    // Warm up both paths once.
+    cli(&["run", "--rm", "--network", "none", &image, "true"]).await?;
+    let id = docker.create_workspace(&spec).await?;
+    docker.run_command(&id, &true_cmd).await?;
+    docker.cleanup(&id).await?;
+
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let t = Instant::now();
+        let id = docker.create_workspace(&spec).await?;
+        let out = docker.run_command(&id, &true_cmd).await?;
+        docker.cleanup(&id).await?;
+        ours.push(ms(t.elapsed()));
+        if !out.status.success() {
+            return Err(format!("docker exec true: {:?}", out.status).into());
+        }
+        theirs.push(ms(cli(&["run", "--rm", "--network", "none", &image, "true"]).await?));
+    }
+    let base = figure("baseline: docker run --rm runbox-testbox true (CLI)", "ms", theirs);
+    figures.push(against(
+        figure("docker lifecycle (create, exec true, remove) via backend", "ms", ours),
+        &base,
+    ));
+    figures.push(base);
+
+    // Exec latency on one live container.
+    let id = docker.create_workspace(&spec).await?;
+    let cid = docker_container_of(&id).await?;
+    let m = if o.quick { 5 } else { 40 };
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..m {
+        let t = Instant::now();
+        docker.run_command(&id, &true_cmd).await?;
+        ours.push(ms(t.elapsed()));
+        theirs.push(ms(cli(&["exec", &cid, "true"]).await?));
+    }
+    docker.cleanup(&id).await?;
+    let base = figure("baseline: docker exec CONTAINER true (CLI)", "ms", theirs);
+    figures.push(against(figure("docker exec latency via backend", "ms", ours), &base));
+    figures.push(base);
+    Ok(())
+}
+
+/// The container of a workspace, found by its label.
+async fn docker_container_of(id: &orchestrator_core::WorkspaceId) -> Result<String, BoxError> {
+    let out = tokio::process::Command::new("docker")
+        .args(["ps", "-q", "--filter", &format!("label=io.runbox.workspace={id}")])
+        .output()
+        .await?;
+    let cid = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if cid.is_empty() {
+        return Err(format!("no container labelled with workspace {id}").into());
+    }
+    Ok(cid)
+}
+
+fn print_table(figures: &[Figure]) {
+    println!(
+        "{:<78} {:>10} {:>10} {:>10} {:>8}  baseline",
+        "figure", "p50", "p90", "p99", "ratio"
+    );
+    for f in figures {
+        println!(
+            "{:<78} {:>10.3} {:>10.3} {:>10.3} {:>8}  {}{}",
+            format!("{} [{}]", f.name, f.unit),
+            f.p50,
+            f.p90,
+            f.p99,
+            f.ratio.map(|r| format!("{r:.2}x")).unwrap_or_else(|| "-".into()),
+            f.baseline.as_deref().unwrap_or("-"),
+            f.note.as_ref().map(|n| format!("  ({n})")).unwrap_or_default()
+        );
+    }
+}
+
+fn to_json(figures: &[Figure]) -> serde_json::Value {
+    let num = |x: f64| {
+        if x.is_finite() {
+            serde_json::json!(x)
+        } else {
+            serde_json::Value::Null
+        }
+    };
+    serde_json::Value::Array(
+        figures
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "name": f.name,
+                    "unit": f.unit,
+                    "p50": num(f.p50),
+                    "p90": num(f.p90),
+                    "p99": num(f.p99),
+                    "baseline": f.baseline,
+                    "ratio": f.ratio.map(num),
+                    "samples": f.samples.len(),
+                    "note": f.note,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// A latency chart: one row per millisecond series, a box from p10 to p90,
+/// the median marked, whiskers to min and max, on a log scale.
+fn svg(figures: &[Figure]) -> String {
+    let series: Vec<&Figure> = figures
+        .iter()
+        .filter(|f| f.unit == "ms" && !f.samples.is_empty())
+        .collect();
+    let (w, row, left, top) = (960.0, 46.0, 430.0, 40.0);
+    let h = top + row * series.len() as f64 + 50.0;
+    let lo = series
+        .iter()
+        .flat_map(|f| f.samples.first())
+        .fold(f64::INFINITY, |a, b| a.min(*b))
+        .max(0.01);
+    let hi = series
+        .iter()
+        .flat_map(|f| f.samples.last())
+        .fold(0.0f64, |a, b| a.max(*b))
+        .max(lo * 10.0);
+    let (l0, l1) = (lo.log10().floor(), hi.log10().ceil());
+    let x = |v: f64| left + (v.max(lo).log10() - l0) / (l1 - l0) * (w - left - 20.0);
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"10\" y=\"20\" font-size=\"14\">runbox latency (ms, log scale): box p10-p90, bar p50, whiskers min-max</text>\n"
+    );
+    let mut e = l0;
+    while e <= l1 {
+        let v = 10f64.powf(e);
+        let xv = x(v);
+        s += &format!(
+            "<line x1=\"{xv:.1}\" y1=\"{top}\" x2=\"{xv:.1}\" y2=\"{:.1}\" stroke=\"#ddd\"/><text x=\"{xv:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>\n",
+            h - 40.0,
+            h - 25.0,
+            if v < 1.0 { format!("{v}") } else { format!("{v:.0}") }
+        );
+        e += 1.0;
+    }
+    for (i, f) in series.iter().enumerate() {
+        let y = top + row * i as f64 + 10.0;
+        let p = |q: f64| percentile(&f.samples, q);
+        let color = if f.name.starts_with("baseline") { "#999" } else if f.name.contains("docker") { "#2a6fdb" } else { "#e07b00" };
+        let label: String = f.name.chars().take(62).collect();
+        s += &format!(
+            "<text x=\"10\" y=\"{:.1}\">{}</text>\n\
+             <line x1=\"{:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"{color}\"/>\n\
+             <rect x=\"{:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"24\" fill=\"{color}\" fill-opacity=\"0.35\" stroke=\"{color}\"/>\n\
+             <line x1=\"{:.1}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"black\" stroke-width=\"2\"/>\n",
+            y + 16.0,
+            label.replace('&', "&amp;").replace('<', "&lt;"),
+            x(p(0.0)),
+            y + 12.0,
+            x(p(1.0)),
+            y + 12.0,
+            x(p(0.1)),
+            (x(p(0.9)) - x(p(0.1))).max(1.0),
+            x(p(0.5)),
+            x(p(0.5)),
+            y + 24.0
+        );
+    }
+    s += "</svg>\n";
+    s
+}
+
+async fn run() -> Result<(), BoxError> {
+    let o = parse_args()?;
+    let mut figures = Vec::new();
+    eprintln!("runbox-bench: native figures{}", if o.quick { " (quick)" } else { "" });
+    native_figures(&o, &mut figures).await?;
+    eprintln!("runbox-bench: docker figures");
+    if let Err(e) = docker_figures(&o, &mut figures).await {
+        let mut f = figure("docker lifecycle", "ms", Vec::new());
+        f.note = Some(format!("failed: {e}"));
+        figures.push(f);
+        if std::env::var("RUNBOX_REQUIRE_DOCKER").as_deref() == Ok("1") {
+            print_table(&figures);
+            return Err(format!("docker benchmark failed: {e}").into());
+        }
+    }
+    print_table(&figures);
+    if let Some(p) = &o.json {
+        std::fs::write(p, serde_json::to_string_pretty(&to_json(&figures))?)?;
+        eprintln!("runbox-bench: wrote {}", p.display());
+    }
+    if let Some(p) = &o.svg {
+        std::fs::write(p, svg(&figures))?;
+        eprintln!("runbox-bench: wrote {}", p.display());
+    }
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("runbox-bench: cannot start tokio: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("runbox-bench: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
