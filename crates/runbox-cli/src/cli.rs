@@ -78,35 +78,35 @@ pub struct RunArgs {
     pub image: Option<String>,
 
     /// Memory limit, e.g. 64M, 1G (binary units).
-    #[arg(long, value_name = "SIZE")]
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
     pub memory: Option<String>,
 
     /// CPU bandwidth in cores, e.g. 0.5.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub cpus: Option<String>,
 
     /// Maximum number of processes/threads.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub pids: Option<String>,
 
     /// Wall-clock timeout, e.g. 500ms, 10s, 2m (plain numbers are seconds).
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub timeout: Option<String>,
 
     /// CPU-time limit, e.g. 2s.
-    #[arg(long = "cpu-time", value_name = "DURATION")]
+    #[arg(long = "cpu-time", value_name = "DURATION", allow_hyphen_values = true)]
     pub cpu_time: Option<String>,
 
     /// Largest file the command may write, e.g. 1M.
-    #[arg(long = "file-size", value_name = "SIZE")]
+    #[arg(long = "file-size", value_name = "SIZE", allow_hyphen_values = true)]
     pub file_size: Option<String>,
 
     /// Open files per process.
-    #[arg(long = "open-files", value_name = "N")]
+    #[arg(long = "open-files", value_name = "N", allow_hyphen_values = true)]
     pub open_files: Option<String>,
 
     /// Output captured per stream; the command is stopped beyond it.
-    #[arg(long = "output-limit", value_name = "SIZE")]
+    #[arg(long = "output-limit", value_name = "SIZE", allow_hyphen_values = true)]
     pub output_limit: Option<String>,
 
     /// Fail before running when a requested limit cannot be enforced.

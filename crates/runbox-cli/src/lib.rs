@@ -166,7 +166,11 @@ pub fn main() -> ExitCode {
         Command::Run(args) => {
             let json = args.json;
             let backend = args.backend.clone();
-            (runtime.block_on(run::run(*args, state)), json, Some(backend))
+            (
+                runtime.block_on(run::run(*args, state)),
+                json,
+                Some(backend),
+            )
         }
         Command::Backends { json } => (runtime.block_on(commands::backends(json)), false, None),
         Command::List { json } => (

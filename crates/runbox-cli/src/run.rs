@@ -454,7 +454,10 @@ pub async fn run(
     args: RunArgs,
     state_dir: Result<std::path::PathBuf, CliError>,
 ) -> Result<u8, CliError> {
+    // Reading `--stdin -` may block on a terminal: a Ctrl-C there still
+    // ends runbox the default way, as nothing is provisioned yet.
     let req = request(&args)?;
+    let mut signals = crate::signals::Terminations::install();
     let requested_limits = req.limits.clone();
     let pulls = Arc::new(PullBar::default());
     let orch = backend(&args.backend, &pulls)?;
@@ -479,7 +482,7 @@ pub async fn run(
 
     let outcome = tokio::select! {
         r = service.execute(req) => Some(r),
-        sig = crate::signals::terminated() => {
+        sig = signals.received() => {
             pulls.finish();
             // Dropping the execute future tears its sandbox down on a
             // spawned task; wait for it (bounded).

@@ -1,48 +1,47 @@
-//! Waiting for SIGINT / SIGTERM / SIGHUP, so `runbox run` can tear its
-//! sandbox down before it exits.
+//! SIGINT / SIGTERM / SIGHUP handling, so `runbox run` can tear its sandbox
+//! down before it exits.
 
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
-/// Resolves with the signal number when runbox is asked to stop. When no
-/// handler can be installed, never resolves.
-pub async fn terminated() -> i32 {
-    let kinds = [
-        (SignalKind::interrupt(), libc_sig::SIGINT),
-        (SignalKind::terminate(), libc_sig::SIGTERM),
-        (SignalKind::hangup(), libc_sig::SIGHUP),
-    ];
-    let mut streams = Vec::new();
-    for (k, n) in kinds {
-        match signal(k) {
-            Ok(s) => streams.push((s, n)),
-            Err(e) => tracing::warn!(error = %e, "cannot install a signal handler"),
-        }
-    }
-    if streams.is_empty() {
-        std::future::pending::<()>().await;
-    }
-    let (mut a, na) = streams.remove(0);
-    let mut rest = streams;
-    let (mut b, nb) = rest.pop().map(|(s, n)| (Some(s), n)).unwrap_or((None, 0));
-    let (mut c, nc) = rest.pop().map(|(s, n)| (Some(s), n)).unwrap_or((None, 0));
-    async fn maybe(s: &mut Option<tokio::signal::unix::Signal>) {
-        match s {
-            Some(s) => {
-                s.recv().await;
-            }
-            None => std::future::pending::<()>().await,
-        }
-    }
-    tokio::select! {
-        _ = a.recv() => na,
-        _ = maybe(&mut b) => nb,
-        _ = maybe(&mut c) => nc,
-    }
+/// Handlers installed for the signals that ask runbox to stop. Install them
+/// before anything is provisioned, so no signal ends runbox uncleanly.
+pub struct Terminations {
+    handlers: Vec<(Signal, i32)>,
 }
 
-/// Signal numbers (Linux), without a libc dependency.
-mod libc_sig {
-    pub const SIGHUP: i32 = 1;
-    pub const SIGINT: i32 = 2;
-    pub const SIGTERM: i32 = 15;
+impl Terminations {
+    /// Installs the handlers (a failure is logged; that signal then keeps its
+    /// default action).
+    pub fn install() -> Self {
+        let mut handlers = Vec::new();
+        for (kind, number) in [
+            (SignalKind::interrupt(), 2),
+            (SignalKind::terminate(), 15),
+            (SignalKind::hangup(), 1),
+        ] {
+            match signal(kind) {
+                Ok(s) => handlers.push((s, number)),
+                Err(e) => {
+                    tracing::warn!(error = %e, signal = number, "cannot install a signal handler")
+                }
+            }
+        }
+        Self { handlers }
+    }
+
+    /// Resolves with the number of the first signal received.
+    pub async fn received(&mut self) -> i32 {
+        if self.handlers.is_empty() {
+            return std::future::pending().await;
+        }
+        std::future::poll_fn(|cx| {
+            for (s, n) in self.handlers.iter_mut() {
+                if s.poll_recv(cx).is_ready() {
+                    return std::task::Poll::Ready(*n);
+                }
+            }
+            std::task::Poll::Pending
+        })
+        .await
+    }
 }
