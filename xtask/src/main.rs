@@ -95,11 +95,12 @@ fn ci(_args: &[String]) -> Result<()> {
         "clippy",
         "--workspace",
         "--all-targets",
+        "--all-features",
         "--",
         "-D",
         "warnings",
     ]))?;
-    run(cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
+    run(cargo().args(["test", "--workspace", "--all-features", "--no-fail-fast"]))?;
     Ok(())
 }
 
