@@ -495,7 +495,17 @@ pub async fn run(
     pulls.finish();
     let result = match outcome {
         Some(Ok(r)) => r,
-        Some(Err(e)) => return Err(from_service(&e, &args.backend)),
+        Some(Err(e)) => {
+            let mut err = from_service(&e, &args.backend);
+            // A missing image is the image flag's fault.
+            if let Some(image) = &args.image {
+                if err.flag.as_deref() == Some("--backend") && err.message.contains(image.as_str())
+                {
+                    err.flag = Some("--image".into());
+                }
+            }
+            return Err(err);
+        }
         None => {
             return Err(CliError::new(
                 "internal",

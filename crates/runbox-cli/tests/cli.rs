@@ -1051,4 +1051,5 @@ fn docker_with_a_missing_image_fails_with_one_line() {
     assert_eq!(code(&out), 125, "{err}");
     assert_eq!(err.lines().count(), 1, "{err:?}");
     assert!(err.contains("runbox-no-such-image-xyz"), "{err}");
+    assert!(err.starts_with("runbox: --image: "), "{err}");
 }

@@ -1,0 +1,17 @@
+//! The shared conformance suite against the example backend of
+//! docs/writing-a-backend.md: the guide's backend really passes the suite it
+//! tells teams to run (cases it does not claim are reported as ignored).
+
+#[path = "guide/hostdir.rs"]
+mod hostdir;
+
+use std::sync::Arc;
+
+use orchestrator_core::{Orchestrator, Result};
+
+async fn factory() -> Result<Arc<dyn Orchestrator>> {
+    let root = std::env::temp_dir().join("runbox-hostdir-conformance");
+    Ok(Arc::new(hostdir::HostdirOrchestrator::new(root)?))
+}
+
+orchestrator_core::conformance_tests!(factory);
