@@ -27,6 +27,7 @@ pub mod store;
 
 // Every backend this crate enables must be referenced, or the linker drops
 // the crate and its registration with it.
+use orchestrator_docker as _;
 use orchestrator_native as _;
 
 #[doc = include_str!("../../../docs/service.md")]
@@ -48,6 +49,6 @@ pub use store::{ExecutionStore, ListFilter, MemoryStore, SqliteStore, StoreError
 mod registry_tests {
     #[test]
     fn registered_backends_are_exactly_the_enabled_ones() {
-        assert_eq!(orchestrator_core::registry::names(), ["native"]);
+        assert_eq!(orchestrator_core::registry::names(), ["docker", "native"]);
     }
 }
