@@ -2,8 +2,9 @@
 //! docs/writing-a-backend.md: the guide's backend really passes the suite it
 //! tells teams to run (cases it does not claim are reported as ignored).
 
+// In a backend crate this is `hostdir_backend`, the crate itself.
 #[path = "guide/hostdir.rs"]
-mod hostdir;
+mod hostdir_backend;
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use orchestrator_core::{Orchestrator, Result};
 
 async fn factory() -> Result<Arc<dyn Orchestrator>> {
     let root = std::env::temp_dir().join("runbox-hostdir-conformance");
-    Ok(Arc::new(hostdir::HostdirOrchestrator::new(root)?))
+    Ok(Arc::new(hostdir_backend::HostdirOrchestrator::new(root)?))
 }
 
 orchestrator_core::conformance_tests!(factory);
