@@ -119,6 +119,9 @@ struct Workspace {
     background: Mutex<HashMap<ProcessId, Arc<Background>>>,
     foreground: Mutex<HashSet<i32>>,
     next_process: AtomicU64,
+    /// Pid of the first command started here (0: none yet); see
+    /// [`Workspace::scan_floor`].
+    first_pid: std::sync::atomic::AtomicI32,
 }
 
 #[derive(Debug)]
@@ -128,9 +131,38 @@ struct Background {
     result: watch::Receiver<Option<ExecOutput>>,
 }
 
+/// Which cgroup [`NativeOrchestrator::remove_all`] should remove.
+#[derive(Clone, Copy)]
+enum CgroupRef<'a> {
+    /// The workspace is ours: we know its cgroup (or that it has none) and
+    /// the scan floor for leftover processes (`None`: nothing ever ran).
+    Known(Option<&'a WorkspaceCgroup>, Option<i32>),
+    /// Not ours (recovery): look the cgroup up by name.
+    Lookup,
+}
+
 impl Workspace {
     fn cgroup(&self) -> Option<Arc<WorkspaceCgroup>> {
         lock(&self.cgroup).clone()
+    }
+
+    fn note_spawn(&self, pid: i32) {
+        let _ = self
+            .first_pid
+            .compare_exchange(0, pid, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// The lowest pid a leftover process of this workspace can have, or
+    /// `None` when no command ever ran here (nothing to look for). Falls
+    /// back to 0 (scan everything) when the pid counter wrapped since.
+    fn scan_floor(&self) -> Option<i32> {
+        match self.first_pid.load(Ordering::Relaxed) {
+            0 => None,
+            first => match procfs::last_pid() {
+                Some(last) if last >= first => Some(first),
+                _ => Some(0),
+            },
+        }
     }
 }
 
@@ -392,7 +424,11 @@ impl NativeOrchestrator {
             Some(cg) => cg.kill_all(),
             // No cgroup: processes that left their group are found by
             // their working directory.
-            None => kill_pids(procfs::processes_in_dir(&ws.dir)),
+            None => {
+                if let Some(floor) = ws.scan_floor() {
+                    kill_pids(procfs::processes_in_dir(&ws.dir, floor))
+                }
+            }
         }
     }
 
@@ -409,18 +445,19 @@ impl NativeOrchestrator {
     }
 
     /// Removes everything a workspace id may have on the host.
-    fn remove_all(&self, id: &str, dir: &Path, cgroup: Option<&WorkspaceCgroup>) -> Result<()> {
+    fn remove_all(&self, id: &str, dir: &Path, cgroup: CgroupRef<'_>) -> Result<()> {
         let loaded;
-        let cgroup = match cgroup {
-            Some(c) => Some(c),
-            None => {
+        let (cgroup, floor) = match cgroup {
+            CgroupRef::Known(c, floor) => (c, floor),
+            CgroupRef::Lookup => {
                 loaded = self.inner.cgroups.as_ref().ok().and_then(|s| s.load(id));
-                loaded.as_ref()
+                (loaded.as_ref(), Some(0))
             }
         };
-        match cgroup {
-            Some(cg) => cg.kill_all(),
-            None => kill_pids(procfs::processes_in_dir(dir)),
+        match (cgroup, floor) {
+            (Some(cg), _) => cg.kill_all(),
+            (None, Some(floor)) => kill_pids(procfs::processes_in_dir(dir, floor)),
+            (None, None) => {}
         }
         match std::fs::remove_dir_all(dir) {
             Ok(()) => {}
@@ -528,6 +565,7 @@ impl NativeOrchestrator {
                 background: Mutex::new(HashMap::new()),
                 foreground: Mutex::new(HashSet::new()),
                 next_process: AtomicU64::new(1),
+                first_pid: std::sync::atomic::AtomicI32::new(0),
             });
             if let Some(l) = &spec.limits {
                 self.apply_limits_sync(&ws, l)?;
@@ -537,7 +575,7 @@ impl NativeOrchestrator {
         match made {
             Ok(ws) => Ok(ws),
             Err(e) => {
-                let _ = self.remove_all(id.as_str(), &dir, None);
+                let _ = self.remove_all(id.as_str(), &dir, CgroupRef::Lookup);
                 Err(e)
             }
         }
@@ -639,6 +677,7 @@ impl Orchestrator for NativeOrchestrator {
             Err(status) => return Ok(process::not_started(status)),
         };
         let pgid = running.pgid;
+        ws.note_spawn(pgid);
         lock(&ws.foreground).insert(pgid);
         let out = process::drive(running).await;
         lock(&ws.foreground).remove(&pgid);
@@ -655,6 +694,7 @@ impl Orchestrator for NativeOrchestrator {
         let (tx, rx) = watch::channel(None);
         let bg = match process::spawn(plan)? {
             Ok(running) => {
+                ws.note_spawn(running.pgid);
                 let bg = Background {
                     pgid: running.pgid,
                     shared: running.shared.clone(),
@@ -765,7 +805,7 @@ impl Orchestrator for NativeOrchestrator {
         blocking(move || match ws {
             Some(ws) => {
                 Self::kill_groups(&ws);
-                this.remove_all(id.as_str(), &ws.dir, ws.cgroup().as_deref())?;
+                this.remove_all(id.as_str(), &ws.dir, CgroupRef::Known(ws.cgroup().as_deref(), ws.scan_floor()))?;
                 tracing::debug!(workspace = %id, "workspace cleaned up");
                 Ok(())
             }
@@ -779,7 +819,7 @@ impl Orchestrator for NativeOrchestrator {
                     }
                     _ => {
                         let dir = this.inner.root.join(id.as_str());
-                        this.remove_all(id.as_str(), &dir, None)
+                        this.remove_all(id.as_str(), &dir, CgroupRef::Lookup)
                     }
                 }
             }
@@ -820,7 +860,7 @@ impl Orchestrator for NativeOrchestrator {
                     r.push(format!("process {p} in the workspace cgroup"));
                 }
             }
-            for p in procfs::processes_in_dir(&dir) {
+            for p in procfs::processes_in_dir(&dir, 0) {
                 r.push(format!(
                     "process {p} with its working directory in the workspace"
                 ));
@@ -852,7 +892,7 @@ impl Orchestrator for NativeOrchestrator {
                     continue;
                 }
                 let dir = this.inner.root.join(&name);
-                this.remove_all(&name, &dir, None)?;
+                this.remove_all(&name, &dir, CgroupRef::Lookup)?;
                 reaped.push(format!("native workspace {name} ({})", dir.display()));
             }
             Ok(reaped)

@@ -95,10 +95,24 @@ pub(crate) fn kill_tree(pgid: i32) {
     }
 }
 
-/// Live (non-zombie) processes whose working directory is `dir` or below.
+/// The last pid the kernel allocated (`/proc/sys/kernel/ns_last_pid`).
+pub(crate) fn last_pid() -> Option<i32> {
+    std::fs::read_to_string("/proc/sys/kernel/ns_last_pid")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Live (non-zombie) processes whose working directory is `dir` or below,
+/// among pids `>= min_pid`.
 ///
-/// One readlink per process; the stat file is read only for matches.
-pub(crate) fn processes_in_dir(dir: &Path) -> Vec<i32> {
+/// Pids grow until they wrap, so every process forked (directly or not)
+/// from a command of a workspace has a pid at least that of the workspace's
+/// first command, unless the pid counter wrapped since; callers pass
+/// `min_pid` only when it did not. One readlink per candidate; the stat
+/// file is read only for matches.
+pub(crate) fn processes_in_dir(dir: &Path, min_pid: i32) -> Vec<i32> {
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -108,7 +122,7 @@ pub(crate) fn processes_in_dir(dir: &Path) -> Vec<i32> {
         let e = e.ok()?;
         let name = e.file_name();
         let pid: i32 = name.to_str()?.parse().ok()?;
-        if pid == me {
+        if pid == me || pid < min_pid {
             return None;
         }
         link.push(&name);

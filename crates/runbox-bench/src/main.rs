@@ -65,6 +65,7 @@ fn ms(d: Duration) -> f64 {
 
 struct Opts {
     quick: bool,
+    breakdown: bool,
     json: Option<PathBuf>,
     svg: Option<PathBuf>,
 }
@@ -72,6 +73,7 @@ struct Opts {
 fn parse_args() -> Result<Opts, BoxError> {
     let mut o = Opts {
         quick: false,
+        breakdown: false,
         json: None,
         svg: None,
     };
@@ -79,6 +81,7 @@ fn parse_args() -> Result<Opts, BoxError> {
     while let Some(a) = it.next() {
         match a.as_str() {
             "--quick" => o.quick = true,
+            "--breakdown" => o.breakdown = true,
             "--json" => o.json = Some(it.next().ok_or("--json needs a file")?.into()),
             "--svg" => o.svg = Some(it.next().ok_or("--svg needs a file")?.into()),
             other => return Err(format!("unknown argument {other:?}").into()),
@@ -96,7 +99,11 @@ async fn bare_spawn() -> Result<Duration, BoxError> {
     Ok(t.elapsed())
 }
 
-fn lifecycle_request(dir: &std::path::Path, i: usize, limits: Option<&ResourceLimits>) -> ExecutionRequest {
+fn lifecycle_request(
+    dir: &std::path::Path,
+    i: usize,
+    limits: Option<&ResourceLimits>,
+) -> ExecutionRequest {
     let mut r = ExecutionRequest::new(["/bin/true"])
         .file_in(dir.join("input.txt"), "input.txt")
         .file_out("input.txt", dir.join(format!("out-{i}.txt")));
@@ -160,11 +167,19 @@ async fn native_figures(o: &Opts, figures: &mut Vec<Figure>) -> Result<(), BoxEr
     }
     let base = figure("baseline: spawn+wait /bin/true (tokio)", "ms", base);
     figures.push(against(
-        figure("native lifecycle (create, copy in, run /bin/true, copy out, cleanup)", "ms", plain),
+        figure(
+            "native lifecycle (create, copy in, run /bin/true, copy out, cleanup)",
+            "ms",
+            plain,
+        ),
         &base,
     ));
     figures.push(against(
-        figure("native lifecycle with memory+pids+timeout limits", "ms", limited),
+        figure(
+            "native lifecycle with memory+pids+timeout limits",
+            "ms",
+            limited,
+        ),
         &base,
     ));
     let base_rate = 1000.0 / base.p50;
@@ -199,7 +214,11 @@ async fn native_figures(o: &Opts, figures: &mut Vec<Figure>) -> Result<(), BoxEr
             }
             rates.push(per_level as f64 / t.elapsed().as_secs_f64());
         }
-        let mut f = figure(&format!("native throughput, concurrency {c}"), "exec/s", rates);
+        let mut f = figure(
+            &format!("native throughput, concurrency {c}"),
+            "exec/s",
+            rates,
+        );
         f.baseline = Some(base_rate_name.clone());
         f.ratio = Some(f.p50 / base_rate);
         figures.push(f);
@@ -265,7 +284,8 @@ async fn docker_figures(o: &Opts, figures: &mut Vec<Figure>) -> Result<(), BoxEr
         figures.push(f);
         return Ok(());
     }
-    let image = orchestrator_docker::ensure_test_image(&config, &TestImageOptions::default()).await?;
+    let image =
+        orchestrator_docker::ensure_test_image(&config, &TestImageOptions::default()).await?;
     let n = if o.quick { 3 } else { 20 };
     let spec = WorkspaceSpec::new().image(image.clone());
     let true_cmd = CommandSpec::new(["true"]);
@@ -285,11 +305,27 @@ async fn docker_figures(o: &Opts, figures: &mut Vec<Figure>) -> Result<(), BoxEr
         if !out.status.success() {
             return Err(format!("docker exec true: {:?}", out.status).into());
         }
-        theirs.push(ms(cli(&["run", "--rm", "--network", "none", &image, "true"]).await?));
+        theirs.push(ms(cli(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            &image,
+            "true",
+        ])
+        .await?));
     }
-    let base = figure("baseline: docker run --rm runbox-testbox true (CLI)", "ms", theirs);
+    let base = figure(
+        "baseline: docker run --rm runbox-testbox true (CLI)",
+        "ms",
+        theirs,
+    );
     figures.push(against(
-        figure("docker lifecycle (create, exec true, remove) via backend", "ms", ours),
+        figure(
+            "docker lifecycle (create, exec true, remove) via backend",
+            "ms",
+            ours,
+        ),
         &base,
     ));
     figures.push(base);
@@ -307,7 +343,10 @@ async fn docker_figures(o: &Opts, figures: &mut Vec<Figure>) -> Result<(), BoxEr
     }
     docker.cleanup(&id).await?;
     let base = figure("baseline: docker exec CONTAINER true (CLI)", "ms", theirs);
-    figures.push(against(figure("docker exec latency via backend", "ms", ours), &base));
+    figures.push(against(
+        figure("docker exec latency via backend", "ms", ours),
+        &base,
+    ));
     figures.push(base);
     Ok(())
 }
@@ -315,7 +354,12 @@ async fn docker_figures(o: &Opts, figures: &mut Vec<Figure>) -> Result<(), BoxEr
 /// The container of a workspace, found by its label.
 async fn docker_container_of(id: &orchestrator_core::WorkspaceId) -> Result<String, BoxError> {
     let out = tokio::process::Command::new("docker")
-        .args(["ps", "-q", "--filter", &format!("label=io.runbox.workspace={id}")])
+        .args([
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=io.runbox.workspace={id}"),
+        ])
         .output()
         .await?;
     let cid = String::from_utf8_lossy(&out.stdout).trim().to_string();
@@ -337,9 +381,14 @@ fn print_table(figures: &[Figure]) {
             f.p50,
             f.p90,
             f.p99,
-            f.ratio.map(|r| format!("{r:.2}x")).unwrap_or_else(|| "-".into()),
+            f.ratio
+                .map(|r| format!("{r:.2}x"))
+                .unwrap_or_else(|| "-".into()),
             f.baseline.as_deref().unwrap_or("-"),
-            f.note.as_ref().map(|n| format!("  ({n})")).unwrap_or_default()
+            f.note
+                .as_ref()
+                .map(|n| format!("  ({n})"))
+                .unwrap_or_default()
         );
     }
 }
@@ -413,7 +462,13 @@ fn svg(figures: &[Figure]) -> String {
     for (i, f) in series.iter().enumerate() {
         let y = top + row * i as f64 + 10.0;
         let p = |q: f64| percentile(&f.samples, q);
-        let color = if f.name.starts_with("baseline") { "#999" } else if f.name.contains("docker") { "#2a6fdb" } else { "#e07b00" };
+        let color = if f.name.starts_with("baseline") {
+            "#999"
+        } else if f.name.contains("docker") {
+            "#2a6fdb"
+        } else {
+            "#e07b00"
+        };
         let label: String = f.name.chars().take(62).collect();
         s += &format!(
             "<text x=\"10\" y=\"{:.1}\">{}</text>\n\
@@ -437,10 +492,70 @@ fn svg(figures: &[Figure]) -> String {
     s
 }
 
+/// Per-step medians of the native lifecycle, straight on the backend (for
+/// profiling; `--breakdown`).
+async fn breakdown() -> Result<(), BoxError> {
+    let native = orchestrator_native::NativeOrchestrator::new(Default::default())?;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("in"), b"x")?;
+    let n = 300;
+    let mut steps: Vec<(&str, Vec<f64>)> = [
+        "create",
+        "copy_to",
+        "run",
+        "copy_from",
+        "cleanup",
+        "total",
+        "bare spawn",
+    ]
+    .iter()
+    .map(|s| (*s, Vec::new()))
+    .collect();
+    let cmd = CommandSpec::new(["/bin/true"]);
+    for i in 0..n {
+        let t0 = Instant::now();
+        let id = native.create_workspace(&WorkspaceSpec::new()).await?;
+        let t1 = Instant::now();
+        native.copy_to(&id, &dir.path().join("in"), "in").await?;
+        let t2 = Instant::now();
+        native.run_command(&id, &cmd).await?;
+        let t3 = Instant::now();
+        native
+            .copy_from(&id, "in", &dir.path().join(format!("o{i}")))
+            .await?;
+        let t4 = Instant::now();
+        native.cleanup(&id).await?;
+        let t5 = Instant::now();
+        let b = bare_spawn().await?;
+        for (k, d) in [
+            (0, t1 - t0),
+            (1, t2 - t1),
+            (2, t3 - t2),
+            (3, t4 - t3),
+            (4, t5 - t4),
+            (5, t5 - t0),
+            (6, b),
+        ] {
+            steps[k].1.push(ms(d));
+        }
+    }
+    for (name, v) in steps {
+        let f = figure(name, "ms", v);
+        println!("{name:>12}: p50 {:.3} ms  p90 {:.3} ms", f.p50, f.p90);
+    }
+    Ok(())
+}
+
 async fn run() -> Result<(), BoxError> {
     let o = parse_args()?;
+    if o.breakdown {
+        return breakdown().await;
+    }
     let mut figures = Vec::new();
-    eprintln!("runbox-bench: native figures{}", if o.quick { " (quick)" } else { "" });
+    eprintln!(
+        "runbox-bench: native figures{}",
+        if o.quick { " (quick)" } else { "" }
+    );
     native_figures(&o, &mut figures).await?;
     eprintln!("runbox-bench: docker figures");
     if let Err(e) = docker_figures(&o, &mut figures).await {
@@ -465,7 +580,10 @@ async fn run() -> Result<(), BoxError> {
 }
 
 fn main() -> std::process::ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("runbox-bench: cannot start tokio: {e}");
