@@ -634,11 +634,16 @@ impl Orchestrator for NativeOrchestrator {
     async fn create_workspace(&self, spec: &WorkspaceSpec) -> Result<WorkspaceId> {
         let this = self.clone();
         let spec = spec.clone();
-        let ws = blocking(move || this.create_sync(&spec)).await?;
-        let id = ws.id.clone();
-        tracing::debug!(workspace = %id, dir = %ws.dir.display(), "workspace created");
-        lock(&self.inner.workspaces).insert(id.clone(), ws);
-        Ok(id)
+        // Registered inside the blocking task: when this future is dropped
+        // mid-way, the workspace is still known (and removed on drop).
+        blocking(move || {
+            let ws = this.create_sync(&spec)?;
+            let id = ws.id.clone();
+            tracing::debug!(workspace = %id, dir = %ws.dir.display(), "workspace created");
+            lock(&this.inner.workspaces).insert(id.clone(), ws);
+            Ok(id)
+        })
+        .await
     }
 
     async fn apply_resource_limits(
