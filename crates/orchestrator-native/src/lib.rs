@@ -77,6 +77,7 @@ pub struct NativeConfig {
 impl Default for NativeConfig {
     fn default() -> Self {
         let root = std::env::var_os("RUNBOX_WORKSPACE_ROOT")
+            .filter(|v| !v.is_empty())
             .map(PathBuf::from)
             .unwrap_or_else(|| {
                 // SAFETY: geteuid has no preconditions.
