@@ -5,7 +5,13 @@
 //! - `test-image`: builds the `runbox-testbox:latest` docker image.
 //! - `bench`: benchmarks (see docs/performance.md).
 //! - `vm-test`: the native conformance suite on cgroup v2 inside a VM.
+//! - `soak`: many mixed native executions, then leak checks.
+//! - `nonroot`: the native conformance suite as an unprivileged user.
+//! - `fuzz`: the cargo-fuzz targets (fuzz/), briefly each.
 
+mod fuzz;
+mod nonroot;
+mod soak;
 mod test_image;
 mod vm_test;
 
@@ -16,7 +22,9 @@ use anyhow::{bail, Context, Result};
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(task) = args.first() else {
-        bail!("usage: cargo xtask <ci|conformance|test-image|bench|vm-test> [args]");
+        bail!(
+            "usage: cargo xtask <ci|conformance|test-image|bench|vm-test|soak|nonroot|fuzz> [args]"
+        );
     };
     let rest = &args[1..];
     match task.as_str() {
@@ -25,8 +33,11 @@ fn main() -> Result<()> {
         "vm-test" => vm_test::vm_test(rest),
         "test-image" => test_image::test_image(rest),
         "bench" => bench(rest),
+        "soak" => soak::soak(rest),
+        "nonroot" => nonroot::nonroot(rest),
+        "fuzz" => fuzz::fuzz(rest),
         other => {
-            bail!("unknown task {other:?}; known: ci, conformance, test-image, bench, vm-test")
+            bail!("unknown task {other:?}; known: ci, conformance, test-image, bench, vm-test, soak, nonroot, fuzz")
         }
     }
 }

@@ -1,0 +1,296 @@
+//! The rlimit fallback (no writable cgroups): the LimitReport is honest and
+//! strict mode refuses what the fallback cannot enforce.
+//!
+//! Every test here forces the fallback (`use_cgroups: false`), so they run
+//! as root too; what differs is RLIMIT_NPROC, which binds only non-root
+//! users, and the expectations follow the effective uid. `cargo xtask
+//! nonroot` runs this binary as an unprivileged user, where
+//! `default_config_finds_no_writable_cgroups` also checks that the default
+//! configuration falls back on its own.
+
+use std::path::Path;
+use std::time::Duration;
+
+use orchestrator_core::{
+    CommandSpec, Error, ExitStatus, LimitKind, Mechanism, Orchestrator, ResourceLimits,
+    WorkspaceSpec,
+};
+use orchestrator_native::{NativeConfig, NativeOrchestrator};
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn fallback(root: &Path, strict: bool) -> NativeOrchestrator {
+    NativeOrchestrator::new(NativeConfig {
+        workspace_root: root.to_path_buf(),
+        strict,
+        use_cgroups: false,
+        ..NativeConfig::default()
+    })
+    .expect("native backend")
+}
+
+fn all_limits(strict: bool) -> ResourceLimits {
+    let mut l = ResourceLimits::builder()
+        .memory_bytes(256 << 20)
+        .cpus(0.5)
+        .pids(64)
+        .wall_timeout(Duration::from_secs(30))
+        .cpu_time(Duration::from_secs(7))
+        .file_size_bytes(3 << 20)
+        .open_files(48)
+        .output_bytes(1 << 20)
+        .build()
+        .expect("limits");
+    l.strict = strict;
+    l
+}
+
+/// `Max ...` lines of /proc/self/limits as seen by a command in the
+/// workspace: (soft, hard).
+async fn proc_limits(o: &NativeOrchestrator, id: &orchestrator_core::WorkspaceId) -> String {
+    let out = o
+        .run_command(id, &CommandSpec::new(["cat", "/proc/self/limits"]))
+        .await
+        .expect("run");
+    assert_eq!(out.status, ExitStatus::Exited(0), "{}", out.stderr_str());
+    out.stdout_str().into_owned()
+}
+
+fn limit_line<'a>(limits: &'a str, name: &str) -> Vec<&'a str> {
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with(name))
+        .unwrap_or_else(|| panic!("no {name:?} in {limits}"));
+    line[name.len()..].split_whitespace().take(2).collect()
+}
+
+fn assert_clean(root: &Path) {
+    let left: Vec<_> = std::fs::read_dir(root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n != ".runbox-meta")
+        .collect();
+    assert!(left.is_empty(), "left in the workspace root: {left:?}");
+    let meta = std::fs::read_dir(root.join(".runbox-meta"))
+        .unwrap()
+        .count();
+    assert_eq!(meta, 0, "metadata files left");
+}
+
+#[tokio::test]
+async fn report_is_honest_and_rlimits_really_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = fallback(dir.path(), false);
+    assert_eq!(o.cgroup_version(), None);
+    let caps = o.capabilities();
+    assert!(!caps.oom_detection, "no OOM detection without a cgroup");
+    assert!(!caps.enforces(LimitKind::Cpus));
+    assert_eq!(caps.enforces(LimitKind::Pids), !is_root());
+    let avail = o.is_available().await;
+    assert!(avail.available, "{avail:?}");
+    assert!(
+        avail.reason.as_deref().unwrap_or("").contains("rlimit"),
+        "degraded availability should say why: {avail:?}"
+    );
+
+    let id = o.create_workspace(&WorkspaceSpec::new()).await.unwrap();
+    let report = o
+        .apply_resource_limits(&id, &all_limits(false))
+        .await
+        .expect("non-strict apply reports, never fails");
+    assert_eq!(report.entries.len(), 8, "{report:?}");
+    let by = |k| report.get(k).unwrap_or_else(|| panic!("{k} missing"));
+    assert_eq!(by(LimitKind::Memory).enforced_by, Some(Mechanism::Rlimit));
+    assert!(
+        by(LimitKind::Memory)
+            .note
+            .as_deref()
+            .unwrap_or("")
+            .contains("RLIMIT_AS"),
+        "memory note must say it is address space, not RSS: {:?}",
+        by(LimitKind::Memory)
+    );
+    assert_eq!(by(LimitKind::Cpus).enforced_by, None);
+    assert!(by(LimitKind::Cpus)
+        .note
+        .as_deref()
+        .unwrap_or("")
+        .contains("cgroup"));
+    if is_root() {
+        assert_eq!(
+            by(LimitKind::Pids).enforced_by,
+            None,
+            "RLIMIT_NPROC does not bind root"
+        );
+    } else {
+        assert_eq!(by(LimitKind::Pids).enforced_by, Some(Mechanism::Rlimit));
+        assert!(by(LimitKind::Pids)
+            .note
+            .as_deref()
+            .unwrap_or("")
+            .contains("every process of the user"));
+    }
+    for k in [
+        LimitKind::CpuTime,
+        LimitKind::FileSize,
+        LimitKind::OpenFiles,
+    ] {
+        assert_eq!(by(k).enforced_by, Some(Mechanism::Rlimit), "{k}");
+    }
+    for k in [LimitKind::WallTimeout, LimitKind::OutputBytes] {
+        assert_eq!(by(k).enforced_by, Some(Mechanism::Runbox), "{k}");
+    }
+    assert!(!report.all_enforced());
+
+    // What the report claims is what a command gets.
+    let limits = proc_limits(&o, &id).await;
+    assert_eq!(
+        limit_line(&limits, "Max address space"),
+        [(256u64 << 20).to_string(), (256u64 << 20).to_string()]
+    );
+    assert_eq!(limit_line(&limits, "Max cpu time"), ["7", "8"]);
+    assert_eq!(
+        limit_line(&limits, "Max file size"),
+        [(3u64 << 20).to_string(), (3u64 << 20).to_string()]
+    );
+    assert_eq!(limit_line(&limits, "Max open files"), ["48", "48"]);
+    let nproc = limit_line(&limits, "Max processes");
+    if is_root() {
+        assert_ne!(nproc, ["64", "64"], "RLIMIT_NPROC is not set for root");
+    } else {
+        assert_eq!(nproc, ["64", "64"]);
+    }
+    o.cleanup(&id).await.unwrap();
+    assert_clean(dir.path());
+}
+
+#[tokio::test]
+async fn strict_refuses_what_the_fallback_cannot_enforce() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = fallback(dir.path(), false);
+    let id = o.create_workspace(&WorkspaceSpec::new()).await.unwrap();
+
+    // cpus cannot be enforced without a cgroup, whoever we are.
+    match o.apply_resource_limits(&id, &all_limits(true)).await {
+        Err(Error::LimitNotEnforceable { limit, reason }) => {
+            assert_eq!(limit, "cpus");
+            assert!(reason.contains("cgroup"), "{reason}");
+        }
+        other => panic!("strict apply with cpus should fail: {other:?}"),
+    }
+    // A refused strict request applies nothing at all.
+    let limits = proc_limits(&o, &id).await;
+    assert_ne!(limit_line(&limits, "Max open files"), ["48", "48"]);
+    assert_ne!(limit_line(&limits, "Max cpu time"), ["7", "8"]);
+
+    // pids: refused for root (RLIMIT_NPROC does not bind root), enforced
+    // by RLIMIT_NPROC otherwise.
+    let mut pids = ResourceLimits::builder().pids(32).build().unwrap();
+    pids.strict = true;
+    let res = o.apply_resource_limits(&id, &pids).await;
+    if is_root() {
+        assert!(
+            matches!(&res, Err(Error::LimitNotEnforceable { limit, .. }) if limit == "pids"),
+            "{res:?}"
+        );
+    } else {
+        let report = res.expect("pids is enforceable by RLIMIT_NPROC");
+        assert_eq!(
+            report.get(LimitKind::Pids).unwrap().enforced_by,
+            Some(Mechanism::Rlimit)
+        );
+    }
+
+    // Strict limits on the spec: no workspace is made, nothing is left.
+    let mut cpus = ResourceLimits::builder().cpus(1.0).build().unwrap();
+    cpus.strict = true;
+    let res = o
+        .create_workspace(&WorkspaceSpec::new().limits(cpus.clone()))
+        .await;
+    assert!(
+        matches!(&res, Err(Error::LimitNotEnforceable { limit, .. }) if limit == "cpus"),
+        "{res:?}"
+    );
+    o.cleanup(&id).await.unwrap();
+    assert_clean(dir.path());
+
+    // A strict backend treats every request as strict.
+    let strict = fallback(dir.path(), true);
+    let id = strict
+        .create_workspace(&WorkspaceSpec::new())
+        .await
+        .unwrap();
+    let mut lax = all_limits(false);
+    lax.strict = false;
+    let res = strict.apply_resource_limits(&id, &lax).await;
+    assert!(
+        matches!(&res, Err(Error::LimitNotEnforceable { .. })),
+        "{res:?}"
+    );
+    // What it can enforce it accepts.
+    let ok = ResourceLimits::builder()
+        .memory_bytes(128 << 20)
+        .open_files(64)
+        .wall_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let report = strict.apply_resource_limits(&id, &ok).await.unwrap();
+    assert!(report.all_enforced(), "{report:?}");
+    strict.cleanup(&id).await.unwrap();
+    assert_clean(dir.path());
+}
+
+/// Under RLIMIT_AS a memory hog fails to allocate (there is no OOM kill to
+/// report): the status is an ordinary failure, never MemoryLimitExceeded.
+#[tokio::test]
+async fn memory_rlimit_fails_allocations_without_claiming_oom() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = fallback(dir.path(), false);
+    let id = o.create_workspace(&WorkspaceSpec::new()).await.unwrap();
+    let l = ResourceLimits::builder()
+        .memory_bytes(64 << 20)
+        .wall_timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    o.apply_resource_limits(&id, &l).await.unwrap();
+    let out = o
+        .run_command(&id, &CommandSpec::new(["tail", "/dev/zero"]))
+        .await
+        .unwrap();
+    assert!(!out.status.success(), "{:?}", out.status);
+    assert_ne!(out.status, ExitStatus::MemoryLimitExceeded);
+    assert_ne!(out.status, ExitStatus::TimedOut, "RLIMIT_AS did not bind");
+    o.cleanup(&id).await.unwrap();
+    assert_clean(dir.path());
+}
+
+/// Unprivileged, the default configuration finds no writable cgroup and
+/// says so (skipped as root, where cgroups are writable).
+#[tokio::test]
+async fn default_config_finds_no_writable_cgroups() {
+    if is_root() {
+        eprintln!("SKIP default_config_finds_no_writable_cgroups: running as root (cargo xtask nonroot runs it unprivileged)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let o = NativeOrchestrator::new(NativeConfig {
+        workspace_root: dir.path().to_path_buf(),
+        ..NativeConfig::default()
+    })
+    .unwrap();
+    assert_eq!(o.cgroup_version(), None);
+    let why = o.cgroup_unavailable_reason().unwrap_or("");
+    assert!(!why.is_empty());
+    let caps = o.capabilities();
+    assert!(!caps.enforces(LimitKind::Cpus));
+    assert!(!caps.oom_detection);
+    assert!(caps.enforces(LimitKind::Memory), "RLIMIT_AS");
+    assert!(
+        caps.enforces(LimitKind::Pids),
+        "RLIMIT_NPROC binds non-root"
+    );
+}
