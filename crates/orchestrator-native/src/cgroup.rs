@@ -328,19 +328,40 @@ impl WorkspaceCgroup {
         }
     }
 
-    /// Resets the peak-memory watermark where the kernel allows it.
-    pub fn reset_peak(&self) {
-        if let Some(d) = self.dir_of("memory") {
-            let f = match self.support.version {
-                CgroupVersion::V2 => d.join("memory.peak"),
-                CgroupVersion::V1 => d.join("memory.max_usage_in_bytes"),
-            };
-            let _ = std::fs::write(f, "0");
+    /// Resets the peak-memory watermark where the kernel allows it. On v2
+    /// (Linux 6.12+) the reset holds for the file handle that made it, so
+    /// the handle is returned and the peak must be read through it; on older
+    /// v2 kernels the peak stays the cgroup's lifetime peak.
+    pub fn reset_peak(&self) -> Option<File> {
+        let d = self.dir_of("memory")?;
+        match self.support.version {
+            CgroupVersion::V2 => {
+                use std::io::Write;
+                let mut f = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(d.join("memory.peak"))
+                    .ok()?;
+                f.write_all(b"reset\n").ok()?;
+                Some(f)
+            }
+            CgroupVersion::V1 => {
+                let _ = std::fs::write(d.join("memory.max_usage_in_bytes"), "0");
+                None
+            }
         }
     }
 
-    /// Peak memory since the last reset.
-    pub fn peak_memory(&self) -> Option<u64> {
+    /// Peak memory since the last reset (through `handle` when the reset
+    /// made one).
+    pub fn peak_memory(&self, handle: Option<&mut File>) -> Option<u64> {
+        if let Some(f) = handle {
+            use std::io::{Read, Seek};
+            let mut s = String::new();
+            f.rewind().ok()?;
+            f.read_to_string(&mut s).ok()?;
+            return s.trim().parse().ok();
+        }
         let d = self.dir_of("memory")?;
         match self.support.version {
             CgroupVersion::V2 => read_u64(&d.join("memory.peak")),

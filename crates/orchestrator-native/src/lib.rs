@@ -256,6 +256,20 @@ impl NativeOrchestrator {
             .ok_or_else(|| Error::workspace_not_found(id))
     }
 
+    /// A workspace whose directory still exists. One removed behind the
+    /// backend's back is NotFound (never silently recreated by a copy);
+    /// `cleanup` still tears down what is left of it.
+    fn get_existing(&self, id: &WorkspaceId) -> Result<Arc<Workspace>> {
+        let ws = self.get(id)?;
+        match std::fs::symlink_metadata(&ws.dir) {
+            Ok(md) if md.is_dir() => Ok(ws),
+            _ => Err(Error::workspace_not_found(format!(
+                "{id} (its directory {} is gone)",
+                ws.dir.display()
+            ))),
+        }
+    }
+
     fn mechanism(&self) -> Option<Mechanism> {
         match &self.inner.cgroups {
             Ok(c) if c.version == CgroupVersion::V2 => Some(Mechanism::CgroupV2),
@@ -657,7 +671,7 @@ impl Orchestrator for NativeOrchestrator {
     }
 
     async fn copy_to(&self, id: &WorkspaceId, host_path: &Path, sandbox_path: &str) -> Result<()> {
-        let ws = self.get(id)?;
+        let ws = self.get_existing(id)?;
         let dest = paths::resolve_in_root(&ws.dir, sandbox_path)?;
         let src = host_path.to_path_buf();
         blocking(move || fsops::copy_in(&src, &dest, &ws.dir)).await
@@ -669,14 +683,14 @@ impl Orchestrator for NativeOrchestrator {
         sandbox_path: &str,
         host_path: &Path,
     ) -> Result<()> {
-        let ws = self.get(id)?;
+        let ws = self.get_existing(id)?;
         let src = paths::resolve_in_root(&ws.dir, sandbox_path)?;
         let dest = host_path.to_path_buf();
         blocking(move || fsops::copy_out(&src, &dest, &ws.dir)).await
     }
 
     async fn run_command(&self, id: &WorkspaceId, cmd: &CommandSpec) -> Result<ExecOutput> {
-        let ws = self.get(id)?;
+        let ws = self.get_existing(id)?;
         let plan = self.plan(&ws, cmd)?;
         let running = match process::spawn(plan)? {
             Ok(r) => r,
@@ -691,7 +705,7 @@ impl Orchestrator for NativeOrchestrator {
     }
 
     async fn start_background(&self, id: &WorkspaceId, cmd: &CommandSpec) -> Result<ProcessId> {
-        let ws = self.get(id)?;
+        let ws = self.get_existing(id)?;
         let plan = self.plan(&ws, cmd)?;
         let pid = ProcessId::new(format!(
             "p{}",

@@ -109,6 +109,7 @@ pub(crate) struct Running {
     cgroup: Option<Arc<WorkspaceCgroup>>,
     oom_before: u64,
     cpu_before: Option<Duration>,
+    peak_handle: Option<std::fs::File>,
     guard: TreeGuard,
 }
 
@@ -174,9 +175,7 @@ pub(crate) fn spawn(
             });
         }
     }
-    if let Some(cg) = &plan.cgroup {
-        cg.reset_peak();
-    }
+    let peak_handle = plan.cgroup.as_ref().and_then(|cg| cg.reset_peak());
     let oom_before = plan.cgroup.as_ref().map(|c| c.oom_kills()).unwrap_or(0);
     let cpu_before = plan.cgroup.as_ref().and_then(|c| c.cpu_usage());
     let started = Instant::now();
@@ -232,6 +231,7 @@ pub(crate) fn spawn(
         cgroup: plan.cgroup,
         oom_before,
         cpu_before,
+        peak_handle,
         guard,
     }))
 }
@@ -342,7 +342,10 @@ pub(crate) async fn drive(mut r: Running) -> ExecOutput {
         (Some(c), Some(before)) => c.cpu_usage().map(|now| now.saturating_sub(before)),
         _ => None,
     };
-    let peak_memory = r.cgroup.as_ref().and_then(|c| c.peak_memory());
+    let peak_memory = r
+        .cgroup
+        .as_ref()
+        .and_then(|c| c.peak_memory(r.peak_handle.as_mut()));
     r.guard.armed = false;
     let (stdout, stdout_truncated) = out.into_parts();
     let (stderr, stderr_truncated) = err.into_parts();
