@@ -4,8 +4,8 @@
 //! As root it creates the user if missing (default `runbox-ci`, a system
 //! user without a home or login shell), copies the test binaries into a
 //! directory that user owns and runs them through `setpriv` with a clean
-//! environment whose HOME and TMPDIR point there (so the workspace root,
-//! `$TMPDIR/runbox-<uid>`, is the user's too). Not as root, it runs them as
+//! environment whose HOME, TMPDIR and RUNBOX_WORKSPACE_ROOT point there (so
+//! the workspace root is the user's and is removed afterwards). Not as root, it runs them as
 //! the current user.
 //!
 //! Without writable cgroups the backend falls back to rlimits. The task
@@ -129,6 +129,7 @@ fn run_suite(bin: &Path, args: &[&str], work: &Path, user: Option<&str>) -> Resu
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .env("HOME", work)
         .env("TMPDIR", work)
+        .env("RUNBOX_WORKSPACE_ROOT", work.join("workspaces"))
         .env("LANG", "C.UTF-8")
         .env("RUST_BACKTRACE", "1")
         .current_dir(work);

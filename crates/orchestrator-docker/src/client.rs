@@ -50,14 +50,24 @@ pub(crate) async fn deadline<T>(
     }
 }
 
-/// Connects and negotiates the API version within `timeout`.
+/// Connects and negotiates the API version within `timeout`. A daemon that
+/// accepts the connection but does not answer the negotiation in time is
+/// unreachable (Unavailable), like one that refuses it.
 pub(crate) async fn negotiated(config: &DockerConfig, timeout: Duration) -> Result<Docker, E> {
     let raw = connect(config)?;
-    deadline(
-        &config.host_description(),
+    let host = config.host_description();
+    match deadline(
+        &host,
         "negotiate API version",
         timeout,
         raw.negotiate_version(),
     )
     .await
+    {
+        Err(E::Timeout { timeout, .. }) => Err(E::Unreachable {
+            host,
+            reason: format!("no answer to API version negotiation within {timeout:?}"),
+        }),
+        r => r,
+    }
 }

@@ -160,16 +160,7 @@ impl DockerOrchestrator {
     async fn docker_within(&self, timeout: Duration) -> std::result::Result<Docker, E> {
         let c = self
             .client
-            .get_or_try_init(|| async {
-                let raw = connect(&self.config)?;
-                deadline(
-                    &self.host,
-                    "negotiate API version",
-                    timeout,
-                    raw.negotiate_version(),
-                )
-                .await
-            })
+            .get_or_try_init(|| crate::client::negotiated(&self.config, timeout))
             .await?;
         Ok(c.clone())
     }
