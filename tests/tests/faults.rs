@@ -105,6 +105,7 @@ async fn docker_unreachable_is_unavailable_fast_and_native_keeps_working() {
             "{what}: is_available took {took:?}"
         );
         assert!(a.reason.is_some(), "{what}: no reason given");
+        eprintln!("{what}: is_available false in {took:?}");
 
         let t = Instant::now();
         let e = docker
@@ -122,6 +123,7 @@ async fn docker_unreachable_is_unavailable_fast_and_native_keeps_working() {
             matches!(e, Error::Unavailable { .. }),
             "{what}: expected Unavailable, got {e:?}"
         );
+        eprintln!("{what}: create_workspace Unavailable in {took:?}");
 
         // The same service: a docker execution fails (typed, quickly, with
         // nothing left active) while a native one runs at the same time.
