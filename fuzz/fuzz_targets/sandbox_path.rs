@@ -91,7 +91,8 @@ fuzz_target!(|data: &[u8]| {
             assert!(lexical.is_ok(), "{s:?} resolved but is lexically invalid");
             assert!(p.starts_with(&t.root), "{s:?} -> {} escaped", p.display());
             assert!(
-                p.components().all(|c| !matches!(c, Component::ParentDir | Component::CurDir)),
+                p.components()
+                    .all(|c| !matches!(c, Component::ParentDir | Component::CurDir)),
                 "{s:?} -> {} is not normalised",
                 p.display()
             );

@@ -92,12 +92,19 @@ fuzz_target!(|data: &[u8]| {
     assert!(names(&j.base.join("outside")).is_empty(), "written outside");
     match &res {
         Ok(()) => {
-            assert_eq!(names(&j.work), ["out"], "staging left next to the destination");
+            assert_eq!(
+                names(&j.work),
+                ["out"],
+                "staging left next to the destination"
+            );
             let md = std::fs::symlink_metadata(&j.dest).unwrap();
             if md.is_dir() {
                 check_tree(&j.dest, &j.dest);
             } else {
-                assert!(md.is_file(), "destination is neither a file nor a directory");
+                assert!(
+                    md.is_file(),
+                    "destination is neither a file nor a directory"
+                );
             }
         }
         Err(_) => {
