@@ -96,7 +96,7 @@ fn copy_tree(src: &Path, dst: &Path, links: Links<'_>) -> Result<()> {
 /// Copies `src` to `dest` (replacing it), staged and renamed into place.
 fn staged_copy(src: &Path, dest: &Path, links: Links<'_>) -> Result<()> {
     std::fs::symlink_metadata(src).map_err(|e| io("stat", src, e))?;
-    if let Some(parent) = dest.parent() {
+    if let Some(parent) = dest.parent().filter(|p| !p.is_dir()) {
         std::fs::create_dir_all(parent).map_err(|e| io("mkdir", parent, e))?;
     }
     let stage = staging_name(dest)?;

@@ -210,6 +210,44 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Work this small (a few metadata syscalls on small files) runs on the
+/// caller's task: a trip through the blocking pool costs more than the work.
+const INLINE_COPY_MAX: u64 = 256 * 1024;
+
+/// Runs `f` inline when `quick`, else on the blocking pool.
+async fn maybe_blocking<T: Send + 'static>(
+    quick: bool,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    if quick {
+        f()
+    } else {
+        blocking(f).await
+    }
+}
+
+/// A regular file no larger than [`INLINE_COPY_MAX`].
+fn small_file(p: &Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file() && m.len() <= INLINE_COPY_MAX)
+}
+
+/// A directory with a handful of entries and no subdirectory (cheap to
+/// remove inline).
+fn small_flat_dir(p: &Path) -> bool {
+    let Ok(rd) = std::fs::read_dir(p) else {
+        return true;
+    };
+    let mut n = 0;
+    for e in rd {
+        n += 1;
+        match e.and_then(|e| e.file_type()) {
+            Ok(t) if !t.is_dir() && n <= 32 => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
@@ -679,9 +717,11 @@ impl Orchestrator for NativeOrchestrator {
     async fn create_workspace(&self, spec: &WorkspaceSpec) -> Result<WorkspaceId> {
         let this = self.clone();
         let spec = spec.clone();
-        // Registered inside the blocking task: when this future is dropped
-        // mid-way, the workspace is still known (and removed on drop).
-        blocking(move || {
+        // Without limits this is a small file and a directory: done inline.
+        let quick = spec.limits.is_none();
+        // Registered inside the task: when this future is dropped mid-way,
+        // the workspace is still known (and removed on drop).
+        maybe_blocking(quick, move || {
             let ws = this.create_sync(&spec)?;
             let id = ws.id.clone();
             tracing::debug!(workspace = %id, dir = %ws.dir.display(), "workspace created");
@@ -704,7 +744,8 @@ impl Orchestrator for NativeOrchestrator {
         let ws = self.get_existing(id)?;
         let dest = paths::resolve_in_root(&ws.dir, sandbox_path)?;
         let src = host_path.to_path_buf();
-        blocking(move || fsops::copy_in(&src, &dest, &ws.dir)).await
+        let quick = small_file(&src);
+        maybe_blocking(quick, move || fsops::copy_in(&src, &dest, &ws.dir)).await
     }
 
     async fn copy_from(
@@ -716,7 +757,8 @@ impl Orchestrator for NativeOrchestrator {
         let ws = self.get_existing(id)?;
         let src = paths::resolve_in_root(&ws.dir, sandbox_path)?;
         let dest = host_path.to_path_buf();
-        blocking(move || fsops::copy_out(&src, &dest, &ws.dir)).await
+        let quick = small_file(&src);
+        maybe_blocking(quick, move || fsops::copy_out(&src, &dest, &ws.dir)).await
     }
 
     async fn run_command(&self, id: &WorkspaceId, cmd: &CommandSpec) -> Result<ExecOutput> {
@@ -852,7 +894,17 @@ impl Orchestrator for NativeOrchestrator {
         let ws = lock(&self.inner.workspaces).remove(id);
         let this = self.clone();
         let id = id.clone();
-        blocking(move || match ws {
+        // Nothing running, no cgroup, a few files: cheaper done inline than
+        // through the blocking pool.
+        let quick = ws.as_ref().is_some_and(|ws| {
+            ws.cgroup().is_none()
+                && lock(&ws.foreground).is_empty()
+                && lock(&ws.background)
+                    .values()
+                    .all(|b| b.result.borrow().is_some())
+                && small_flat_dir(&ws.dir)
+        });
+        maybe_blocking(quick, move || match ws {
             Some(ws) => {
                 Self::kill_groups(&ws);
                 this.remove_all(id.as_str(), &ws.dir, CgroupRef::Known(ws.cgroup().as_deref(), ws.scan_floor()))?;

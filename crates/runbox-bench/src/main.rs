@@ -84,6 +84,7 @@ fn parse_args() -> Result<Opts, BoxError> {
             "--breakdown" => o.breakdown = true,
             "--json" => o.json = Some(it.next().ok_or("--json needs a file")?.into()),
             "--svg" => o.svg = Some(it.next().ok_or("--svg needs a file")?.into()),
+            "docker" if o.breakdown => {}
             other => return Err(format!("unknown argument {other:?}").into()),
         }
     }
@@ -546,9 +547,37 @@ async fn breakdown() -> Result<(), BoxError> {
     Ok(())
 }
 
+/// Per-step medians of the docker lifecycle (`--breakdown docker`).
+async fn docker_breakdown() -> Result<(), BoxError> {
+    let docker = DockerOrchestrator::new(DockerConfig::from_env())?;
+    let spec = WorkspaceSpec::new();
+    let cmd = CommandSpec::new(["true"]);
+    let (mut c, mut r, mut d) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..10 {
+        let t0 = Instant::now();
+        let id = docker.create_workspace(&spec).await?;
+        let t1 = Instant::now();
+        docker.run_command(&id, &cmd).await?;
+        let t2 = Instant::now();
+        docker.cleanup(&id).await?;
+        let t3 = Instant::now();
+        c.push(ms(t1 - t0));
+        r.push(ms(t2 - t1));
+        d.push(ms(t3 - t2));
+    }
+    for (name, v) in [("create", c), ("exec true", r), ("cleanup", d)] {
+        let f = figure(name, "ms", v);
+        println!("{name:>12}: p50 {:.1} ms  p90 {:.1} ms", f.p50, f.p90);
+    }
+    Ok(())
+}
+
 async fn run() -> Result<(), BoxError> {
     let o = parse_args()?;
     if o.breakdown {
+        if std::env::args().any(|a| a == "docker") {
+            return docker_breakdown().await;
+        }
         return breakdown().await;
     }
     let mut figures = Vec::new();
