@@ -15,12 +15,12 @@
 //! tests all pass; the user has no process left afterwards.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, ensure, Context, Result};
 
-use crate::{cargo, is_root, run};
+use crate::{is_root, run};
 
 /// Cases that need a cgroup and are ignored on the rlimit fallback.
 const CGROUP_ONLY: [&str; 2] = ["memory_limit_reports_oom", "cpus_limit_throttles"];
@@ -34,45 +34,6 @@ const MUST_PASS: [&str; 4] = [
 const MIN_PASSED: u64 = 30;
 /// The case run on its own (see below).
 const ALONE: &str = "pids_limit_contains_fork_bomb";
-
-fn json_string(line: &str, key: &str) -> Option<String> {
-    let pat = format!("\"{key}\":\"");
-    let start = line.find(&pat)? + pat.len();
-    let end = line[start..].find('"')?;
-    Some(line[start..start + end].replace("\\\\", "\\"))
-}
-
-/// Builds a test target of orchestrator-native and returns its executable.
-fn build_test(name: &str) -> Result<PathBuf> {
-    let mut cmd = cargo();
-    cmd.args([
-        "test",
-        "-p",
-        "orchestrator-native",
-        "--test",
-        name,
-        "--no-run",
-        "--message-format=json",
-    ])
-    .stdout(Stdio::piped());
-    eprintln!("xtask: running {cmd:?}");
-    let out = cmd.output().context("cannot run cargo")?;
-    ensure!(
-        out.status.success(),
-        "building test {name} failed: {}",
-        out.status
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| {
-            l.contains("\"reason\":\"compiler-artifact\"")
-                && l.contains("\"kind\":[\"test\"]")
-                && json_string(l, "name").as_deref() == Some(name)
-        })
-        .find_map(|l| json_string(l, "executable"))
-        .map(PathBuf::from)
-        .with_context(|| format!("cargo did not report the {name} test executable"))
-}
 
 fn output_of(cmd: &mut Command) -> Result<String> {
     let out = cmd
@@ -222,8 +183,8 @@ pub fn nonroot(args: &[String]) -> Result<()> {
             other => bail!("cargo xtask nonroot: unknown argument {other:?}; usage: cargo xtask nonroot [--user NAME]"),
         }
     }
-    let conformance = build_test("conformance")?;
-    let nonroot_tests = build_test("nonroot")?;
+    let conformance = crate::vm_test::build_native_test("conformance")?;
+    let nonroot_tests = crate::vm_test::build_native_test("nonroot")?;
 
     let work = std::env::temp_dir().join(format!("runbox-nonroot-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);

@@ -121,7 +121,7 @@ pub fn vm_test(args: &[String]) -> Result<()> {
         )
     })?;
 
-    let test_bin = build_test_binary()?;
+    let test_bin = build_native_test("conformance")?;
     let root = workspace_root()?;
     let work = root.join("target").join("vm-test");
     std::fs::create_dir_all(&work).with_context(|| format!("mkdir {}", work.display()))?;
@@ -305,14 +305,16 @@ fn json_string(line: &str, key: &str) -> Option<String> {
     None
 }
 
-fn build_test_binary() -> Result<PathBuf> {
+/// Builds a test target of orchestrator-native (`cargo test --no-run`) and
+/// returns its executable, read from cargo's JSON messages.
+pub(crate) fn build_native_test(name: &str) -> Result<PathBuf> {
     let mut cmd = crate::cargo();
     cmd.args([
         "test",
         "-p",
         "orchestrator-native",
         "--test",
-        "conformance",
+        name,
         "--no-run",
         "--message-format=json",
     ])
@@ -321,7 +323,7 @@ fn build_test_binary() -> Result<PathBuf> {
     let out = cmd.output().context("cannot run cargo")?;
     ensure!(
         out.status.success(),
-        "building the native conformance binary failed: {}",
+        "building the native test {name} failed: {}",
         out.status
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -330,10 +332,10 @@ fn build_test_binary() -> Result<PathBuf> {
         .filter(|l| {
             l.contains("\"reason\":\"compiler-artifact\"")
                 && l.contains("\"kind\":[\"test\"]")
-                && json_string(l, "name").as_deref() == Some("conformance")
+                && json_string(l, "name").as_deref() == Some(name)
         })
         .find_map(|l| json_string(l, "executable"))
-        .context("cargo did not report the conformance test executable")?;
+        .with_context(|| format!("cargo did not report the {name} test executable"))?;
     Ok(PathBuf::from(exe))
 }
 
