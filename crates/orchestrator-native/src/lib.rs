@@ -51,7 +51,9 @@ use process::{Rlimit, Shared, SpawnPlan};
 /// The name this backend registers under.
 pub const BACKEND_NAME: &str = "native";
 
-/// Output kept per stream when no output limit is set: 64 MiB.
+/// Output kept per stream when no output limit is set: 64 MiB. Beyond it
+/// output is drained and dropped (the `*_truncated` flag is set) but the
+/// command is not stopped: that only happens for a requested limit.
 pub const DEFAULT_OUTPUT_CAP: u64 = 64 << 20;
 
 const META_DIR: &str = ".runbox-meta";
@@ -495,6 +497,7 @@ impl NativeOrchestrator {
             cgroup: ws.cgroup(),
             output_cap: min_opt(cmd.output_limit, limits.output_bytes)
                 .unwrap_or(DEFAULT_OUTPUT_CAP),
+            enforce_cap: cmd.output_limit.is_some() || limits.output_bytes.is_some(),
             sink: cmd.output.clone(),
             timeout: min_opt(cmd.timeout, limits.wall_timeout),
         })

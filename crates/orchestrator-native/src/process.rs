@@ -40,6 +40,10 @@ pub(crate) struct SpawnPlan {
     pub rlimits: Vec<Rlimit>,
     pub cgroup: Option<Arc<WorkspaceCgroup>>,
     pub output_cap: u64,
+    /// The cap is a requested limit: exceeding it stops the command
+    /// (`OutputLimitExceeded`). Otherwise it only bounds what is kept (the
+    /// rest is drained and dropped; live output still sees everything).
+    pub enforce_cap: bool,
     pub sink: Option<OutputSink>,
     pub timeout: Option<Duration>,
 }
@@ -49,18 +53,20 @@ pub(crate) struct SpawnPlan {
 pub(crate) struct Shared {
     capture: Mutex<(CappedBuffer, CappedBuffer)>,
     over_limit: Notify,
+    enforce: bool,
 }
 
 impl Shared {
     /// Nothing captured (a process that never started).
     pub fn empty() -> Self {
-        Self::new(0)
+        Self::new(0, false)
     }
 
-    fn new(cap: u64) -> Self {
+    fn new(cap: u64, enforce: bool) -> Self {
         Self {
             capture: Mutex::new((CappedBuffer::new(cap), CappedBuffer::new(cap))),
             over_limit: Notify::new(),
+            enforce,
         }
     }
 
@@ -197,7 +203,7 @@ pub(crate) fn spawn(
     drop(fds);
     let pgid = child.id().map(|p| p as i32).unwrap_or(0);
     let guard = TreeGuard { pgid, armed: true };
-    let shared = Arc::new(Shared::new(plan.output_cap));
+    let shared = Arc::new(Shared::new(plan.output_cap, plan.enforce_cap));
     let mut readers = Vec::with_capacity(3);
     if let (Some(data), Some(mut stdin)) = (plan.stdin, child.stdin.take()) {
         readers.push(tokio::spawn(async move {
@@ -256,9 +262,9 @@ async fn read_stream(
             };
             let kept = b.push(&buf[..n]);
             if let Some(s) = &sink {
-                s.emit(stream, kept);
+                s.emit(stream, if shared.enforce { kept } else { &buf[..n] });
             }
-            b.truncated()
+            b.truncated() && shared.enforce
         };
         if over {
             shared.over_limit.notify_one();
@@ -316,7 +322,7 @@ pub(crate) async fn drive(mut r: Running) -> ExecOutput {
         }
     }
     let (out, err) = r.shared.take();
-    let truncated = out.truncated() || err.truncated();
+    let over_cap = r.shared.enforce && (out.truncated() || err.truncated());
     let oom = r
         .cgroup
         .as_ref()
@@ -324,7 +330,7 @@ pub(crate) async fn drive(mut r: Running) -> ExecOutput {
     let status = match ending {
         Ending::TimedOut => ExitStatus::TimedOut,
         Ending::OverLimit => ExitStatus::OutputLimitExceeded,
-        _ if truncated => ExitStatus::OutputLimitExceeded,
+        _ if over_cap => ExitStatus::OutputLimitExceeded,
         Ending::WaitFailed => ExitStatus::Signaled(libc::SIGKILL),
         Ending::Exited(_) => match exit {
             Some(s) if oom && (s.signal() == Some(libc::SIGKILL) || s.code() == Some(137)) => {

@@ -272,3 +272,23 @@ async fn unwritable_root_is_a_typed_error() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn output_beyond_the_default_cap_is_dropped_not_killed() {
+    let root = tempfile::tempdir().unwrap();
+    let n = NativeOrchestrator::new(config(root.path(), true)).unwrap();
+    let ws = n.create_workspace(&WorkspaceSpec::new()).await.unwrap();
+    let cap = orchestrator_native::DEFAULT_OUTPUT_CAP;
+    let script = format!("head -c {} /dev/zero; echo done >&2", cap + (4 << 20));
+    let out = n
+        .run_command(&ws, &CommandSpec::shell(script))
+        .await
+        .unwrap();
+    // No limit was requested: the command runs to its end, the capture is
+    // bounded and says so.
+    assert_eq!(out.status, ExitStatus::Exited(0), "{:?}", out.status);
+    assert_eq!(out.stdout.len() as u64, cap);
+    assert!(out.stdout_truncated);
+    assert_eq!(out.stderr, b"done\n");
+    n.cleanup(&ws).await.unwrap();
+}
