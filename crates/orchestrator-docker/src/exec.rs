@@ -31,8 +31,9 @@ use crate::scripts;
 pub(crate) const DEFAULT_PATH: &str =
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// How long output is still read after a kill.
-const DRAIN_GRACE: Duration = Duration::from_secs(2);
+/// How long output is still read after a kill (a process that left the
+/// command's session may hold the stream open).
+const DRAIN_GRACE: Duration = Duration::from_millis(500);
 /// How long to wait for the daemon to report an exec's end.
 const EXIT_WAIT: Duration = Duration::from_secs(15);
 
@@ -54,13 +55,19 @@ pub(crate) struct Ctx {
 pub(crate) struct Capture {
     pub stdout: CappedBuffer,
     pub stderr: CappedBuffer,
+    /// The cap is a requested limit (going over stops the command).
+    pub enforce: bool,
 }
 
+/// Output kept per stream when no output limit is set (as native).
+pub(crate) const DEFAULT_OUTPUT_CAP: u64 = 64 << 20;
+
 impl Capture {
-    pub fn new(cap: u64) -> Self {
+    pub fn new(cap: u64, enforce: bool) -> Self {
         Self {
             stdout: CappedBuffer::new(cap),
             stderr: CappedBuffer::new(cap),
+            enforce,
         }
     }
 }
@@ -358,17 +365,19 @@ pub(crate) async fn run(
     let mut ending = Ending::Exited;
     let mut drain_until: Option<tokio::time::Instant> = None;
     let mut kill_error: Option<E> = None;
+    // The kill runs as its own task while this loop keeps draining the
+    // exec's output: a stream left unread backs up in the daemon, which then
+    // stalls the killer exec too.
+    let mut killer: Option<tokio::task::JoinHandle<Result<(), E>>> = None;
     let stop_requested =
         |s: &Option<watch::Receiver<bool>>| s.as_ref().is_some_and(|r| *r.borrow());
     if stop_requested(&stop) {
         ending = Ending::Stopped;
     }
     loop {
-        if ending != Ending::Exited && drain_until.is_none() {
-            if let Err(e) = kill_session(ctx, &plan.tag).await {
-                kill_error = Some(e);
-            }
-            drain_until = Some(tokio::time::Instant::now() + DRAIN_GRACE);
+        if ending != Ending::Exited && killer.is_none() && drain_until.is_none() {
+            let (c, tag) = (ctx.clone(), plan.tag.clone());
+            killer = Some(tokio::spawn(async move { kill_session(&c, &tag).await }));
         }
         let stop_fut = async {
             match stop.as_mut() {
@@ -407,9 +416,31 @@ pub(crate) async fn run(
                     ending = Ending::Stopped;
                 }
             }
+            done = async { match killer.as_mut() { Some(k) => k.await, None => std::future::pending().await } } => {
+                killer = None;
+                match done {
+                    Ok(Err(e)) => kill_error = Some(e),
+                    Err(e) => kill_error = Some(E::Helper { container: ctx.container.clone(), reason: format!("killer task failed: {e}") }),
+                    Ok(Ok(())) => {}
+                }
+                drain_until = Some(tokio::time::Instant::now() + DRAIN_GRACE);
+            }
             _ = async { if let Some(t) = drain_until { tokio::time::sleep_until(t).await } else { std::future::pending::<()>().await } } => {
                 break;
             }
+        }
+    }
+    if let Some(k) = killer.take() {
+        // The stream ended before the killer did: let it finish.
+        match k.await {
+            Ok(Err(e)) => kill_error = Some(e),
+            Err(e) => {
+                kill_error = Some(E::Helper {
+                    container: ctx.container.clone(),
+                    reason: format!("killer task failed: {e}"),
+                })
+            }
+            Ok(Ok(())) => {}
         }
     }
     let wall = start.elapsed();
@@ -437,12 +468,20 @@ fn on_chunk(
 ) -> bool {
     let (kept, over) = {
         let mut c = lock(capture);
+        let enforce = c.enforce;
         let buf = match stream {
             Stream::Stdout => &mut c.stdout,
             Stream::Stderr => &mut c.stderr,
         };
-        let kept = buf.push(data).to_vec();
-        (kept, buf.truncated())
+        let kept = buf.push(data);
+        let over = buf.truncated() && enforce;
+        // Without a requested limit live output sees everything.
+        let shown = if enforce {
+            kept.to_vec()
+        } else {
+            data.to_vec()
+        };
+        (shown, over)
     };
     if let Some(s) = sink {
         s.emit(stream, &kept);

@@ -270,7 +270,7 @@ impl DockerOrchestrator {
     }
 
     /// Validates a command and resolves it into an exec plan.
-    async fn plan(&self, ws: &Ws, ctx: &Ctx, cmd: &CommandSpec) -> Result<(ExecPlan, u64)> {
+    async fn plan(&self, ws: &Ws, ctx: &Ctx, cmd: &CommandSpec) -> Result<(ExecPlan, Capture)> {
         cmd.validate()?;
         let workdir = match &cmd.workdir {
             None => WORKSPACE_DIR.to_string(),
@@ -295,9 +295,12 @@ impl DockerOrchestrator {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let cap = match (cmd.output_limit, limits.output_bytes) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b).unwrap_or(u64::MAX),
+        // A requested limit stops the command; without one, what is kept is
+        // still bounded (the rest is dropped, the command goes on).
+        let capture = match (cmd.output_limit, limits.output_bytes) {
+            (Some(a), Some(b)) => Capture::new(a.min(b), true),
+            (None, None) => Capture::new(exec::DEFAULT_OUTPUT_CAP, false),
+            (a, b) => Capture::new(a.or(b).unwrap_or(exec::DEFAULT_OUTPUT_CAP), true),
         };
         Ok((
             ExecPlan {
@@ -310,7 +313,7 @@ impl DockerOrchestrator {
                 sink: cmd.output.clone(),
                 rlimits: limits::exec_rlimits(&limits),
             },
-            cap,
+            capture,
         ))
     }
 
@@ -415,10 +418,10 @@ impl DockerOrchestrator {
 
     async fn start_background_inner(&self, ws: &Arc<Ws>, cmd: &CommandSpec) -> Result<ProcessId> {
         let ctx = self.ctx(ws).await?;
-        let (plan, cap) = self.plan(ws, &ctx, cmd).await?;
+        let (plan, capture) = self.plan(ws, &ctx, cmd).await?;
         let n = ws.next_proc.fetch_add(1, Ordering::Relaxed) + 1;
         let pid = ProcessId::new(format!("p{n}"))?;
-        let capture = Arc::new(Mutex::new(Capture::new(cap)));
+        let capture = Arc::new(Mutex::new(capture));
         let (stop_tx, stop_rx) = watch::channel(false);
         let (done_tx, done_rx) = watch::channel(None);
         let cap2 = capture.clone();
@@ -761,8 +764,8 @@ impl Orchestrator for DockerOrchestrator {
         let ws = self.ws(id)?;
         cmd.validate()?;
         let ctx = self.ctx(&ws).await?;
-        let (plan, cap) = self.plan(&ws, &ctx, cmd).await?;
-        let capture = Arc::new(Mutex::new(Capture::new(cap)));
+        let (plan, capture) = self.plan(&ws, &ctx, cmd).await?;
+        let capture = Arc::new(Mutex::new(capture));
         let mut guard = KillOnDrop {
             ctx: Some(ctx.clone()),
             tag: plan.tag.clone(),
