@@ -152,6 +152,20 @@ pub(crate) async fn helper(
     script: &str,
     args: &[&str],
 ) -> Result<(i64, Vec<u8>, Vec<u8>), E> {
+    helper_until(ctx, script, args, None).await
+}
+
+/// Like [`helper`], but when stdout contains `marker` (the script's last
+/// word) the helper counts as done with exit code 0 at once: the daemon
+/// can hold a finished exec "running" for seconds while it processes
+/// another exec's end, and the killer must not wait for that.
+async fn helper_until(
+    ctx: &Ctx,
+    script: &str,
+    args: &[&str],
+    marker: Option<&[u8]>,
+) -> Result<(i64, Vec<u8>, Vec<u8>), E> {
+    let seen = |out: &[u8]| marker.is_some_and(|m| out.windows(m.len()).any(|w| w == m));
     let mut cmd = vec![
         "sh".to_string(),
         "-c".to_string(),
@@ -198,7 +212,10 @@ pub(crate) async fn helper(
             while let Some(item) = output.next().await {
                 match item {
                     Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
-                        out.extend_from_slice(&message)
+                        out.extend_from_slice(&message);
+                        if seen(&out) {
+                            return Ok((0, out, err));
+                        }
                     }
                     Ok(LogOutput::StdErr { message }) => err.extend_from_slice(&message),
                     Ok(LogOutput::StdIn { .. }) => {}
@@ -227,7 +244,7 @@ pub(crate) async fn helper(
 }
 
 async fn run_killer(ctx: &Ctx, script: &str, args: &[&str]) -> Result<(), String> {
-    match helper(ctx, script, args).await {
+    match helper_until(ctx, script, args, Some(b"runbox-killed")).await {
         Ok((_, out, _)) if out.windows(13).any(|w| w == b"runbox-killed") => Ok(()),
         Ok((code, out, err)) => Err(format!(
             "killer exited {code}: {}{}",
@@ -446,8 +463,17 @@ pub(crate) async fn run(
     let wall = start.elapsed();
     drop(output);
     writer.abort();
-    let code = exit_code(ctx, &exec_id, EXIT_WAIT).await?;
-    if code.is_none() {
+    // A command runbox killed (timeout, output cap, stop) gets its status
+    // from the ending, not its exit code: once the killer succeeded there is
+    // nothing to wait for (the daemon may hold the exec "running" for
+    // seconds while an escaped process keeps its streams open).
+    let killed = ending != Ending::Exited && kill_error.is_none();
+    let code = if killed {
+        None
+    } else {
+        exit_code(ctx, &exec_id, EXIT_WAIT).await?
+    };
+    if code.is_none() && !killed {
         // Still running (output stream failed?): make sure it ends.
         kill_session(ctx, &plan.tag).await?;
     }
