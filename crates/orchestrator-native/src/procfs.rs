@@ -104,20 +104,27 @@ pub(crate) fn last_pid() -> Option<i32> {
         .ok()
 }
 
-/// Live (non-zombie) processes whose working directory is `dir` or below,
-/// among pids `>= min_pid`.
+/// Live (non-zombie) processes of a workspace directory, among pids
+/// `>= min_pid`: those whose working directory is `dir` or below, and those
+/// whose environment (as it was at their `exec`) has `HOME=<dir>`, which
+/// every command gets, so a process that left both its group and the
+/// workspace directory (`cd / && setsid ...`) is still found.
 ///
 /// Pids grow until they wrap, so every process forked (directly or not)
 /// from a command of a workspace has a pid at least that of the workspace's
 /// first command, unless the pid counter wrapped since; callers pass
-/// `min_pid` only when it did not. One readlink per candidate; the stat
-/// file is read only for matches.
+/// `min_pid` only when it did not. One readlink per candidate, the environ
+/// file only when the cwd does not match, the stat file only for matches.
 pub(crate) fn processes_in_dir(dir: &Path, min_pid: i32) -> Vec<i32> {
+    use std::os::unix::ffi::OsStrExt;
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     let me = std::process::id() as i32;
-    let mut link = std::path::PathBuf::from("/proc");
+    let mut home = b"HOME=".to_vec();
+    home.extend_from_slice(dir.as_os_str().as_bytes());
+    home.push(0);
+    let mut path = std::path::PathBuf::from("/proc");
     rd.filter_map(|e| {
         let e = e.ok()?;
         let name = e.file_name();
@@ -125,15 +132,26 @@ pub(crate) fn processes_in_dir(dir: &Path, min_pid: i32) -> Vec<i32> {
         if pid == me || pid < min_pid {
             return None;
         }
-        link.push(&name);
-        link.push("cwd");
-        let cwd = std::fs::read_link(&link);
-        link.pop();
-        link.pop();
-        let cwd = cwd.ok()?;
-        let cwd = cwd.to_string_lossy();
-        let cwd = cwd.strip_suffix(" (deleted)").unwrap_or(&cwd);
-        if !Path::new(cwd).starts_with(dir) {
+        path.push(&name);
+        path.push("cwd");
+        let cwd = std::fs::read_link(&path);
+        path.set_file_name("environ");
+        let in_dir = cwd.is_ok_and(|cwd| {
+            let cwd = cwd.to_string_lossy();
+            let cwd = cwd.strip_suffix(" (deleted)").unwrap_or(&cwd);
+            Path::new(cwd).starts_with(dir)
+        });
+        let ours = in_dir
+            || std::fs::read(&path).is_ok_and(|env| {
+                // The first variable has no NUL before it.
+                env.starts_with(&home[..])
+                    || env
+                        .windows(home.len() + 1)
+                        .any(|w| w[0] == 0 && w[1..] == home[..])
+            });
+        path.pop();
+        path.pop();
+        if !ours {
             return None;
         }
         let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;

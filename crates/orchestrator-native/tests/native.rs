@@ -292,3 +292,32 @@ async fn output_beyond_the_default_cap_is_dropped_not_killed() {
     assert_eq!(out.stderr, b"done\n");
     n.cleanup(&ws).await.unwrap();
 }
+
+#[tokio::test]
+async fn escapee_that_left_group_and_directory_is_killed_at_cleanup() {
+    let root = tempfile::tempdir().unwrap();
+    // No cgroup: found through its environment (HOME is the workspace).
+    let n = NativeOrchestrator::new(config(root.path(), false)).unwrap();
+    let ws = n.create_workspace(&WorkspaceSpec::new()).await.unwrap();
+    let out = n
+        .run_command(
+            &ws,
+            &CommandSpec::shell(
+                "cd / && setsid sleep 300 > /dev/null 2>&1 & echo $! > \"$HOME/pid\"",
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.status, ExitStatus::Exited(0));
+    let pid: i32 = std::fs::read_to_string(n.workspace_path(&ws).unwrap().join("pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    n.cleanup(&ws).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pid_alive(pid) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!pid_alive(pid), "escaped process {pid} survived cleanup");
+}
