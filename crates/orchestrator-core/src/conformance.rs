@@ -143,6 +143,7 @@ cases! {
     copy_large_file => Requirement::Copy,
     copy_nested_directory => Requirement::Copy,
     copy_missing_source_is_not_found => Requirement::Copy,
+    copy_out_never_replaces_host_directories => Requirement::Copy,
     path_escape_dotdot_rejected => Requirement::Copy,
     path_escape_absolute_rejected => Requirement::Copy,
     path_escape_symlink_rejected => Requirement::Copy,
@@ -732,6 +733,43 @@ pub async fn copy_missing_source_is_not_found(o: &dyn Orchestrator) {
     );
     let out = sh(o, &id, "ls -A | wc -l").await;
     assert_eq!(out.stdout_str().trim(), "0", "{}", describe(&out));
+    done(o, &id).await;
+}
+
+/// copy_from into an existing host directory lands inside it (like `cp`);
+/// an existing host directory is never replaced or merged.
+pub async fn copy_out_never_replaces_host_directories(o: &dyn Orchestrator) {
+    let id = new_ws(o).await;
+    let host = host_dir();
+    let keep = host.path().join("keep");
+    std::fs::create_dir_all(keep.join("t")).expect("mkdir");
+    std::fs::write(keep.join("precious"), b"precious").expect("write");
+    std::fs::write(keep.join("t/old"), b"old").expect("write");
+    expect_exit(
+        &sh(o, &id, "mkdir t && echo new > t/new && echo f > f").await,
+        0,
+    );
+    // A file into an existing directory: under its own name.
+    o.copy_from(&id, "f", &keep)
+        .await
+        .expect("copy_from into a directory");
+    assert_eq!(std::fs::read(keep.join("f")).expect("read"), b"f\n");
+    // A directory whose name exists there as a directory: refused.
+    match o.copy_from(&id, "t", &keep).await {
+        Err(Error::InvalidInput(_)) => {}
+        other => panic!("copy_from over an existing directory: {other:?}"),
+    }
+    match o.copy_from(&id, "f", &keep.join("t")).await {
+        Ok(()) => assert_eq!(std::fs::read(keep.join("t/f")).expect("read"), b"f\n"),
+        Err(e) => panic!("copy_from into an existing subdirectory: {e}"),
+    }
+    // Nothing that was there is lost.
+    assert_eq!(
+        std::fs::read(keep.join("precious")).expect("read"),
+        b"precious"
+    );
+    assert_eq!(std::fs::read(keep.join("t/old")).expect("read"), b"old");
+    assert!(!keep.join("t/new").exists(), "directories were merged");
     done(o, &id).await;
 }
 

@@ -118,6 +118,35 @@ pub fn resolve_in_root(root: &Path, path: &str) -> Result<PathBuf> {
     Ok(out)
 }
 
+/// Where a copy out of a sandbox lands on the host, the way `cp` decides:
+/// into an existing directory `host` under the source's name (`src_name`,
+/// the last component of the sandbox path; `None` for the workspace root),
+/// else at `host` itself. An existing *file* there is replaced; an existing
+/// directory is never replaced or merged, so no host data is deleted: that
+/// is [`Error::InvalidInput`].
+pub fn host_copy_target(host: &Path, src_name: Option<&std::ffi::OsStr>) -> Result<PathBuf> {
+    let target = if host.is_dir() {
+        match src_name {
+            Some(name) => host.join(name),
+            None => {
+                return Err(Error::invalid(format!(
+                    "{} is an existing directory; copying the whole workspace needs a destination that does not exist yet",
+                    host.display()
+                )))
+            }
+        }
+    } else {
+        host.to_path_buf()
+    };
+    if std::fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) {
+        return Err(Error::invalid(format!(
+            "{} is an existing directory; runbox does not replace or merge host directories",
+            target.display()
+        )));
+    }
+    Ok(target)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +215,29 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn host_targets_never_replace_directories() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("dir");
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(d.path().join("file"), b"x").unwrap();
+        let name = Some(std::ffi::OsStr::new("out.txt"));
+        // Into an existing directory, under the source's name.
+        assert_eq!(host_copy_target(&dir, name).unwrap(), dir.join("out.txt"));
+        // A file is replaced; a new path is used as it is.
+        assert_eq!(
+            host_copy_target(&d.path().join("file"), name).unwrap(),
+            d.path().join("file")
+        );
+        assert_eq!(
+            host_copy_target(&d.path().join("new"), None).unwrap(),
+            d.path().join("new")
+        );
+        // An existing directory is never the target.
+        assert!(host_copy_target(&dir, Some(std::ffi::OsStr::new("sub"))).is_err());
+        assert!(host_copy_target(&dir, None).is_err());
     }
 
     proptest! {

@@ -731,6 +731,7 @@ impl Orchestrator for DockerOrchestrator {
     ) -> Result<()> {
         let ws = self.ws(id)?;
         let rel = paths::sandbox_relative(sandbox_path)?;
+        let host_path = &paths::host_copy_target(host_path, rel.file_name())?;
         let ctx = self.ctx(&ws).await?;
         let src = self.resolve(&ctx, "from", sandbox_path, &rel).await?;
         let opts = DownloadFromContainerOptionsBuilder::default()

@@ -759,7 +759,10 @@ impl Orchestrator for NativeOrchestrator {
     ) -> Result<()> {
         let ws = self.get_existing(id)?;
         let src = paths::resolve_in_root(&ws.dir, sandbox_path)?;
-        let dest = host_path.to_path_buf();
+        let dest = paths::host_copy_target(
+            host_path,
+            paths::sandbox_relative(sandbox_path)?.file_name(),
+        )?;
         let quick = small_file(&src);
         maybe_blocking(quick, move || fsops::copy_out(&src, &dest, &ws.dir)).await
     }
