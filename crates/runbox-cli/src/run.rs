@@ -208,16 +208,28 @@ fn request(args: &RunArgs) -> Result<ExecutionRequest, CliError> {
     Ok(req)
 }
 
+/// The most `--stdin` runbox reads (it is handed to the command whole).
+pub const MAX_STDIN: u64 = 256 << 20;
+
 fn read_stdin(src: &str) -> Result<Vec<u8>, CliError> {
     let mut buf = Vec::new();
-    if src == "-" {
+    let read = if src == "-" {
         std::io::stdin()
             .lock()
+            .take(MAX_STDIN + 1)
             .read_to_end(&mut buf)
-            .map_err(|e| CliError::flag("--stdin", format!("cannot read runbox's stdin: {e}")))?;
+            .map_err(|e| CliError::flag("--stdin", format!("cannot read runbox's stdin: {e}")))
     } else {
-        buf = std::fs::read(src)
-            .map_err(|e| CliError::flag("--stdin", format!("cannot read {src:?}: {e}")))?;
+        std::fs::File::open(src)
+            .and_then(|f| f.take(MAX_STDIN + 1).read_to_end(&mut buf))
+            .map_err(|e| CliError::flag("--stdin", format!("cannot read {src:?}: {e}")))
+    };
+    read?;
+    if buf.len() as u64 > MAX_STDIN {
+        return Err(CliError::flag(
+            "--stdin",
+            format!("{src:?} is larger than {} MiB", MAX_STDIN >> 20),
+        ));
     }
     Ok(buf)
 }
@@ -341,21 +353,22 @@ pub fn open_store(dir: &Path) -> Result<SqliteStore, CliError> {
     })
 }
 
-fn sink() -> OutputSink {
-    OutputSink::new(|stream, bytes| {
-        // Write errors (a closed pipe) are ignored: the command keeps running
-        // and its result is still recorded.
-        match stream {
-            Stream::Stdout => {
-                let mut o = std::io::stdout().lock();
-                let _ = o.write_all(bytes);
-                let _ = o.flush();
+/// Passes output through; a stdout closed by the reader (`| head`) is
+/// signalled on `closed`, and `run` then stops the command as SIGPIPE
+/// would.
+fn sink(closed: Arc<tokio::sync::Notify>) -> OutputSink {
+    OutputSink::new(move |stream, bytes| match stream {
+        Stream::Stdout => {
+            let mut o = std::io::stdout().lock();
+            let r = o.write_all(bytes).and_then(|()| o.flush());
+            if r.is_err_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) {
+                closed.notify_one();
             }
-            Stream::Stderr => {
-                let mut e = std::io::stderr().lock();
-                let _ = e.write_all(bytes);
-                let _ = e.flush();
-            }
+        }
+        Stream::Stderr => {
+            let mut e = std::io::stderr().lock();
+            let _ = e.write_all(bytes);
+            let _ = e.flush();
         }
     })
 }
@@ -396,7 +409,7 @@ pub fn result_json(limits: &ResourceLimits, r: &ExecutionResult) -> Value {
         ExitStatus::FailedToStart { message, .. } => Some(message.clone()),
         _ => None,
     };
-    json!({
+    let mut v = json!({
         "status": o.status.name(),
         "exit_code": o.status.code(),
         "signal": o.status.signal(),
@@ -411,8 +424,12 @@ pub fn result_json(limits: &ResourceLimits, r: &ExecutionResult) -> Value {
         "workspace_id": r.workspace_id.as_str(),
         "execution_id": r.execution_id.as_str(),
         "limits": limits_json(limits, &r.limit_report),
-        "error": error,
-    })
+    });
+    // Only a command that could not start carries the OS's message.
+    if let (Some(e), Some(obj)) = (error, v.as_object_mut()) {
+        obj.insert("error".into(), json!(e));
+    }
+    v
 }
 
 /// The `--json` object when runbox itself failed: the same fields (null or
@@ -478,10 +495,20 @@ pub async fn run(
     let service = builder
         .build()
         .map_err(|e| from_service(&e, &args.backend))?;
-    let req = if args.json { req } else { req.output(sink()) };
+    let stdout_closed = Arc::new(tokio::sync::Notify::new());
+    let req = if args.json {
+        req
+    } else {
+        req.output(sink(stdout_closed.clone()))
+    };
 
     let outcome = tokio::select! {
         r = service.execute(req) => Some(r),
+        _ = stdout_closed.notified() => {
+            // Like a shell pipeline: the reader went away, the command ends.
+            let _ = tokio::time::timeout(Duration::from_secs(15), service.wait_for_cleanups()).await;
+            return Ok(128 + 13);
+        }
         sig = signals.received() => {
             pulls.finish();
             // Dropping the execute future tears its sandbox down on a
