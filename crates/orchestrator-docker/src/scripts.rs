@@ -15,12 +15,16 @@
 ///
 /// It records its session, applies the rlimits, checks that the program can
 /// be found and executed (recording why not in `TAG.fail`), then runs it
-/// with `env -i` and the given environment only, and exits with its status.
+/// with `exec env -i` and the given environment only: the command replaces
+/// the wrapper (keeping its pid, the session id), so no shell waits for it
+/// and none adds its notes on a killed child ("Killed", "Segmentation
+/// fault") to the command's stderr. The `TAG.pid` file stays behind in the
+/// container's `/run/runbox`, which goes with the container.
 pub(crate) const WRAPPER: &str = r#"d=/run/runbox; t=$1; nofile=$2; fsize=$3; cpu=$4; lp=$5; np=$6; shift 6
 mkdir -p "$d" 2>/dev/null
 echo $$ > "$d/$t.pid" 2>/dev/null
 if [ -e "$d/$t.kill" ]; then rm -f "$d/$t.kill" "$d/$t.pid"; exit 137; fi
-fail() { printf '%s\n' "$1" > "$d/$t.fail" 2>/dev/null; printf 'runbox: %s\n' "$2" >&2; rm -f "$d/$t.pid"; exit "$3"; }
+fail() { printf '%s\n' "$1" > "$d/$t.fail" 2>/dev/null; [ "$1" = other ] && printf 'runbox: %s\n' "$2" >&2; rm -f "$d/$t.pid"; exit "$3"; }
 if [ "$nofile" != - ]; then ulimit -n "$nofile" || fail other "cannot set the open files limit" 126; fi
 if [ "$fsize" != - ]; then ulimit -f "$fsize" || fail other "cannot set the file size limit" 126; fi
 if [ "$cpu" != - ]; then ulimit -t "$cpu" || fail other "cannot set the cpu time limit" 126; fi
@@ -37,10 +41,7 @@ case $prog in
 esac
 if [ -z "$f" ] || [ ! -e "$f" ]; then fail notfound "$prog: not found" 127; fi
 if [ -d "$f" ] || [ ! -x "$f" ]; then fail denied "$prog: permission denied" 126; fi
-env -i "$@"
-rc=$?
-rm -f "$d/$t.pid"
-exit $rc"#;
+exec env -i "$@""#;
 
 /// Kills the session recorded for TAG (argument 1), and marks TAG killed so
 /// a wrapper that has not started yet exits at once. Prints `runbox-killed`.
