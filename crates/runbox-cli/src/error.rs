@@ -113,6 +113,10 @@ pub fn from_service(e: &ServiceError, backend: &str) -> CliError {
                 ("copy_to", _) => Some("--copy-in".to_string()),
                 ("copy_from", _) => Some("--copy-out".to_string()),
                 ("create", _) | ("create_workspace", _) => Some("--backend".to_string()),
+                // A missing working directory is the --workdir flag's fault.
+                (_, CoreError::NotFound { what, .. }) if what.contains("directory") => {
+                    Some("--workdir".to_string())
+                }
                 (_, CoreError::Unavailable { .. }) => Some("--backend".to_string()),
                 _ => None,
             };
