@@ -68,6 +68,11 @@ pub struct ExecutionResult {
     pub limit_report: LimitReport,
     /// The final record (state completed).
     pub record: ExecutionRecord,
+    /// Files of `files_out` that could not be copied out, with why. Every
+    /// copy-out is attempted, whatever the command's status and whatever
+    /// an earlier copy did; a failure does not discard the result above
+    /// (the record's `error` names it too).
+    pub copy_out_errors: Vec<(crate::FileTransfer, Arc<ServiceError>)>,
 }
 
 /// What [`ExecutionService::recover`] did.
@@ -1010,14 +1015,20 @@ impl ExecutionService {
             tracing::info!(status = %output.status, "command ended");
             let summary = ResultSummary::from_output(&output);
 
+            let mut copy_out_errors = Vec::new();
             for f in &record.request.files_out {
                 if let Err(e) = orch.copy_from(&ws, &f.sandbox, &f.host).await {
-                    let err = ServiceError::backend("copy_from", &backend, e);
-                    let res = self.fail_running(&record, &orch, err).await;
-                    guard.disarm();
-                    return Err(res);
+                    tracing::warn!(sandbox = %f.sandbox, host = %f.host.display(), error = %e, "copy out failed");
+                    copy_out_errors.push((f.clone(), Arc::new(ServiceError::backend("copy_from", &backend, e))));
                 }
             }
+            let copy_note = (!copy_out_errors.is_empty()).then(|| {
+                copy_out_errors
+                    .iter()
+                    .map(|(f, e)| format!("copy out of {}: {e}", f.sandbox))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            });
 
             let finished = self
                 .teardown_and_finish(
@@ -1025,7 +1036,7 @@ impl ExecutionService {
                     &orch,
                     ExecutionState::Completed,
                     Some(summary.clone()),
-                    None,
+                    copy_note,
                 )
                 .await;
             let record = match finished {
@@ -1061,6 +1072,7 @@ impl ExecutionService {
                 output,
                 limit_report,
                 record,
+                copy_out_errors,
             })
         }
         .instrument(span)

@@ -540,10 +540,34 @@ pub async fn run(
             ))
         }
     };
-    let code = exit_code(&result.output.status);
+    let mut code = exit_code(&result.output.status);
+    // A copy-out that failed is runbox's failure (125), but the command's
+    // result is still reported.
+    let copy_errors: Vec<CliError> = result
+        .copy_out_errors
+        .iter()
+        .map(|(f, e)| {
+            let mut err = from_service(e, &args.backend);
+            err.message = format!("{} -> {}: {}", f.sandbox, f.host.display(), err.message);
+            err.on("--copy-out")
+        })
+        .collect();
+    if !copy_errors.is_empty() {
+        code = crate::error::EXIT_RUNBOX;
+    }
     if args.json {
-        print_json(&result_json(&requested_limits, &result));
+        let mut v = result_json(&requested_limits, &result);
+        if let (Some(first), Some(obj)) = (copy_errors.first(), v.as_object_mut()) {
+            obj.insert(
+                "error".into(),
+                json!({"kind": "copy_out", "flag": "--copy-out", "message": first.message}),
+            );
+        }
+        print_json(&v);
     } else {
+        for e in &copy_errors {
+            eprintln!("{e}");
+        }
         let _ = std::io::stdout().flush();
         if let ExitStatus::FailedToStart { message, .. } = &result.output.status {
             eprintln!(

@@ -682,6 +682,21 @@ fn copy_out_of_a_missing_file_fails_with_125_naming_the_flag() {
     assert_eq!(code(&out), 125, "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("--copy-out"), "{err}");
+    // The command's own result is kept.
+    let (c, j) = sb.json(&[
+        "--copy-out",
+        &format!("never-made.txt:{}", sb.path("y").display()),
+        "--",
+        "sh",
+        "-c",
+        "echo ran; exit 3",
+    ]);
+    assert_eq!(c, 125);
+    assert_eq!(j["status"], "exited");
+    assert_eq!(j["exit_code"], 3);
+    assert_eq!(j["stdout"], "ran\n");
+    assert!(j["execution_id"].is_string());
+    assert_eq!(j["error"]["flag"], "--copy-out");
 }
 
 #[test]

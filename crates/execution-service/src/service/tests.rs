@@ -365,8 +365,36 @@ async fn backend_error_on_each_start_operation() {
 }
 
 #[tokio::test]
+async fn copy_out_errors_keep_the_result() {
+    let (svc, native) = native_only();
+    native.fail_with_backend_error(Op::CopyFrom);
+    let dir = tempfile::tempdir().unwrap();
+    let res = svc
+        .execute(
+            ExecutionRequest::new(["true"])
+                .file_out("a", dir.path().join("a"))
+                .file_out("b", dir.path().join("b")),
+        )
+        .await
+        .unwrap();
+    // Both were attempted, both failed, the result is kept.
+    assert_eq!(res.copy_out_errors.len(), 2);
+    assert_backend_error(&res.copy_out_errors[0].1, Op::CopyFrom, "native");
+    assert_eq!(res.record.state, ExecutionState::Completed);
+    assert!(res.record.result.is_some());
+    assert!(res
+        .record
+        .error
+        .as_deref()
+        .unwrap_or("")
+        .contains("copy out of a"));
+    assert!(res.record.sandbox_released);
+    assert!(native.live_workspaces().is_empty());
+}
+
+#[tokio::test]
 async fn backend_error_on_each_execute_operation() {
-    for op in [Op::RunCommand, Op::CopyFrom] {
+    for op in [Op::RunCommand] {
         let (svc, native) = native_only();
         native.fail_with_backend_error(op);
         let dir = tempfile::tempdir().unwrap();
