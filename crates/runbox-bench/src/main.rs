@@ -5,6 +5,7 @@
 //! Usage: `runbox-bench [--quick] [--json FILE] [--svg FILE]` (normally via
 //! `cargo xtask bench`, which builds it in release mode).
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -77,12 +78,18 @@ fn parse_args() -> Result<Opts, BoxError> {
         json: None,
         svg: None,
     };
-    let mut it = std::env::args().skip(1);
+    let mut it = std::env::args().skip(1).peekable();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--quick" => o.quick = true,
             "--breakdown" => o.breakdown = true,
-            "--json" => o.json = Some(it.next().ok_or("--json needs a file")?.into()),
+            // `--json FILE`, or `--json` alone (or `--json -`) for stdout.
+            "--json" => {
+                let file = it
+                    .next_if(|n| !n.starts_with("--"))
+                    .unwrap_or_else(|| "-".into());
+                o.json = Some(file.into());
+            }
             "--svg" => o.svg = Some(it.next().ok_or("--svg needs a file")?.into()),
             "docker" if o.breakdown => {}
             other => return Err(format!("unknown argument {other:?}").into()),
@@ -370,13 +377,21 @@ async fn docker_container_of(id: &orchestrator_core::WorkspaceId) -> Result<Stri
     Ok(cid)
 }
 
-fn print_table(figures: &[Figure]) {
-    println!(
+/// The human table: on stdout, or on stderr when stdout carries the JSON.
+fn print_table(figures: &[Figure], to_stderr: bool) {
+    let mut out: Box<dyn std::io::Write> = if to_stderr {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(std::io::stdout())
+    };
+    let _ = writeln!(
+        out,
         "{:<78} {:>10} {:>10} {:>10} {:>8}  baseline",
         "figure", "p50", "p90", "p99", "ratio"
     );
     for f in figures {
-        println!(
+        let _ = writeln!(
+            out,
             "{:<78} {:>10.3} {:>10.3} {:>10.3} {:>8}  {}{}",
             format!("{} [{}]", f.name, f.unit),
             f.p50,
@@ -592,14 +607,20 @@ async fn run() -> Result<(), BoxError> {
         f.note = Some(format!("failed: {e}"));
         figures.push(f);
         if std::env::var("RUNBOX_REQUIRE_DOCKER").as_deref() == Ok("1") {
-            print_table(&figures);
+            print_table(&figures, true);
             return Err(format!("docker benchmark failed: {e}").into());
         }
     }
-    print_table(&figures);
+    let json_stdout = o.json.as_deref() == Some(std::path::Path::new("-"));
+    print_table(&figures, json_stdout);
     if let Some(p) = &o.json {
-        std::fs::write(p, serde_json::to_string_pretty(&to_json(&figures))?)?;
-        eprintln!("runbox-bench: wrote {}", p.display());
+        let text = serde_json::to_string_pretty(&to_json(&figures))?;
+        if json_stdout {
+            println!("{text}");
+        } else {
+            std::fs::write(p, text)?;
+            eprintln!("runbox-bench: wrote {}", p.display());
+        }
     }
     if let Some(p) = &o.svg {
         std::fs::write(p, svg(&figures))?;
