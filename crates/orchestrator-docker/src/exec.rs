@@ -145,6 +145,33 @@ async fn exit_code(ctx: &Ctx, exec_id: &str, wait: Duration) -> Result<Option<i6
     }
 }
 
+/// Creates an exec and starts it attached; returns its id and streams.
+async fn create_and_start(ctx: &Ctx, config: ExecConfig) -> Result<(String, StartExecResults), E> {
+    let id = deadline(
+        &ctx.host,
+        "create exec",
+        ctx.request_timeout,
+        ctx.docker.create_exec(&ctx.container, config),
+    )
+    .await?
+    .id;
+    let started = deadline(
+        &ctx.host,
+        "start exec",
+        ctx.request_timeout,
+        ctx.docker.start_exec(
+            &id,
+            Some(StartExecOptions {
+                detach: false,
+                tty: false,
+                output_capacity: Some(64 * 1024),
+            }),
+        ),
+    )
+    .await?;
+    Ok((id, started))
+}
+
 /// Runs a short helper script as root and returns (exit code, stdout,
 /// stderr). The whole helper has twice the request deadline.
 pub(crate) async fn helper(
@@ -185,28 +212,7 @@ async fn helper_until(
         ..Default::default()
     };
     let work = async {
-        let id = deadline(
-            &ctx.host,
-            "create exec",
-            ctx.request_timeout,
-            ctx.docker.create_exec(&ctx.container, config),
-        )
-        .await?
-        .id;
-        let started = deadline(
-            &ctx.host,
-            "start exec",
-            ctx.request_timeout,
-            ctx.docker.start_exec(
-                &id,
-                Some(StartExecOptions {
-                    detach: false,
-                    tty: false,
-                    output_capacity: Some(64 * 1024),
-                }),
-            ),
-        )
-        .await?;
+        let (id, started) = create_and_start(ctx, config).await?;
         let (mut out, mut err) = (Vec::new(), Vec::new());
         if let StartExecResults::Attached { mut output, .. } = started {
             while let Some(item) = output.next().await {
@@ -333,28 +339,7 @@ pub(crate) async fn run(
         working_dir: Some(plan.workdir.clone()),
         ..Default::default()
     };
-    let exec_id = deadline(
-        &ctx.host,
-        "create exec",
-        ctx.request_timeout,
-        ctx.docker.create_exec(&ctx.container, config),
-    )
-    .await?
-    .id;
-    let started = deadline(
-        &ctx.host,
-        "start exec",
-        ctx.request_timeout,
-        ctx.docker.start_exec(
-            &exec_id,
-            Some(StartExecOptions {
-                detach: false,
-                tty: false,
-                output_capacity: Some(64 * 1024),
-            }),
-        ),
-    )
-    .await?;
+    let (exec_id, started) = create_and_start(ctx, config).await?;
     let start = Instant::now();
     let StartExecResults::Attached {
         mut output,
