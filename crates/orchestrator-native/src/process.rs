@@ -2,6 +2,7 @@
 //! capture with caps and live delivery, wall timeouts, whole-tree kills, OOM
 //! attribution.
 
+use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -22,6 +23,9 @@ use crate::procfs;
 /// How long output is still read after the main process ended and its group
 /// was killed (pipes held by escaped descendants are abandoned after this).
 const DRAIN_GRACE: Duration = Duration::from_millis(200);
+/// How long slow readers get when no outside process holds the pipes (they
+/// will see EOF; this only bounds a pathological stall).
+const SLOW_DRAIN_LIMIT: Duration = Duration::from_secs(30);
 
 /// One setrlimit(2) to apply in the child.
 #[derive(Debug, Clone, Copy)]
@@ -110,6 +114,9 @@ pub(crate) struct Running {
     pub pgid: i32,
     pub shared: Arc<Shared>,
     readers: Vec<JoinHandle<()>>,
+    /// Inodes of the stdout/stderr pipes (to tell a slow reader from a pipe
+    /// held open by a process outside the command's group).
+    pipes: Vec<u64>,
     started: Instant,
     timeout: Option<Duration>,
     cgroup: Option<Arc<WorkspaceCgroup>>,
@@ -211,6 +218,14 @@ pub(crate) fn spawn(
             let _ = stdin.shutdown().await;
         }));
     }
+    let pipes: Vec<u64> = [
+        child.stdout.as_ref().map(|p| p.as_raw_fd()),
+        child.stderr.as_ref().map(|p| p.as_raw_fd()),
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(procfs::fd_inode)
+    .collect();
     if let Some(out) = child.stdout.take() {
         readers.push(tokio::spawn(read_stream(
             out,
@@ -232,6 +247,7 @@ pub(crate) fn spawn(
         pgid,
         shared,
         readers,
+        pipes,
         started,
         timeout: plan.timeout,
         cgroup: plan.cgroup,
@@ -308,17 +324,30 @@ pub(crate) async fn drive(mut r: Running) -> ExecOutput {
     unsafe {
         libc::kill(-r.pgid, libc::SIGKILL);
     }
-    let readers = std::mem::take(&mut r.readers);
-    let aborts: Vec<_> = readers.iter().map(|h| h.abort_handle()).collect();
-    let drained = tokio::time::timeout(DRAIN_GRACE, async {
-        for h in readers {
-            let _ = h.await;
+    let mut readers = std::mem::take(&mut r.readers);
+    async fn join_unfinished(readers: &mut [JoinHandle<()>]) {
+        for h in readers.iter_mut() {
+            if !h.is_finished() {
+                let _ = h.await;
+            }
         }
-    })
-    .await;
-    if drained.is_err() {
-        for a in aborts {
-            a.abort();
+    }
+    if tokio::time::timeout(DRAIN_GRACE, join_unfinished(&mut readers))
+        .await
+        .is_err()
+    {
+        // Still reading: either the readers are slow (a loaded machine) or
+        // a process outside the group holds a pipe open. Only the latter
+        // may cut the output short.
+        let inodes = r.pipes.clone();
+        let held = tokio::task::spawn_blocking(move || procfs::pipes_held_elsewhere(&inodes))
+            .await
+            .unwrap_or(true);
+        if !held {
+            let _ = tokio::time::timeout(SLOW_DRAIN_LIMIT, join_unfinished(&mut readers)).await;
+        }
+        for h in &readers {
+            h.abort();
         }
     }
     let (out, err) = r.shared.take();

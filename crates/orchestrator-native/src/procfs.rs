@@ -160,6 +160,44 @@ pub(crate) fn processes_in_dir(dir: &Path, min_pid: i32) -> Vec<i32> {
     .collect()
 }
 
+/// The inode of an open file descriptor (a pipe's identity).
+pub(crate) fn fd_inode(fd: i32) -> Option<u64> {
+    // SAFETY: fstat(2) writes only into the struct we pass.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        (libc::fstat(fd, &mut st) == 0).then_some(st.st_ino)
+    }
+}
+
+/// Does any process other than this one hold one of these pipes open?
+/// (Scans every process's fds: for the rare slow path only.)
+pub(crate) fn pipes_held_elsewhere(inodes: &[u64]) -> bool {
+    let wanted: Vec<String> = inodes.iter().map(|i| format!("pipe:[{i}]")).collect();
+    let me = std::process::id().to_string();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str() else { continue };
+        if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(e.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(target) = std::fs::read_link(fd.path()) {
+                let t = target.to_string_lossy();
+                if wanted.iter().any(|w| *w == t) {
+                    return true;
+                }
+            }
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
