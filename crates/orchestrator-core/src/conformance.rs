@@ -440,6 +440,13 @@ async fn run(o: &dyn Orchestrator, id: &WorkspaceId, cmd: CommandSpec) -> ExecOu
         .unwrap_or_else(|e| panic!("run_command {:?} failed: {e}", cmd.argv))
 }
 
+/// Applies limits the case's requirement says are enforced, and checks the
+/// report agrees.
+async fn apply_enforced(o: &dyn Orchestrator, id: &WorkspaceId, limits: &ResourceLimits) {
+    let report = o.apply_resource_limits(id, limits).await.expect("apply");
+    assert!(report.all_enforced(), "{report:?}");
+}
+
 fn describe(out: &ExecOutput) -> String {
     format!(
         "status {:?}, stdout {:?}, stderr {:?}",
@@ -1053,8 +1060,7 @@ pub async fn wall_timeout_from_limits(o: &dyn Orchestrator) {
         .wall_timeout(Duration::from_millis(500))
         .build()
         .expect("limits");
-    let report = o.apply_resource_limits(&id, &limits).await.expect("apply");
-    assert!(report.all_enforced(), "{report:?}");
+    apply_enforced(o, &id, &limits).await;
     let out = run(o, &id, CommandSpec::new(["sleep", "30"])).await;
     assert_eq!(out.status, ExitStatus::TimedOut, "{}", describe(&out));
     // The smaller of command timeout and limit wins.
@@ -1435,8 +1441,7 @@ pub async fn memory_limit_reports_oom(o: &dyn Orchestrator) {
         .memory_bytes(48 << 20)
         .build()
         .expect("limits");
-    let report = o.apply_resource_limits(&id, &limits).await.expect("apply");
-    assert!(report.all_enforced(), "{report:?}");
+    apply_enforced(o, &id, &limits).await;
     // `tail` buffers a line that never ends: it grows until killed.
     let out = run(
         o,
@@ -1465,8 +1470,7 @@ pub async fn memory_limit_reports_oom(o: &dyn Orchestrator) {
 pub async fn pids_limit_contains_fork_bomb(o: &dyn Orchestrator) {
     let id = new_ws(o).await;
     let limits = ResourceLimits::builder().pids(16).build().expect("limits");
-    let report = o.apply_resource_limits(&id, &limits).await.expect("apply");
-    assert!(report.all_enforced(), "{report:?}");
+    apply_enforced(o, &id, &limits).await;
     let out = run(
         o,
         &id,
@@ -1507,8 +1511,7 @@ pub async fn cpu_time_limit_ends_busy_loop(o: &dyn Orchestrator) {
         .cpu_time(Duration::from_secs(1))
         .build()
         .expect("limits");
-    let report = o.apply_resource_limits(&id, &limits).await.expect("apply");
-    assert!(report.all_enforced(), "{report:?}");
+    apply_enforced(o, &id, &limits).await;
     let out = run(
         o,
         &id,
@@ -1531,8 +1534,7 @@ pub async fn cpus_limit_throttles(o: &dyn Orchestrator) {
         .cpus(0.25)
         .build()
         .expect("limits");
-    let report = o.apply_resource_limits(&id, &limits).await.expect("apply");
-    assert!(report.all_enforced(), "{report:?}");
+    apply_enforced(o, &id, &limits).await;
     let out = run(
         o,
         &id,
@@ -1557,8 +1559,7 @@ pub async fn file_size_limit(o: &dyn Orchestrator) {
         .file_size_bytes(1 << 20)
         .build()
         .expect("limits");
-    let report = o.apply_resource_limits(&id, &limits).await.expect("apply");
-    assert!(report.all_enforced(), "{report:?}");
+    apply_enforced(o, &id, &limits).await;
     let out = sh(o, &id, "dd if=/dev/zero of=big bs=4096 count=1024").await;
     assert!(
         !out.status.success(),
@@ -1585,8 +1586,7 @@ pub async fn open_files_limit(o: &dyn Orchestrator) {
         .open_files(32)
         .build()
         .expect("limits");
-    let report = o.apply_resource_limits(&id, &limits).await.expect("apply");
-    assert!(report.all_enforced(), "{report:?}");
+    apply_enforced(o, &id, &limits).await;
     let out = sh(o, &id, "ulimit -n").await;
     expect_exit(&out, 0);
     assert_eq!(out.stdout_str().trim(), "32", "{}", describe(&out));
