@@ -84,7 +84,6 @@ pub struct DockerOrchestrator {
     client: tokio::sync::OnceCell<Docker>,
     owner: Owner,
     workspaces: Mutex<HashMap<WorkspaceId, Arc<Ws>>>,
-    counter: AtomicU64,
 }
 
 /// Kills a command's session when a `run_command` future is dropped before
@@ -147,7 +146,6 @@ impl DockerOrchestrator {
             client: tokio::sync::OnceCell::new(),
             owner: Owner::current(),
             workspaces: Mutex::new(HashMap::new()),
-            counter: AtomicU64::new(0),
         })
     }
 
@@ -217,8 +215,11 @@ impl DockerOrchestrator {
         Ok(())
     }
 
+    /// A name part no other backend of this process draws (the counter is
+    /// process-wide, so a coarse clock cannot make two backends collide).
     fn unique(&self) -> String {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)

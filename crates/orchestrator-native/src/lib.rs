@@ -137,7 +137,6 @@ struct Inner {
     root: PathBuf,
     cgroups: std::result::Result<CgroupSupport, String>,
     owner: (i32, u64),
-    counter: AtomicU64,
     workspaces: Mutex<HashMap<WorkspaceId, Arc<Workspace>>>,
 }
 
@@ -298,7 +297,6 @@ impl NativeOrchestrator {
                 root,
                 cgroups,
                 owner,
-                counter: AtomicU64::new(0),
                 workspaces: Mutex::new(HashMap::new()),
             }),
         })
@@ -457,13 +455,70 @@ impl NativeOrchestrator {
         v
     }
 
+    /// A fresh id. The counter is process-wide: two backends in one process
+    /// (the conformance suite makes one per case) must never draw the same
+    /// id, whatever the clock's resolution.
     fn new_id(&self) -> Result<WorkspaceId> {
-        let n = self.inner.counter.fetch_add(1, Ordering::Relaxed);
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
         WorkspaceId::new(format!("ws-{:x}-{:x}{:08x}", self.inner.owner.0, n, nanos))
+    }
+
+    /// Reserves a new id: its metadata file and directory are both created
+    /// exclusively, so an id that exists on disk (left by a crashed process
+    /// that had the same pid, say) is skipped, never reused or removed.
+    fn reserve(&self, execution_id: Option<&str>) -> Result<(WorkspaceId, PathBuf)> {
+        use std::io::Write as _;
+        use std::os::unix::fs::DirBuilderExt;
+        const ATTEMPTS: usize = 16;
+        let meta = format!(
+            "{} {}\n{}\n",
+            self.inner.owner.0,
+            self.inner.owner.1,
+            execution_id.unwrap_or("")
+        );
+        for _ in 0..ATTEMPTS {
+            let id = self.new_id()?;
+            let meta_path = self.meta_path(id.as_str());
+            let mut file = match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&meta_path)
+            {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    return Err(NativeOrchestratorError::io("write metadata", meta_path, e).into())
+                }
+            };
+            if let Err(e) = file.write_all(meta.as_bytes()) {
+                let _ = std::fs::remove_file(&meta_path);
+                return Err(NativeOrchestratorError::io("write metadata", meta_path, e).into());
+            }
+            let dir = self.inner.root.join(id.as_str());
+            match std::fs::DirBuilder::new().mode(0o755).create(&dir) {
+                Ok(()) => return Ok((id, dir)),
+                Err(e) => {
+                    let _ = std::fs::remove_file(&meta_path);
+                    if e.kind() != std::io::ErrorKind::AlreadyExists {
+                        return Err(NativeOrchestratorError::io("create workspace", &dir, e).into());
+                    }
+                }
+            }
+        }
+        Err(NativeOrchestratorError::io(
+            "create workspace",
+            &self.inner.root,
+            std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!("no free workspace id after {ATTEMPTS} attempts"),
+            ),
+        )
+        .into())
     }
 
     fn meta_path(&self, id: &str) -> PathBuf {
@@ -626,23 +681,9 @@ impl NativeOrchestrator {
                 self.report(l).check_strict()?;
             }
         }
-        let id = self.new_id()?;
-        let meta = format!(
-            "{} {}\n{}\n",
-            self.inner.owner.0,
-            self.inner.owner.1,
-            spec.execution_id.as_deref().unwrap_or("")
-        );
-        std::fs::write(self.meta_path(id.as_str()), meta).map_err(|e| {
-            NativeOrchestratorError::io("write metadata", self.meta_path(id.as_str()), e)
-        })?;
-        let dir = self.inner.root.join(id.as_str());
+        let (id, dir) = self.reserve(spec.execution_id.as_deref())?;
+        // From here on the directory is ours: a failure removes it.
         let made = (|| -> Result<Arc<Workspace>> {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .mode(0o755)
-                .create(&dir)
-                .map_err(|e| NativeOrchestratorError::io("create workspace", &dir, e))?;
             let ws = Arc::new(Workspace {
                 id: id.clone(),
                 dir: dir.clone(),

@@ -321,3 +321,52 @@ async fn escapee_that_left_group_and_directory_is_killed_at_cleanup() {
     }
     assert!(!pid_alive(pid), "escaped process {pid} survived cleanup");
 }
+
+/// Backends of one process sharing a root never draw the same id, and no
+/// creation ever removes another workspace (the conformance suite makes one
+/// backend per case; in a VM with a coarse clock two of them once drew the
+/// same id, and the loser's error path deleted the winner's directory).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_backends_on_one_root_never_share_or_remove_workspaces() {
+    let root = tempfile::tempdir().unwrap();
+    let backends: Vec<NativeOrchestrator> = (0..8)
+        .map(|_| NativeOrchestrator::new(config(root.path(), false)).unwrap())
+        .collect();
+    let mut tasks = Vec::new();
+    for n in &backends {
+        let n = n.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for _ in 0..100 {
+                let n = n.clone();
+                let ws = n.create_workspace(&WorkspaceSpec::new()).await.unwrap();
+                let marker = n.workspace_path(&ws).unwrap().join("marker");
+                std::fs::write(&marker, ws.as_str()).unwrap();
+                ids.push((ws, marker, n));
+            }
+            ids
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let distinct: std::collections::HashSet<_> = all.iter().map(|(id, _, _)| id.clone()).collect();
+    assert_eq!(distinct.len(), all.len(), "two workspaces got the same id");
+    for (id, marker, _) in &all {
+        assert_eq!(
+            std::fs::read_to_string(marker).unwrap(),
+            id.as_str(),
+            "a workspace's files were lost or overwritten"
+        );
+    }
+    for (id, _, n) in &all {
+        n.cleanup(id).await.unwrap();
+    }
+    let left: Vec<_> = std::fs::read_dir(root.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("ws-"))
+        .collect();
+    assert!(left.is_empty(), "workspaces left after cleanup: {left:?}");
+}
