@@ -185,15 +185,13 @@ impl Workspace {
     }
 
     /// The lowest pid a leftover process of this workspace can have, or
-    /// `None` when no command ever ran here (nothing to look for). Falls
-    /// back to 0 (scan everything) when the pid counter wrapped since.
+    /// `None` when no command ever ran here (nothing to look for).
+    /// [`procfs::processes_in_dir`] falls back to a full scan when the pid
+    /// counter wrapped since.
     fn scan_floor(&self) -> Option<i32> {
         match self.first_pid.load(Ordering::Relaxed) {
             0 => None,
-            first => match procfs::last_pid() {
-                Some(last) if last >= first => Some(first),
-                _ => Some(0),
-            },
+            first => Some(first),
         }
     }
 }

@@ -104,6 +104,12 @@ pub(crate) fn last_pid() -> Option<i32> {
         .ok()
 }
 
+/// Above this many pids allocated since a workspace's first command, a
+/// cleanup lists /proc instead of probing each pid in the range (a failed
+/// probe costs about a microsecond; listing /proc costs one lookup per
+/// process on the machine).
+const PROBE_MAX: i32 = 1024;
+
 /// Live (non-zombie) processes of a workspace directory, among pids
 /// `>= min_pid`: those whose working directory is `dir` or below, and those
 /// whose environment (as it was at their `exec`) has `HOME=<dir>`, which
@@ -112,52 +118,95 @@ pub(crate) fn last_pid() -> Option<i32> {
 ///
 /// Pids grow until they wrap, so every process forked (directly or not)
 /// from a command of a workspace has a pid at least that of the workspace's
-/// first command, unless the pid counter wrapped since; callers pass
-/// `min_pid` only when it did not. One readlink per candidate, the environ
+/// first command, unless the pid counter wrapped since. When it did not
+/// and few pids were allocated since, each pid of the range is probed
+/// directly (the common case: a short execution on a machine that forks
+/// little costs a handful of failed lookups); otherwise /proc is listed,
+/// whole when the counter wrapped. One readlink per candidate, the environ
 /// file only when the cwd does not match, the stat file only for matches.
 pub(crate) fn processes_in_dir(dir: &Path, min_pid: i32) -> Vec<i32> {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let me = std::process::id() as i32;
-    let mut home = b"HOME=".to_vec();
-    home.extend_from_slice(dir.as_os_str().as_bytes());
-    home.push(0);
-    let mut path = std::path::PathBuf::from("/proc");
-    rd.filter_map(|e| {
-        let e = e.ok()?;
-        let name = e.file_name();
-        let pid: i32 = name.to_str()?.parse().ok()?;
-        if pid == me || pid < min_pid {
-            return None;
+    let mut m = Matcher::new(dir);
+    let last = if min_pid > 0 { last_pid() } else { None };
+    match last {
+        Some(last) if last >= min_pid && last - min_pid <= PROBE_MAX => {
+            (min_pid..=last).filter(|&pid| m.matches(pid)).collect()
         }
-        path.push(&name);
-        path.push("cwd");
-        let cwd = std::fs::read_link(&path);
-        path.set_file_name("environ");
-        let in_dir = cwd.is_ok_and(|cwd| {
-            let cwd = cwd.to_string_lossy();
-            let cwd = cwd.strip_suffix(" (deleted)").unwrap_or(&cwd);
-            Path::new(cwd).starts_with(dir)
-        });
-        let ours = in_dir
-            || std::fs::read(&path).is_ok_and(|env| {
+        _ => {
+            // Wrapped (last < min_pid): everything is a candidate.
+            let floor = match last {
+                Some(last) if last >= min_pid => min_pid,
+                _ => 0,
+            };
+            let Ok(rd) = std::fs::read_dir("/proc") else {
+                return Vec::new();
+            };
+            rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+                .filter(|&pid| pid >= floor && m.matches(pid))
+                .collect()
+        }
+    }
+}
+
+/// Tells whether a pid belongs to a workspace (see [`processes_in_dir`]).
+struct Matcher<'a> {
+    dir: &'a Path,
+    /// `HOME=<dir>\0`.
+    home: Vec<u8>,
+    me: i32,
+    path: String,
+}
+
+impl<'a> Matcher<'a> {
+    fn new(dir: &'a Path) -> Self {
+        use std::os::unix::ffi::OsStrExt;
+        let mut home = b"HOME=".to_vec();
+        home.extend_from_slice(dir.as_os_str().as_bytes());
+        home.push(0);
+        Self {
+            dir,
+            home,
+            me: std::process::id() as i32,
+            path: String::with_capacity(32),
+        }
+    }
+
+    fn proc_file(&mut self, pid: i32, file: &str) -> &str {
+        use std::fmt::Write as _;
+        self.path.clear();
+        let _ = write!(self.path, "/proc/{pid}/{file}");
+        &self.path
+    }
+
+    fn matches(&mut self, pid: i32) -> bool {
+        if pid == self.me {
+            return false;
+        }
+        let in_dir = match std::fs::read_link(self.proc_file(pid, "cwd")) {
+            Ok(cwd) => {
+                let cwd = cwd.to_string_lossy();
+                let cwd = cwd.strip_suffix(" (deleted)").unwrap_or(&cwd);
+                Path::new(cwd).starts_with(self.dir)
+            }
+            // No such process (the common case when probing a range).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
+            Err(_) => false,
+        };
+        let ours = in_dir || {
+            let env = std::fs::read(self.proc_file(pid, "environ"));
+            let home = &self.home[..];
+            env.is_ok_and(|env| {
                 // The first variable has no NUL before it.
-                env.starts_with(&home[..])
+                env.starts_with(home)
                     || env
                         .windows(home.len() + 1)
-                        .any(|w| w[0] == 0 && w[1..] == home[..])
-            });
-        path.pop();
-        path.pop();
-        if !ours {
-            return None;
-        }
-        let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-        (parse_stat(&stat)?.state != 'Z').then_some(pid)
-    })
-    .collect()
+                        .any(|w| w[0] == 0 && w[1..] == *home)
+            })
+        };
+        ours && std::fs::read_to_string(self.proc_file(pid, "stat"))
+            .ok()
+            .and_then(|s| parse_stat(&s))
+            .is_some_and(|s| s.state != 'Z')
+    }
 }
 
 /// The inode of an open file descriptor (a pipe's identity).
@@ -218,5 +267,33 @@ mod tests {
         let st = start_time(me).unwrap();
         assert!(is_alive(me, st));
         assert!(!is_alive(me, st + 1));
+    }
+
+    /// Every path of the scan finds a process by its working directory:
+    /// the probed range, the listing of /proc, and the full listing after
+    /// a (simulated) pid wrap.
+    #[test]
+    fn processes_in_dir_finds_by_cwd_on_every_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .current_dir(dir.path())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let found = |min| processes_in_dir(dir.path(), min).contains(&pid);
+        // Probed range: the child is the first pid of it.
+        assert!(found(pid), "range probe missed the child");
+        // Listing from 0.
+        assert!(found(0), "full listing missed the child");
+        // A floor above the last pid looks like a wrap: list everything.
+        assert!(found(i32::MAX), "the wrap fallback missed the child");
+        // A floor just above the child excludes it (range probe).
+        assert!(!found(pid + 1) || last_pid().unwrap() < pid + 1);
+        // Listing (range too long to probe) with a floor below the child.
+        assert!(found(pid - PROBE_MAX - 1) || pid <= PROBE_MAX + 1);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!found(pid), "a reaped child is no longer found");
     }
 }

@@ -67,6 +67,7 @@ fn ms(d: Duration) -> f64 {
 struct Opts {
     quick: bool,
     breakdown: bool,
+    cpu: bool,
     json: Option<PathBuf>,
     svg: Option<PathBuf>,
 }
@@ -75,6 +76,7 @@ fn parse_args() -> Result<Opts, BoxError> {
     let mut o = Opts {
         quick: false,
         breakdown: false,
+        cpu: false,
         json: None,
         svg: None,
     };
@@ -83,6 +85,7 @@ fn parse_args() -> Result<Opts, BoxError> {
         match a.as_str() {
             "--quick" => o.quick = true,
             "--breakdown" => o.breakdown = true,
+            "--cpu" => o.cpu = true,
             // `--json FILE`, or `--json` alone (or `--json -`) for stdout.
             "--json" => {
                 let file = it
@@ -587,8 +590,70 @@ async fn docker_breakdown() -> Result<(), BoxError> {
     Ok(())
 }
 
+/// CPU time of this process and of its reaped children, in ms.
+fn cpu_ms() -> (f64, f64) {
+    let get = |who| {
+        // SAFETY: getrusage fills the struct it is given.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        unsafe { libc::getrusage(who, &mut ru) };
+        let tv = |t: libc::timeval| t.tv_sec as f64 * 1000.0 + t.tv_usec as f64 / 1000.0;
+        tv(ru.ru_utime) + tv(ru.ru_stime)
+    };
+    (get(libc::RUSAGE_SELF), get(libc::RUSAGE_CHILDREN))
+}
+
+/// Throughput and CPU cost per execution at concurrency 4, bare spawn against
+/// the service lifecycle (`--cpu`; for profiling throughput).
+async fn cpu_cost() -> Result<(), BoxError> {
+    let n = 3000;
+    let c = 4;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("input.txt"), b"runbox benchmark input\n")?;
+    let service = ExecutionService::new(MemoryStore::new())?;
+    for lifecycle_mode in [false, true, false, true] {
+        let (s0, c0) = cpu_ms();
+        let t = Instant::now();
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..c {
+            let service = service.clone();
+            let next = next.clone();
+            let dir = dir.path().to_path_buf();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= n {
+                        return Ok::<(), BoxError>(());
+                    }
+                    if lifecycle_mode {
+                        lifecycle(&service, &dir, i, None).await?;
+                    } else {
+                        bare_spawn().await?;
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+        let wall = t.elapsed().as_secs_f64();
+        let (s1, c1) = cpu_ms();
+        println!(
+            "{:>10} c={c}: {:.0} exec/s, cpu/exec: self {:.3} ms, children {:.3} ms",
+            if lifecycle_mode { "lifecycle" } else { "bare" },
+            n as f64 / wall,
+            (s1 - s0) / n as f64,
+            (c1 - c0) / n as f64
+        );
+    }
+    Ok(())
+}
+
 async fn run() -> Result<(), BoxError> {
     let o = parse_args()?;
+    if o.cpu {
+        return cpu_cost().await;
+    }
     if o.breakdown {
         if std::env::args().any(|a| a == "docker") {
             return docker_breakdown().await;
