@@ -63,13 +63,24 @@ pub fn process_start_time(pid: u32) -> Option<u64> {
 }
 
 impl OwnerInfo {
-    /// This process.
+    /// This process. Read once per process (and again in a forked child,
+    /// whose pid differs): every execution records its owner, and reading
+    /// two /proc files each time showed in the throughput profile.
     pub fn current() -> Self {
+        static CACHE: std::sync::Mutex<Option<OwnerInfo>> = std::sync::Mutex::new(None);
         let pid = std::process::id();
-        Self {
-            pid,
-            start_time: process_start_time(pid),
-            host: hostname(),
+        let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        match &*cache {
+            Some(me) if me.pid == pid => me.clone(),
+            _ => {
+                let me = Self {
+                    pid,
+                    start_time: process_start_time(pid),
+                    host: hostname(),
+                };
+                *cache = Some(me.clone());
+                me
+            }
         }
     }
 

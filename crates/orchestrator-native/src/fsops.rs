@@ -95,7 +95,13 @@ fn copy_tree(src: &Path, dst: &Path, links: Links<'_>) -> Result<()> {
 
 /// Copies `src` to `dest` (replacing it), staged and renamed into place.
 fn staged_copy(src: &Path, dest: &Path, links: Links<'_>) -> Result<()> {
-    std::fs::symlink_metadata(src).map_err(|e| io("stat", src, e))?;
+    let md = std::fs::symlink_metadata(src).map_err(|e| io("stat", src, e))?;
+    if md.is_file() && md.len() <= SMALL_FILE_MAX {
+        match copy_small_file(src, dest, &md)? {
+            Small::Done => return Ok(()),
+            Small::Fallback => {}
+        }
+    }
     if let Some(parent) = dest.parent().filter(|p| !p.is_dir()) {
         std::fs::create_dir_all(parent).map_err(|e| io("mkdir", parent, e))?;
     }
@@ -104,21 +110,108 @@ fn staged_copy(src: &Path, dest: &Path, links: Links<'_>) -> Result<()> {
         remove_any(&stage);
         return Err(e);
     }
+    place(&stage, dest)
+}
+
+/// Renames a finished stage onto `dest`, moving a directory that is in the
+/// way aside first (rename(2) cannot replace a non-empty directory).
+fn place(stage: &Path, dest: &Path) -> Result<()> {
     if let Ok(md) = std::fs::symlink_metadata(dest) {
         if md.is_dir() {
-            // rename(2) cannot replace a non-empty directory: move it aside.
             let old = staging_name(dest)?;
             if let Err(e) = std::fs::rename(dest, &old) {
-                remove_any(&stage);
+                remove_any(stage);
                 return Err(io("rename", dest, e));
             }
             remove_any(&old);
         }
     }
-    std::fs::rename(&stage, dest).map_err(|e| {
-        remove_any(&stage);
+    std::fs::rename(stage, dest).map_err(|e| {
+        remove_any(stage);
         io("rename", dest, e)
     })
+}
+
+/// Regular files up to this size are copied through memory by
+/// [`copy_small_file`].
+pub(crate) const SMALL_FILE_MAX: u64 = 256 * 1024;
+
+enum Small {
+    Done,
+    /// Not a plain small file any more (swapped for a link or a directory
+    /// since it was looked at): take the general path.
+    Fallback,
+}
+
+/// The common case, a small regular file, in about half the syscalls of
+/// the general path: one read, one exclusive create of the stage, one
+/// write, one rename (no separate checks of the parent and the
+/// destination; their failures are handled when they happen).
+fn copy_small_file(src: &Path, dest: &Path, md: &std::fs::Metadata) -> Result<Small> {
+    use std::io::{Read as _, Write as _};
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    // O_NOFOLLOW: a link swapped in since the lstat is not followed.
+    let mut file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(src)
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Ok(Small::Fallback),
+        Err(e) => return Err(io("open", src, e)),
+    };
+    // A FIFO or device swapped in since the lstat is left to the general
+    // path (which skips special files).
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return Ok(Small::Fallback);
+    }
+    let mut data = Vec::with_capacity(md.len() as usize + 1);
+    (&mut file)
+        .take(SMALL_FILE_MAX + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| io("read", src, e))?;
+    if data.len() as u64 > SMALL_FILE_MAX {
+        // It grew since the lstat: the general path streams it.
+        return Ok(Small::Fallback);
+    }
+    let mode = md.permissions().mode() & 0o7777;
+    let stage = staging_name(dest)?;
+    let create = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&stage)
+    };
+    let mut out = match create() {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let parent = dest.parent().unwrap_or(Path::new("/"));
+            std::fs::create_dir_all(parent).map_err(|e| io("mkdir", parent, e))?;
+            create().map_err(|e| io("create", &stage, e))?
+        }
+        Err(e) => return Err(io("create", &stage, e)),
+    };
+    let written = out.write_all(&data).and_then(|()| {
+        // The umask applied at create; the copy gets the source's mode.
+        out.set_permissions(std::fs::Permissions::from_mode(mode))
+    });
+    drop(out);
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&stage);
+        return Err(io("write", &stage, e));
+    }
+    match std::fs::rename(&stage, dest) {
+        Ok(()) => Ok(Small::Done),
+        // A directory is in the way: move it aside first.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EISDIR | libc::ENOTEMPTY)) => {
+            place(&stage, dest).map(|()| Small::Done)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&stage);
+            Err(io("rename", dest, e))
+        }
+    }
 }
 
 /// Host `src` → resolved sandbox `dest` (already checked against `root`).
@@ -167,5 +260,49 @@ mod tests {
         assert!(root.join("dst/new").exists());
         assert!(!root.join("dst/old").exists());
         assert_eq!(std::fs::read_dir(&root).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn small_file_keeps_bytes_and_mode_and_replaces_a_directory() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        let host = tempfile::tempdir().unwrap();
+        let src = host.path().join("tool");
+        std::fs::write(&src, b"#!/bin/sh\necho hi\n\0\xff").unwrap();
+        std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o751)).unwrap();
+        // Into a missing parent directory.
+        copy_in(&src, &root.join("bin/tool"), &root).unwrap();
+        let got = root.join("bin/tool");
+        assert_eq!(std::fs::read(&got).unwrap(), std::fs::read(&src).unwrap());
+        let mode = std::fs::metadata(&got).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o751);
+        // Over a non-empty directory.
+        std::fs::create_dir_all(root.join("d/sub")).unwrap();
+        copy_in(&src, &root.join("d"), &root).unwrap();
+        assert!(std::fs::metadata(root.join("d")).unwrap().is_file());
+        // Over an existing file, and nothing staged is left behind.
+        std::fs::write(&src, b"v2").unwrap();
+        copy_in(&src, &got, &root).unwrap();
+        assert_eq!(std::fs::read(&got).unwrap(), b"v2");
+        let names: Vec<_> = std::fs::read_dir(&root)
+            .unwrap()
+            .chain(std::fs::read_dir(root.join("bin")).unwrap())
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names.iter().all(|n| !n.contains("runbox-tmp")),
+            "staging left: {names:?}"
+        );
+    }
+
+    #[test]
+    fn small_file_copy_out_of_a_missing_source_is_not_found() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        let host = tempfile::tempdir().unwrap();
+        let e = copy_out(&root.join("nope"), &host.path().join("x"), &root).unwrap_err();
+        assert!(matches!(e, Error::NotFound { .. }), "{e:?}");
+        assert_eq!(std::fs::read_dir(host.path()).unwrap().count(), 0);
     }
 }

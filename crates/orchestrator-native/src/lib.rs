@@ -209,11 +209,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Work this small (a few metadata syscalls on small files) runs on the
-/// caller's task: a trip through the blocking pool costs more than the work.
-const INLINE_COPY_MAX: u64 = 256 * 1024;
-
-/// Runs `f` inline when `quick`, else on the blocking pool.
+/// Runs `f` inline when `quick`, else on the blocking pool: work this small
+/// (a few syscalls on small files) costs less than a trip through the pool.
 async fn maybe_blocking<T: Send + 'static>(
     quick: bool,
     f: impl FnOnce() -> Result<T> + Send + 'static,
@@ -225,9 +222,9 @@ async fn maybe_blocking<T: Send + 'static>(
     }
 }
 
-/// A regular file no larger than [`INLINE_COPY_MAX`].
+/// A regular file small enough to copy inline.
 fn small_file(p: &Path) -> bool {
-    std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file() && m.len() <= INLINE_COPY_MAX)
+    std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file() && m.len() <= fsops::SMALL_FILE_MAX)
 }
 
 /// A directory with a handful of entries and no subdirectory (cheap to

@@ -95,13 +95,21 @@ pub(crate) fn kill_tree(pgid: i32) {
     }
 }
 
+/// Reads a small /proc file into `buf` with as few syscalls as it takes:
+/// no `statx` for a size hint (/proc files report 0) and no small probe
+/// reads (std's `fs::read` does both).
+fn read_small(path: &str, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    use std::io::Read as _;
+    buf.clear();
+    buf.reserve(4096);
+    std::fs::File::open(path)?.read_to_end(buf).map(|_| ())
+}
+
 /// The last pid the kernel allocated (`/proc/sys/kernel/ns_last_pid`).
 pub(crate) fn last_pid() -> Option<i32> {
-    std::fs::read_to_string("/proc/sys/kernel/ns_last_pid")
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    let mut buf = Vec::new();
+    read_small("/proc/sys/kernel/ns_last_pid", &mut buf).ok()?;
+    std::str::from_utf8(&buf).ok()?.trim().parse().ok()
 }
 
 /// Above this many pids allocated since a workspace's first command, a
@@ -154,6 +162,7 @@ struct Matcher<'a> {
     home: Vec<u8>,
     me: i32,
     path: String,
+    buf: Vec<u8>,
 }
 
 impl<'a> Matcher<'a> {
@@ -167,6 +176,7 @@ impl<'a> Matcher<'a> {
             home,
             me: std::process::id() as i32,
             path: String::with_capacity(32),
+            buf: Vec::new(),
         }
     }
 
@@ -191,21 +201,22 @@ impl<'a> Matcher<'a> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
             Err(_) => false,
         };
+        let mut buf = std::mem::take(&mut self.buf);
         let ours = in_dir || {
-            let env = std::fs::read(self.proc_file(pid, "environ"));
+            let read = read_small(self.proc_file(pid, "environ"), &mut buf);
             let home = &self.home[..];
-            env.is_ok_and(|env| {
-                // The first variable has no NUL before it.
-                env.starts_with(home)
-                    || env
+            // The first variable has no NUL before it.
+            read.is_ok()
+                && (buf.starts_with(home)
+                    || buf
                         .windows(home.len() + 1)
-                        .any(|w| w[0] == 0 && w[1..] == *home)
-            })
+                        .any(|w| w[0] == 0 && w[1..] == *home))
         };
-        ours && std::fs::read_to_string(self.proc_file(pid, "stat"))
-            .ok()
-            .and_then(|s| parse_stat(&s))
-            .is_some_and(|s| s.state != 'Z')
+        let live = ours
+            && read_small(self.proc_file(pid, "stat"), &mut buf).is_ok()
+            && parse_stat(&String::from_utf8_lossy(&buf)).is_some_and(|s| s.state != 'Z');
+        self.buf = buf;
+        live
     }
 }
 
