@@ -605,7 +605,10 @@ fn cpu_ms() -> (f64, f64) {
 /// Throughput and CPU cost per execution at concurrency 4, bare spawn against
 /// the service lifecycle (`--cpu`; for profiling throughput).
 async fn cpu_cost() -> Result<(), BoxError> {
-    let n = 3000;
+    let n = std::env::var("RUNBOX_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
     let c = 4;
     let dir = tempfile::tempdir()?;
     std::fs::write(dir.path().join("input.txt"), b"runbox benchmark input\n")?;
