@@ -86,7 +86,19 @@ pub struct DockerConfig {
     pub pull_progress: Option<PullProgress>,
     /// Treat every limit as strict (unenforceable limits are errors).
     pub strict_limits: bool,
+    /// Size of the warm pool: how many started containers of
+    /// `default_image` the backend keeps ready, so a `create_workspace`
+    /// without an image of its own (or with `default_image`) and without
+    /// labels takes one instead of creating and starting a container.
+    /// 0 (the default) switches the pool off. Pooled containers live as
+    /// long as the backend (they are removed when it is dropped), so keep
+    /// it off in short-lived processes. At most [`MAX_WARM_POOL`]. See
+    /// `docs/docker.md`.
+    pub warm_pool: usize,
 }
+
+/// The largest [`DockerConfig::warm_pool`] a backend accepts.
+pub const MAX_WARM_POOL: usize = 64;
 
 impl Default for DockerConfig {
     fn default() -> Self {
@@ -102,6 +114,7 @@ impl Default for DockerConfig {
             pull_timeout: Duration::from_secs(300),
             pull_progress: None,
             strict_limits: false,
+            warm_pool: 0,
         }
     }
 }
@@ -183,6 +196,11 @@ impl DockerConfig {
     /// Makes every limit strict.
     pub fn strict_limits(mut self, strict: bool) -> Self {
         self.strict_limits = strict;
+        self
+    }
+    /// Sets the size of the warm pool (0 = off).
+    pub fn warm_pool(mut self, size: usize) -> Self {
+        self.warm_pool = size;
         self
     }
 

@@ -77,6 +77,12 @@ pub enum DockerOrchestratorError {
         #[source]
         source: std::io::Error,
     },
+    /// The warm pool could not be filled.
+    #[error("cannot fill the docker warm pool: {reason}")]
+    WarmPool {
+        /// The failed refill's error.
+        reason: String,
+    },
     /// A helper command runbox runs inside the container failed.
     #[error("runbox helper in container {container} failed: {reason}")]
     Helper {

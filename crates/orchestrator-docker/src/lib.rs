@@ -27,21 +27,24 @@
 mod archive;
 mod client;
 mod config;
+mod container;
 mod error;
 mod exec;
 mod image;
 mod limits;
 mod orchestrator;
 mod owner;
+mod pool;
 mod scripts;
 
 pub use config::{
-    DockerConfig, PullEvent, PullProgress, DEFAULT_IMAGE, DEFAULT_NETWORK_MODE, OWNER_LABEL,
-    OWNER_VALUE,
+    DockerConfig, PullEvent, PullProgress, DEFAULT_IMAGE, DEFAULT_NETWORK_MODE, MAX_WARM_POOL,
+    OWNER_LABEL, OWNER_VALUE,
 };
 pub use error::DockerOrchestratorError;
 pub use image::{ensure_test_image, TestImageOptions, TEST_IMAGE};
 pub use orchestrator::DockerOrchestrator;
+pub use pool::PoolStats;
 
 #[doc(hidden)]
 pub use archive::{build_archive_for_tests, extract_archive_for_tests};

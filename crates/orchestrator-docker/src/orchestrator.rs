@@ -4,12 +4,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use bollard::models::{ContainerCreateBody, ContainerSummary, ContainerUpdateBody, HostConfig};
+use bollard::models::{ContainerSummary, ContainerUpdateBody};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder,
-    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+    DownloadFromContainerOptionsBuilder, ListContainersOptionsBuilder,
+    RenameContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -23,34 +23,20 @@ use tokio::task::JoinHandle;
 
 use crate::client::{connect, deadline};
 use crate::config::{
-    DockerConfig, PullProgress, LABEL_EXECUTION, LABEL_OWNER_BOOT, LABEL_OWNER_HOST,
-    LABEL_OWNER_PID, LABEL_OWNER_START, LABEL_WORKSPACE, OWNER_LABEL, OWNER_VALUE,
+    DockerConfig, PullProgress, LABEL_OWNER_BOOT, LABEL_OWNER_HOST, LABEL_OWNER_PID,
+    LABEL_OWNER_START, LABEL_WORKSPACE, MAX_WARM_POOL, OWNER_LABEL, OWNER_VALUE,
 };
+use crate::container::{self, lock, Recipe, WORKSPACE_DIR};
 use crate::error::DockerOrchestratorError as E;
 use crate::exec::{self, Capture, Ctx, ExecPlan, DEFAULT_PATH};
 use crate::image;
 use crate::limits;
 use crate::owner::Owner;
+use crate::pool::{self, PoolStats, Pooled, RefillCtx, Shared};
 use crate::scripts;
 
-/// The keep-alive loop a workspace container runs under docker-init.
-/// The container's main process: prepares runbox's helper directory, then
-/// idles (commands run as execs). Doing the setup here instead of in an exec
-/// after start saves a round trip per workspace.
-const KEEPALIVE: &str =
-    "mkdir -p /run/runbox /workspace && chmod 1777 /run/runbox; while :; do sleep 3600; done";
-/// Where the workspace lives inside the container.
-const WORKSPACE_DIR: &str = "/workspace";
 /// How long stop waits for a stopped process to be reported ended.
 const STOP_WAIT: Duration = Duration::from_secs(20);
-
-/// Containers of live workspaces of every [`DockerOrchestrator`] in this
-/// process, so `reap_orphans` of one instance never removes another's.
-static LIVE: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A background process.
 #[derive(Debug)]
@@ -84,6 +70,10 @@ pub struct DockerOrchestrator {
     client: tokio::sync::OnceCell<Docker>,
     owner: Owner,
     workspaces: Mutex<HashMap<WorkspaceId, Arc<Ws>>>,
+    /// The warm pool and the image cache; refills hold only a `Weak`.
+    shared: Arc<Shared>,
+    /// The configuration as refills get it.
+    refill_config: Arc<DockerConfig>,
 }
 
 /// Kills a command's session when a `run_command` future is dropped before
@@ -133,6 +123,12 @@ impl DockerOrchestrator {
                 "docker request deadlines must be greater than zero",
             ));
         }
+        if config.warm_pool > MAX_WARM_POOL {
+            return Err(Error::invalid(format!(
+                "docker warm_pool is {}, at most {MAX_WARM_POOL} is allowed",
+                config.warm_pool
+            )));
+        }
         // Only a scheme bollard cannot use is a configuration error; a socket
         // that does not exist (yet) is for is_available to report.
         if let Err(e) = connect(&config) {
@@ -142,10 +138,12 @@ impl DockerOrchestrator {
         }
         Ok(Self {
             host: config.host_description(),
+            refill_config: Arc::new(config.clone()),
             config,
             client: tokio::sync::OnceCell::new(),
             owner: Owner::current(),
             workspaces: Mutex::new(HashMap::new()),
+            shared: Arc::new(Shared::new()),
         })
     }
 
@@ -185,8 +183,23 @@ impl DockerOrchestrator {
     }
 
     /// Makes sure `image` exists locally, pulling it when missing (unless
-    /// pulling is switched off).
+    /// pulling is switched off). Always asks the daemon; `create_workspace`
+    /// skips the question for an image this backend has already seen.
     pub async fn ensure_image(&self, image: &str) -> Result<()> {
+        self.ensure_image_uncached(image).await?;
+        lock(&self.shared.images).insert(image.to_string());
+        Ok(())
+    }
+
+    /// [`Self::ensure_image`], skipped for an image seen present before.
+    async fn ensure_image_cached(&self, image: &str) -> Result<()> {
+        if lock(&self.shared.images).contains(image) {
+            return Ok(());
+        }
+        self.ensure_image(image).await
+    }
+
+    async fn ensure_image_uncached(&self, image: &str) -> Result<()> {
         let docker = self.docker().await?;
         if image::image_exists(&docker, &self.config, image).await? {
             return Ok(());
@@ -215,16 +228,9 @@ impl DockerOrchestrator {
         Ok(())
     }
 
-    /// A name part no other backend of this process draws (the counter is
-    /// process-wide, so a coarse clock cannot make two backends collide).
+    /// A name part no other backend of this process draws.
     fn unique(&self) -> String {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        format!("{:x}-{:x}-{n}", self.owner.pid, nanos & 0xffff_ffff_ffff)
+        container::unique(self.owner.pid)
     }
 
     fn ws(&self, id: &WorkspaceId) -> Result<Arc<Ws>> {
@@ -337,84 +343,219 @@ impl DockerOrchestrator {
     /// Removes a container by force; a container already gone is fine.
     async fn remove(&self, container: &str) -> std::result::Result<(), E> {
         let docker = self.docker().await?;
-        let opts = RemoveContainerOptionsBuilder::default()
-            .force(true)
-            .v(true)
-            .build();
-        for attempt in 0..50 {
-            match self
-                .call(
-                    "remove container",
-                    docker.remove_container(container, Some(opts.clone())),
-                )
-                .await
-            {
-                Ok(()) => return Ok(()),
-                Err(e) if e.status_code() == Some(404) => return Ok(()),
-                // Removal already in progress: wait for it.
-                Err(e) if e.status_code() == Some(409) && attempt < 49 => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+        container::remove(&docker, &self.config, container).await
     }
 
-    async fn create_container(
+    /// Creates and starts a container for a new workspace (no pool). An
+    /// image that vanished since this backend last saw it is looked up
+    /// (and pulled) again, once.
+    async fn create_cold(
         &self,
-        id: &WorkspaceId,
         spec: &WorkspaceSpec,
+        lim: &ResourceLimits,
         image: &str,
-    ) -> Result<String> {
+    ) -> Result<(WorkspaceId, String)> {
+        self.ensure_image_cached(image).await?;
         let docker = self.docker().await?;
-        let mut labels: HashMap<String, String> = HashMap::new();
-        for (k, v) in self.config.labels.iter().chain(spec.labels.iter()) {
-            labels.insert(k.clone(), v.clone());
+        let id = WorkspaceId::new(format!("dk-{}", self.unique()))?;
+        let recipe = Recipe {
+            id: &id,
+            image,
+            labels: &spec.labels,
+            execution_id: spec.execution_id.as_deref(),
+            limits: lim,
+        };
+        let name = container::name_of(&id);
+        // Marked live before it exists, so a concurrent reap_orphans of
+        // another instance never takes it for an orphan.
+        container::live_add(&name);
+        let created = match container::create(&docker, &self.config, &self.owner, &recipe).await {
+            Err(e) if e.status_code() == Some(404) => {
+                lock(&self.shared.images).remove(image);
+                match self.ensure_image(image).await {
+                    Ok(()) => container::create(&docker, &self.config, &self.owner, &recipe)
+                        .await
+                        .map_err(Error::from),
+                    Err(e) => Err(e),
+                }
+            }
+            r => r.map_err(Error::from),
+        };
+        let cid = match created {
+            Ok(cid) => cid,
+            Err(e) => {
+                container::live_remove(&[&name]);
+                return Err(e);
+            }
+        };
+        container::live_add(&cid);
+        container::live_remove(&[&name]);
+        if let Err(e) = container::start(&docker, &self.config, &cid).await {
+            let _ = self.remove(&cid).await;
+            container::live_remove(&[&cid]);
+            return Err(e.into());
         }
-        labels.insert(OWNER_LABEL.into(), OWNER_VALUE.into());
-        labels.insert(LABEL_WORKSPACE.into(), id.to_string());
-        if let Some(e) = &spec.execution_id {
-            labels.insert(LABEL_EXECUTION.into(), e.clone());
+        Ok((id, cid))
+    }
+
+    /// Starts refills so the warm pool returns to its size.
+    fn top_up(&self, docker: &Docker) {
+        pool::top_up(&self.shared, self.config.warm_pool, || RefillCtx {
+            docker: docker.clone(),
+            config: self.refill_config.clone(),
+            owner: self.owner.clone(),
+        });
+    }
+
+    /// Takes a container from the warm pool for `spec` (poolable), applies
+    /// the spec's limits and execution id to it, and triggers a refill.
+    /// `None`: the pool was empty or the container it held was unusable
+    /// (then removed); the caller creates one cold.
+    async fn take_pooled(
+        &self,
+        docker: &Docker,
+        spec: &WorkspaceSpec,
+        lim: &ResourceLimits,
+    ) -> Option<(WorkspaceId, String)> {
+        let taken = {
+            let mut st = lock(&self.shared.pool);
+            let p = st.ready.pop_front();
+            if p.is_none() {
+                st.misses += 1;
+            }
+            p
+        };
+        self.top_up(docker);
+        let p = taken?;
+        let guard = Taken {
+            container: Some(p.container.clone()),
+            config: self.refill_config.clone(),
+        };
+        match self.prepare_pooled(docker, &p, spec, lim).await {
+            Ok(()) => {
+                lock(&self.shared.pool).hits += 1;
+                guard.keep();
+                Some((p.id, p.container))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, container = %p.container, "pooled container unusable; creating one cold");
+                lock(&self.shared.pool).discarded += 1;
+                if let Err(e) = self.remove(&p.container).await {
+                    tracing::warn!(error = %e, container = %p.container, "cannot remove an unusable pooled container");
+                }
+                container::live_remove(&[&p.container]);
+                guard.keep();
+                None
+            }
         }
-        labels.insert(LABEL_OWNER_PID.into(), self.owner.pid.to_string());
-        labels.insert(LABEL_OWNER_START.into(), self.owner.start.clone());
-        labels.insert(LABEL_OWNER_BOOT.into(), self.owner.boot.clone());
-        labels.insert(LABEL_OWNER_HOST.into(), self.owner.host.clone());
-        let lim = spec.limits.clone().unwrap_or_default();
-        let cg = limits::cgroup_fields(&lim);
-        let body = ContainerCreateBody {
-            image: Some(image.to_string()),
-            entrypoint: Some(vec!["sh".into(), "-c".into(), KEEPALIVE.into()]),
-            cmd: Some(vec![]),
-            env: Some(vec![
-                format!("PATH={DEFAULT_PATH}"),
-                format!("HOME={WORKSPACE_DIR}"),
-                "LANG=C.UTF-8".into(),
-            ]),
-            working_dir: Some(WORKSPACE_DIR.into()),
-            labels: Some(labels),
-            stop_timeout: Some(1),
-            host_config: Some(HostConfig {
-                init: Some(true),
-                network_mode: Some(self.config.network_mode.clone()),
+    }
+
+    /// Checks a pooled container still runs and gives it the spec's
+    /// cgroup limits and (in its name) execution id, all at once.
+    async fn prepare_pooled(
+        &self,
+        docker: &Docker,
+        p: &Pooled,
+        spec: &WorkspaceSpec,
+        lim: &ResourceLimits,
+    ) -> std::result::Result<(), E> {
+        let running = async {
+            let info = self
+                .call(
+                    "inspect container",
+                    docker.inspect_container(&p.container, None),
+                )
+                .await?;
+            if info.state.and_then(|s| s.running) == Some(true) {
+                Ok(())
+            } else {
+                Err(E::Helper {
+                    container: p.container.clone(),
+                    reason: "the pooled container is not running".into(),
+                })
+            }
+        };
+        let cg = limits::cgroup_fields(lim);
+        let update = async {
+            if cg == limits::CgroupFields::default() {
+                return Ok(());
+            }
+            let body = ContainerUpdateBody {
                 memory: cg.memory,
                 memory_swap: cg.memory_swap,
                 nano_cpus: cg.nano_cpus,
                 pids_limit: cg.pids_limit,
                 ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let name = format!("runbox-{id}");
-        let opts = CreateContainerOptionsBuilder::default().name(&name).build();
-        let created = self
-            .call(
-                "create container",
-                docker.create_container(Some(opts), body),
+            };
+            self.call(
+                "update container",
+                docker.update_container(&p.container, body),
             )
-            .await?;
-        Ok(created.id)
+            .await
+        };
+        let rename = async {
+            let Some(e) = &spec.execution_id else {
+                return Ok(());
+            };
+            let opts = RenameContainerOptionsBuilder::default()
+                .name(&pool::name_with_execution(&p.id, e))
+                .build();
+            self.call(
+                "rename container",
+                docker.rename_container(&p.container, opts),
+            )
+            .await
+        };
+        tokio::try_join!(running, update, rename)?;
+        Ok(())
+    }
+
+    /// Fills the warm pool ([`DockerConfig::warm_pool`]) and waits until it
+    /// is full, for callers that want it ready before their first
+    /// workspace. Makes sure the default image exists first. Fails with the
+    /// refill's error when a refill started meanwhile fails, or when the
+    /// pool is not full within `request_timeout` × (2 + size). Does nothing
+    /// when the pool is off.
+    pub async fn warm_up(&self) -> Result<()> {
+        let size = self.config.warm_pool;
+        if size == 0 {
+            return Ok(());
+        }
+        self.ensure_image_cached(&self.config.default_image).await?;
+        let docker = self.docker().await?;
+        let mut refilled = self.shared.refilled.subscribe();
+        let failures = lock(&self.shared.pool).refill_failures;
+        let limit = self.config.request_timeout * (2 + size as u32);
+        let until = Instant::now() + limit;
+        loop {
+            self.top_up(&docker);
+            {
+                let st = lock(&self.shared.pool);
+                if st.ready.len() >= size {
+                    return Ok(());
+                }
+                if st.refill_failures > failures {
+                    return Err(E::WarmPool {
+                        reason: st.last_error.clone().unwrap_or_default(),
+                    }
+                    .into());
+                }
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(E::Timeout {
+                    operation: "fill the warm pool",
+                    timeout: limit,
+                }
+                .into());
+            }
+            let _ = tokio::time::timeout(left, refilled.changed()).await;
+        }
+    }
+
+    /// The warm pool's size and counters (all zero when it is off).
+    pub fn pool_stats(&self) -> PoolStats {
+        self.shared.stats(self.config.warm_pool)
     }
 
     async fn start_background_inner(&self, ws: &Arc<Ws>, cmd: &CommandSpec) -> Result<ProcessId> {
@@ -496,57 +637,51 @@ impl DockerOrchestrator {
     }
 }
 
-impl Drop for DockerOrchestrator {
-    /// Removes the containers of workspaces that were never cleaned up, so
-    /// a dropped backend (a panicking caller) leaves nothing behind. Runs on
-    /// a helper thread with its own runtime and client, bounded in time.
+/// A container taken from the pool by a `create_workspace` that has not
+/// decided yet: removed if that future is dropped before it does.
+struct Taken {
+    container: Option<String>,
+    config: Arc<DockerConfig>,
+}
+
+impl Taken {
+    fn keep(mut self) {
+        self.container = None;
+    }
+}
+
+impl Drop for Taken {
     fn drop(&mut self) {
-        let containers: Vec<String> = lock(&self.workspaces)
+        if let Some(c) = self.container.take() {
+            container::remove_blocking(&self.config, vec![c.clone()], Duration::ZERO);
+            container::live_remove(&[&c]);
+        }
+    }
+}
+
+impl Drop for DockerOrchestrator {
+    /// Removes the containers of workspaces that were never cleaned up and
+    /// those waiting in the warm pool, so a dropped backend (a panicking
+    /// caller) leaves nothing behind; refills still running remove theirs
+    /// when they end. Runs on a helper thread with its own runtime and
+    /// client, bounded in time.
+    fn drop(&mut self) {
+        let mut containers: Vec<String> = lock(&self.workspaces)
             .drain()
             .map(|(_, ws)| ws.container.clone())
             .collect();
+        let pooled = self.shared.close();
+        let n_pooled = pooled.len();
+        containers.extend(pooled);
         if containers.is_empty() {
             return;
         }
-        let config = self.config.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let list = containers.clone();
-        let spawned = std::thread::Builder::new()
-            .name("runbox-docker-drop".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(_) => return,
-                };
-                rt.block_on(async {
-                    let Ok(docker) =
-                        crate::client::negotiated(&config, config.request_timeout).await
-                    else {
-                        return;
-                    };
-                    let opts = RemoveContainerOptionsBuilder::default()
-                        .force(true)
-                        .v(true)
-                        .build();
-                    for c in &list {
-                        let _ = tokio::time::timeout(
-                            config.request_timeout,
-                            docker.remove_container(c, Some(opts.clone())),
-                        )
-                        .await;
-                    }
-                });
-                let _ = tx.send(());
-            });
-        if spawned.is_ok() {
-            let _ = rx.recv_timeout(self.config.request_timeout * 4);
-        }
-        lock(&LIVE).retain(|c| !containers.contains(c));
+        container::remove_blocking(&self.config, containers.clone(), Duration::ZERO);
+        let refs: Vec<&str> = containers.iter().map(String::as_str).collect();
+        container::live_remove(&refs);
         tracing::info!(
             count = containers.len(),
+            pooled = n_pooled,
             "removed containers of a dropped docker backend"
         );
     }
@@ -596,9 +731,16 @@ impl Orchestrator for DockerOrchestrator {
             .image
             .clone()
             .unwrap_or_else(|| self.config.default_image.clone());
-        self.ensure_image(&image).await?;
-        let id = WorkspaceId::new(format!("dk-{}", self.unique()))?;
-        let container = self.create_container(&id, spec, &image).await?;
+        let mut made = None;
+        if self.config.warm_pool > 0 && pool::poolable(spec, &self.config.default_image) {
+            let docker = self.docker().await?;
+            made = self.take_pooled(&docker, spec, &lim).await;
+        }
+        let pooled = made.is_some();
+        let (id, container) = match made {
+            Some(m) => m,
+            None => self.create_cold(spec, &lim, &image).await?,
+        };
         let ws = Arc::new(Ws {
             container: container.clone(),
             limits: Mutex::new(lim),
@@ -606,17 +748,7 @@ impl Orchestrator for DockerOrchestrator {
             next_proc: AtomicU64::new(0),
             oom_seen: Arc::new(Mutex::new(0)),
         });
-        let started = async {
-            let docker = self.docker().await?;
-            self.call("start container", docker.start_container(&container, None))
-                .await
-        };
-        if let Err(e) = started.await {
-            let _ = self.remove(&container).await;
-            return Err(e.into());
-        }
-        tracing::info!(workspace = %id, container = %container, image = %image, "workspace created");
-        lock(&LIVE).push(ws.container.clone());
+        tracing::info!(workspace = %id, container = %container, image = %image, pooled, "workspace created");
         lock(&self.workspaces).insert(id.clone(), ws);
         Ok(id)
     }
@@ -861,11 +993,14 @@ impl Orchestrator for DockerOrchestrator {
                 }
             }
             self.remove(&ws.container).await?;
-            lock(&LIVE).retain(|c| *c != ws.container);
-        }
-        for c in self.list(LABEL_WORKSPACE, id.as_str()).await? {
-            if let Some(cid) = &c.id {
-                self.remove(cid).await?;
+            container::live_remove(&[&ws.container]);
+        } else {
+            // Not one of ours (another process's, or already cleaned up):
+            // whatever carries its label goes.
+            for c in self.list(LABEL_WORKSPACE, id.as_str()).await? {
+                if let Some(cid) = &c.id {
+                    self.remove(cid).await?;
+                }
             }
         }
         tracing::info!(workspace = %id, "workspace cleaned up");
@@ -886,11 +1021,10 @@ impl Orchestrator for DockerOrchestrator {
     }
 
     async fn reap_orphans(&self) -> Result<Vec<String>> {
-        let ours: Vec<String> = lock(&LIVE).clone();
         let mut removed = Vec::new();
         for c in self.list(OWNER_LABEL, OWNER_VALUE).await? {
             let Some(cid) = c.id.clone() else { continue };
-            if ours.contains(&cid) {
+            if container::is_live(&c) {
                 continue;
             }
             let labels = c.labels.clone().unwrap_or_default();

@@ -1,0 +1,264 @@
+//! Workspace containers: creating, starting and removing them (shared by
+//! `create_workspace` and the warm pool's refills), and the process-wide
+//! list of containers that are alive on purpose.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bollard::models::{ContainerCreateBody, ContainerSummary, HostConfig};
+use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
+use bollard::Docker;
+use orchestrator_core::{ResourceLimits, WorkspaceId};
+
+use crate::client::deadline;
+use crate::config::{
+    DockerConfig, LABEL_EXECUTION, LABEL_OWNER_BOOT, LABEL_OWNER_HOST, LABEL_OWNER_PID,
+    LABEL_OWNER_START, LABEL_WORKSPACE, OWNER_LABEL, OWNER_VALUE,
+};
+use crate::error::DockerOrchestratorError as E;
+use crate::exec::DEFAULT_PATH;
+use crate::limits;
+use crate::owner::Owner;
+
+/// The container's main process, under docker-init: prepares runbox's
+/// helper directory, then idles (commands run as execs). Doing the setup
+/// here instead of in an exec after start saves a round trip per workspace.
+const KEEPALIVE: &str =
+    "mkdir -p /run/runbox /workspace && chmod 1777 /run/runbox; while :; do sleep 3600; done";
+/// Where the workspace lives inside the container.
+pub(crate) const WORKSPACE_DIR: &str = "/workspace";
+
+/// Containers (ids, or names while their creation is in flight) of live
+/// workspaces and warm pools of every backend in this process, so
+/// `reap_orphans` of one instance never removes another's.
+static LIVE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Marks a container (id or name) as alive on purpose.
+pub(crate) fn live_add(container: &str) {
+    lock(&LIVE).push(container.to_string());
+}
+
+/// Forgets containers marked with [`live_add`].
+pub(crate) fn live_remove(containers: &[&str]) {
+    lock(&LIVE).retain(|c| !containers.contains(&c.as_str()));
+}
+
+/// Whether a listed container is alive on purpose (by id or by name).
+pub(crate) fn is_live(c: &ContainerSummary) -> bool {
+    let live = lock(&LIVE);
+    c.id.as_ref().is_some_and(|id| live.contains(id))
+        || c.names
+            .iter()
+            .flatten()
+            .any(|n| live.iter().any(|l| l == n.trim_start_matches('/')))
+}
+
+/// A name part no other backend of this process draws (the counter is
+/// process-wide, so a coarse clock cannot make two backends collide).
+pub(crate) fn unique(pid: u32) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    format!("{pid:x}-{:x}-{n}", nanos & 0xffff_ffff_ffff)
+}
+
+/// The name of a workspace's container as created.
+pub(crate) fn name_of(id: &WorkspaceId) -> String {
+    format!("runbox-{id}")
+}
+
+/// What a workspace container is made of.
+pub(crate) struct Recipe<'a> {
+    pub id: &'a WorkspaceId,
+    pub image: &'a str,
+    /// The spec's labels (the configured ones are always added).
+    pub labels: &'a BTreeMap<String, String>,
+    pub execution_id: Option<&'a str>,
+    pub limits: &'a ResourceLimits,
+}
+
+/// Creates (does not start) a workspace container named [`name_of`] the
+/// workspace; returns its id. A 404 means the image is missing.
+pub(crate) async fn create(
+    docker: &Docker,
+    config: &DockerConfig,
+    owner: &Owner,
+    r: &Recipe<'_>,
+) -> Result<String, E> {
+    let mut labels: HashMap<String, String> = HashMap::new();
+    for (k, v) in config.labels.iter().chain(r.labels.iter()) {
+        labels.insert(k.clone(), v.clone());
+    }
+    labels.insert(OWNER_LABEL.into(), OWNER_VALUE.into());
+    labels.insert(LABEL_WORKSPACE.into(), r.id.to_string());
+    if let Some(e) = r.execution_id {
+        labels.insert(LABEL_EXECUTION.into(), e.to_string());
+    }
+    labels.insert(LABEL_OWNER_PID.into(), owner.pid.to_string());
+    labels.insert(LABEL_OWNER_START.into(), owner.start.clone());
+    labels.insert(LABEL_OWNER_BOOT.into(), owner.boot.clone());
+    labels.insert(LABEL_OWNER_HOST.into(), owner.host.clone());
+    let cg = limits::cgroup_fields(r.limits);
+    let body = ContainerCreateBody {
+        image: Some(r.image.to_string()),
+        entrypoint: Some(vec!["sh".into(), "-c".into(), KEEPALIVE.into()]),
+        cmd: Some(vec![]),
+        env: Some(vec![
+            format!("PATH={DEFAULT_PATH}"),
+            format!("HOME={WORKSPACE_DIR}"),
+            "LANG=C.UTF-8".into(),
+        ]),
+        working_dir: Some(WORKSPACE_DIR.into()),
+        labels: Some(labels),
+        stop_timeout: Some(1),
+        host_config: Some(HostConfig {
+            init: Some(true),
+            network_mode: Some(config.network_mode.clone()),
+            memory: cg.memory,
+            memory_swap: cg.memory_swap,
+            nano_cpus: cg.nano_cpus,
+            pids_limit: cg.pids_limit,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let name = name_of(r.id);
+    let opts = CreateContainerOptionsBuilder::default().name(&name).build();
+    match deadline(
+        &config.host_description(),
+        "create container",
+        config.request_timeout,
+        docker.create_container(Some(opts), body),
+    )
+    .await
+    {
+        Ok(created) => Ok(created.id),
+        Err(e @ E::Timeout { .. }) => {
+            // The daemon may still create it: try not to leave it behind
+            // (reap_orphans removes it otherwise: it names this process
+            // but no live workspace).
+            let _ = remove(docker, config, &name).await;
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Starts a created container.
+pub(crate) async fn start(
+    docker: &Docker,
+    config: &DockerConfig,
+    container: &str,
+) -> Result<(), E> {
+    deadline(
+        &config.host_description(),
+        "start container",
+        config.request_timeout,
+        docker.start_container(container, None),
+    )
+    .await
+}
+
+/// Removes a container by force; a container already gone is fine.
+pub(crate) async fn remove(
+    docker: &Docker,
+    config: &DockerConfig,
+    container: &str,
+) -> Result<(), E> {
+    let opts = RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .v(true)
+        .build();
+    let host = config.host_description();
+    for attempt in 0..50 {
+        match deadline(
+            &host,
+            "remove container",
+            config.request_timeout,
+            docker.remove_container(container, Some(opts.clone())),
+        )
+        .await
+        {
+            Ok(()) => return Ok(()),
+            Err(e) if e.status_code() == Some(404) => return Ok(()),
+            // Removal already in progress: wait for it.
+            Err(e) if e.status_code() == Some(409) && attempt < 49 => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Removes containers from synchronous code (a `Drop`), on a helper thread
+/// with its own runtime and client, waiting at most 4 × the request
+/// deadline. Works while the caller's runtime shuts down. With
+/// `await_missing`, a container that does not exist (yet) is looked for
+/// again for that long: its creation may still be in flight.
+pub(crate) fn remove_blocking(
+    config: &DockerConfig,
+    containers: Vec<String>,
+    await_missing: Duration,
+) {
+    if containers.is_empty() {
+        return;
+    }
+    let config = config.clone();
+    let limit = config.request_timeout * 4;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("runbox-docker-drop".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                let Ok(docker) = crate::client::negotiated(&config, config.request_timeout).await
+                else {
+                    return;
+                };
+                let opts = RemoveContainerOptionsBuilder::default()
+                    .force(true)
+                    .v(true)
+                    .build();
+                for c in &containers {
+                    let until = Instant::now() + await_missing;
+                    loop {
+                        let r = tokio::time::timeout(
+                            config.request_timeout,
+                            docker.remove_container(c, Some(opts.clone())),
+                        )
+                        .await;
+                        let missing = matches!(
+                            r,
+                            Ok(Err(bollard::errors::Error::DockerResponseServerError {
+                                status_code: 404,
+                                ..
+                            }))
+                        );
+                        if !missing || Instant::now() >= until {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            });
+            let _ = tx.send(());
+        });
+    if spawned.is_ok() {
+        let _ = rx.recv_timeout(limit);
+    }
+}
