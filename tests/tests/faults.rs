@@ -43,17 +43,11 @@ fn native(root: &Path) -> NativeOrchestrator {
     .expect("native backend")
 }
 
-/// The workspace root holds nothing but an empty metadata directory.
+/// The workspace root is empty.
 fn assert_root_clean(root: &Path) {
     let mut left: Vec<String> = Vec::new();
     for e in std::fs::read_dir(root).unwrap().flatten() {
-        if e.file_name() == ".runbox-meta" {
-            for m in std::fs::read_dir(e.path()).unwrap().flatten() {
-                left.push(format!("metadata {}", m.file_name().to_string_lossy()));
-            }
-        } else {
-            left.push(e.file_name().to_string_lossy().into_owned());
-        }
+        left.push(e.file_name().to_string_lossy().into_owned());
     }
     assert!(left.is_empty(), "left in {}: {left:?}", root.display());
 }

@@ -56,7 +56,6 @@ pub const BACKEND_NAME: &str = "native";
 /// command is not stopped: that only happens for a requested limit.
 pub const DEFAULT_OUTPUT_CAP: u64 = 64 << 20;
 
-const META_DIR: &str = ".runbox-meta";
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Configuration of the native backend.
@@ -270,7 +269,7 @@ impl NativeOrchestrator {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
-            .create(root.join(META_DIR))
+            .create(root)
             .map_err(|e| NativeOrchestratorError::io("create workspace root", root, e))?;
         let root = root
             .canonicalize()
@@ -450,9 +449,11 @@ impl NativeOrchestrator {
         v
     }
 
-    /// A fresh id. The counter is process-wide: two backends in one process
-    /// (the conformance suite makes one per case) must never draw the same
-    /// id, whatever the clock's resolution.
+    /// A fresh id, `ws-<owner pid>-<owner start time>-<counter><nanos>` (hex):
+    /// the owner is part of the name, so recovery needs no metadata file
+    /// (see [`owner_of`]). The counter is process-wide: two backends in one
+    /// process (the conformance suite makes one per case) never draw the
+    /// same id, whatever the clock's resolution.
     fn new_id(&self) -> Result<WorkspaceId> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -460,48 +461,24 @@ impl NativeOrchestrator {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        WorkspaceId::new(format!("ws-{:x}-{:x}{:08x}", self.inner.owner.0, n, nanos))
+        let (pid, start) = self.inner.owner;
+        WorkspaceId::new(format!("ws-{pid:x}-{start:x}-{n:x}{nanos:08x}"))
     }
 
-    /// Reserves a new id: its metadata file and directory are both created
-    /// exclusively, so an id that exists on disk (left by a crashed process
-    /// that had the same pid, say) is skipped, never reused or removed.
-    fn reserve(&self, execution_id: Option<&str>) -> Result<(WorkspaceId, PathBuf)> {
-        use std::io::Write as _;
+    /// Reserves a new id by creating its directory exclusively, so an id
+    /// that exists on disk (left by a crashed process that had the same pid
+    /// and start time, say) is skipped, never reused or removed.
+    fn reserve(&self) -> Result<(WorkspaceId, PathBuf)> {
         use std::os::unix::fs::DirBuilderExt;
         const ATTEMPTS: usize = 16;
-        let meta = format!(
-            "{} {}\n{}\n",
-            self.inner.owner.0,
-            self.inner.owner.1,
-            execution_id.unwrap_or("")
-        );
         for _ in 0..ATTEMPTS {
             let id = self.new_id()?;
-            let meta_path = self.meta_path(id.as_str());
-            let mut file = match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&meta_path)
-            {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => {
-                    return Err(NativeOrchestratorError::io("write metadata", meta_path, e).into())
-                }
-            };
-            if let Err(e) = file.write_all(meta.as_bytes()) {
-                let _ = std::fs::remove_file(&meta_path);
-                return Err(NativeOrchestratorError::io("write metadata", meta_path, e).into());
-            }
             let dir = self.inner.root.join(id.as_str());
             match std::fs::DirBuilder::new().mode(0o755).create(&dir) {
                 Ok(()) => return Ok((id, dir)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(e) => {
-                    let _ = std::fs::remove_file(&meta_path);
-                    if e.kind() != std::io::ErrorKind::AlreadyExists {
-                        return Err(NativeOrchestratorError::io("create workspace", &dir, e).into());
-                    }
+                    return Err(NativeOrchestratorError::io("create workspace", &dir, e).into())
                 }
             }
         }
@@ -514,10 +491,6 @@ impl NativeOrchestrator {
             ),
         )
         .into())
-    }
-
-    fn meta_path(&self, id: &str) -> PathBuf {
-        self.inner.root.join(META_DIR).join(id)
     }
 
     fn plan(&self, ws: &Workspace, cmd: &CommandSpec) -> Result<SpawnPlan> {
@@ -595,28 +568,16 @@ impl NativeOrchestrator {
             (None, Some(floor)) => kill_pids(procfs::processes_in_dir(dir, floor)),
             (None, None) => {}
         }
-        match std::fs::remove_dir_all(dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(NativeOrchestratorError::io("remove workspace", dir, e).into()),
-        }
+        // The directory goes last: while it exists, `reap_orphans` (after a
+        // crash half-way through) finds the workspace and finishes the job.
         if let Some(cg) = cgroup {
             cg.remove()?;
         }
-        match std::fs::remove_file(self.meta_path(id)) {
+        match std::fs::remove_dir_all(dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => {
-                Err(NativeOrchestratorError::io("remove metadata", self.meta_path(id), e).into())
-            }
+            Err(e) => Err(NativeOrchestratorError::io("remove workspace", dir, e).into()),
         }
-    }
-
-    /// The owner (pid, start time) recorded for a workspace id, if any.
-    fn meta_owner(&self, id: &str) -> Option<(i32, u64)> {
-        let s = std::fs::read_to_string(self.meta_path(id)).ok()?;
-        let mut it = s.lines().next()?.split_whitespace();
-        Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
     }
 
     fn apply_limits_sync(&self, ws: &Workspace, limits: &ResourceLimits) -> Result<LimitReport> {
@@ -676,7 +637,7 @@ impl NativeOrchestrator {
                 self.report(l).check_strict()?;
             }
         }
-        let (id, dir) = self.reserve(spec.execution_id.as_deref())?;
+        let (id, dir) = self.reserve()?;
         // From here on the directory is ours: a failure removes it.
         let made = (|| -> Result<Arc<Workspace>> {
             let ws = Arc::new(Workspace {
@@ -704,6 +665,16 @@ impl NativeOrchestrator {
     }
 }
 
+/// The owner (pid, start time) a workspace id names (see
+/// [`NativeOrchestrator::new_id`]); `None` for a name not made that way.
+fn owner_of(id: &str) -> Option<(i32, u64)> {
+    let mut it = id.strip_prefix("ws-")?.split('-');
+    let pid = i32::from_str_radix(it.next()?, 16).ok()?;
+    let start = u64::from_str_radix(it.next()?, 16).ok()?;
+    it.next()?;
+    it.next().is_none().then_some((pid, start))
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         // Nothing outlives the backend: remove what callers forgot.
@@ -714,7 +685,6 @@ impl Drop for Inner {
             if let Some(cg) = ws.cgroup() {
                 let _ = cg.remove();
             }
-            let _ = std::fs::remove_file(self.root.join(META_DIR).join(ws.id.as_str()));
         }
     }
 }
@@ -741,8 +711,8 @@ impl Orchestrator for NativeOrchestrator {
     }
 
     async fn is_available(&self) -> Availability {
-        let probe = self.inner.root.join(META_DIR);
-        match std::fs::metadata(&probe) {
+        let probe = &self.inner.root;
+        match std::fs::metadata(probe) {
             Err(e) => Availability::no(format!("workspace root {} unusable: {e}", probe.display())),
             Ok(_) => match &self.inner.cgroups {
                 Ok(_) => Availability::yes(),
@@ -956,7 +926,7 @@ impl Orchestrator for NativeOrchestrator {
             None => {
                 // Not ours (or already gone): remove leftovers only when no
                 // live process owns them.
-                match this.meta_owner(id.as_str()) {
+                match owner_of(id.as_str()) {
                     Some((pid, start)) if (pid, start) != this.inner.owner && procfs::is_alive(pid, start) => {
                         tracing::warn!(workspace = %id, owner = pid, "not cleaning a workspace owned by a live process");
                         Ok(())
@@ -983,12 +953,6 @@ impl Orchestrator for NativeOrchestrator {
             let dir = this.inner.root.join(id.as_str());
             if dir.exists() {
                 r.push(format!("directory {}", dir.display()));
-            }
-            if this.meta_path(id.as_str()).exists() {
-                r.push(format!(
-                    "metadata {}",
-                    this.meta_path(id.as_str()).display()
-                ));
             }
             if let Some(cg) = this
                 .inner
@@ -1018,15 +982,15 @@ impl Orchestrator for NativeOrchestrator {
         let this = self.clone();
         blocking(move || {
             let mut reaped = Vec::new();
-            let meta_dir = this.inner.root.join(META_DIR);
-            let entries = std::fs::read_dir(&meta_dir)
-                .map_err(|e| NativeOrchestratorError::io("read", &meta_dir, e))?;
+            let root = &this.inner.root;
+            let entries = std::fs::read_dir(root)
+                .map_err(|e| NativeOrchestratorError::io("read", root, e))?;
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                if WorkspaceId::new(name.clone()).is_err() {
+                if !name.starts_with("ws-") || WorkspaceId::new(name.clone()).is_err() {
                     continue;
                 }
-                let owner = this.meta_owner(&name);
+                let owner = owner_of(&name);
                 let live = match owner {
                     Some(o) if o == this.inner.owner => true,
                     Some((pid, start)) => procfs::is_alive(pid, start),

@@ -84,8 +84,8 @@ async fn rlimit_fallback_reports_honestly_and_strict_refuses() {
     n.cleanup(&ws).await.unwrap();
     assert_eq!(
         std::fs::read_dir(root.path()).unwrap().count(),
-        1,
-        "only the metadata dir"
+        0,
+        "the workspace root is empty again"
     );
 }
 
@@ -147,13 +147,15 @@ async fn orphans_of_dead_owners_are_reaped_live_ones_kept() {
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let dead_pid = child.id();
     child.wait().unwrap();
-    let orphan = "ws-orphan-1";
+    // Workspace names carry their owner: pid and start time, in hex.
+    let orphan = format!("ws-{dead_pid:x}-1-1");
+    let orphan = orphan.as_str();
     std::fs::create_dir_all(root.path().join(orphan).join("sub")).unwrap();
-    std::fs::write(
-        root.path().join(".runbox-meta").join(orphan),
-        format!("{dead_pid} 1\nexec-1\n"),
-    )
-    .unwrap();
+    // A name that names no owner is an orphan too.
+    let nameless = "ws-orphan-1";
+    std::fs::create_dir_all(root.path().join(nameless)).unwrap();
+    // Anything else in the root is not ours to judge.
+    std::fs::create_dir_all(root.path().join("not-a-workspace")).unwrap();
     // A process left running in the orphan's directory.
     let mut sleeper = std::process::Command::new("sleep")
         .arg("300")
@@ -163,9 +165,11 @@ async fn orphans_of_dead_owners_are_reaped_live_ones_kept() {
     let sleeper_pid = sleeper.id() as i32;
 
     let reaped = n.reap_orphans().await.unwrap();
-    assert_eq!(reaped.len(), 1, "{reaped:?}");
-    assert!(reaped[0].contains(orphan));
+    assert_eq!(reaped.len(), 2, "{reaped:?}");
+    assert!(reaped.iter().any(|r| r.contains(orphan)), "{reaped:?}");
     assert!(!root.path().join(orphan).exists());
+    assert!(!root.path().join(nameless).exists());
+    assert!(root.path().join("not-a-workspace").exists());
     let _ = sleeper.wait();
     assert!(!pid_alive(sleeper_pid));
     // Our own live workspace is untouched.
@@ -178,17 +182,48 @@ async fn orphans_of_dead_owners_are_reaped_live_ones_kept() {
 #[tokio::test]
 async fn cleanup_by_id_removes_a_dead_owners_workspace() {
     let root = tempfile::tempdir().unwrap();
-    let first = NativeOrchestrator::new(config(root.path(), true)).unwrap();
-    let ws = first.create_workspace(&WorkspaceSpec::new()).await.unwrap();
-    let dir = first.workspace_path(&ws).unwrap();
-    // Pretend the owner died: rewrite the metadata with a dead owner.
-    let meta = root.path().join(".runbox-meta").join(ws.as_str());
-    std::fs::write(&meta, "999999999 1\n\n").unwrap();
-    let second = NativeOrchestrator::new(config(root.path(), true)).unwrap();
-    second.cleanup(&ws).await.unwrap();
+    let n = NativeOrchestrator::new(config(root.path(), true)).unwrap();
+    // A workspace left by an owner that is gone (pid 0x3fffffff never runs),
+    // with a process still in it.
+    let ws = WorkspaceId::new("ws-3fffffff-1-1").unwrap();
+    let dir = root.path().join(ws.as_str());
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("300")
+        .current_dir(&dir)
+        .spawn()
+        .unwrap();
+    n.cleanup(&ws).await.unwrap();
     assert!(!dir.exists());
-    assert!(second.residue(&ws).await.unwrap().is_empty());
-    first.cleanup(&ws).await.unwrap();
+    let _ = sleeper.wait();
+    assert!(n.residue(&ws).await.unwrap().is_empty());
+    // A live owner's workspace is left alone: here the owner is a `sleep`
+    // child, named by its pid and start time.
+    let mut owner = std::process::Command::new("sleep")
+        .arg("300")
+        .spawn()
+        .unwrap();
+    let pid = owner.id();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let start: u64 = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let theirs = WorkspaceId::new(format!("ws-{pid:x}-{start:x}-1")).unwrap();
+    let their_dir = root.path().join(theirs.as_str());
+    std::fs::create_dir_all(&their_dir).unwrap();
+    n.cleanup(&theirs).await.unwrap();
+    assert!(their_dir.is_dir(), "a live owner's workspace was removed");
+    assert!(n.reap_orphans().await.unwrap().is_empty());
+    assert!(their_dir.is_dir());
+    // Once the owner is gone, it is an orphan.
+    owner.kill().unwrap();
+    owner.wait().unwrap();
+    let reaped = n.reap_orphans().await.unwrap();
+    assert_eq!(reaped.len(), 1, "{reaped:?}");
+    assert!(!their_dir.exists());
 }
 
 #[tokio::test]

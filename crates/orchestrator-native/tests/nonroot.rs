@@ -72,13 +72,8 @@ fn assert_clean(root: &Path) {
         .unwrap()
         .flatten()
         .map(|e| e.file_name())
-        .filter(|n| n != ".runbox-meta")
         .collect();
     assert!(left.is_empty(), "left in the workspace root: {left:?}");
-    let meta = std::fs::read_dir(root.join(".runbox-meta"))
-        .unwrap()
-        .count();
-    assert_eq!(meta, 0, "metadata files left");
 }
 
 #[tokio::test]

@@ -73,16 +73,7 @@ impl Sandbox {
         let mut left = Vec::new();
         if let Ok(rd) = std::fs::read_dir(self.ws_root()) {
             for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if name == ".runbox-meta" {
-                    if let Ok(m) = std::fs::read_dir(e.path()) {
-                        for x in m.flatten() {
-                            left.push(format!("metadata {}", x.path().display()));
-                        }
-                    }
-                } else {
-                    left.push(format!("workspace {}", e.path().display()));
-                }
+                left.push(format!("workspace {}", e.path().display()));
             }
         }
         assert!(left.is_empty(), "left behind: {left:?}");

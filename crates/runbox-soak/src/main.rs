@@ -14,7 +14,7 @@
 //! - no process of ours is alive: no child of this process, no process with
 //!   its working directory under the workspace root, no process in one of
 //!   this run's workspace cgroups;
-//! - no workspace directory or metadata file is left under the root;
+//! - no workspace directory is left under the root;
 //! - no workspace cgroup of this run is left in any v1 hierarchy (or v2);
 //! - open file descriptors did not grow (after warm-up, slack 2);
 //! - RSS is back within `2 × warm-up RSS + 32 MiB`.
@@ -388,13 +388,7 @@ fn leaks(root: &Path, id_prefix: &str) -> Vec<String> {
     match std::fs::read_dir(root) {
         Ok(dir) => {
             for e in dir.flatten() {
-                if e.file_name() == ".runbox-meta" {
-                    for m in std::fs::read_dir(e.path()).into_iter().flatten().flatten() {
-                        out.push(format!("metadata file {}", m.path().display()));
-                    }
-                } else {
-                    out.push(format!("workspace entry {}", e.path().display()));
-                }
+                out.push(format!("workspace entry {}", e.path().display()));
             }
         }
         Err(e) => out.push(format!("cannot read the workspace root: {e}")),
