@@ -300,22 +300,29 @@ async fn docker_figures(o: &Opts, figures: &mut Vec<Figure>) -> Result<(), BoxEr
     let n = if o.quick { 3 } else { 20 };
     let spec = WorkspaceSpec::new().image(image.clone());
     let true_cmd = CommandSpec::new(["true"]);
-    // Warm up both paths once.
+    let pooled = DockerOrchestrator::new(
+        config
+            .clone()
+            .default_image(image.clone())
+            .warm_pool(DOCKER_BENCH_POOL),
+    )?;
+    pooled.warm_up().await?;
+    // Warm up every path once.
     cli(&["run", "--rm", "--network", "none", &image, "true"]).await?;
-    let id = docker.create_workspace(&spec).await?;
-    docker.run_command(&id, &true_cmd).await?;
-    docker.cleanup(&id).await?;
+    docker_lifecycle(&docker, &spec).await?;
+    docker_lifecycle(&pooled, &spec).await?;
+    pooled.warm_up().await?;
+    let hits0 = pooled.pool_stats().hits;
 
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    // Interleaved: cold, pooled, `docker run --rm`. The refill a take
+    // starts runs during the rest of that pooled lifecycle (timed); the
+    // pool is back to full (untimed) before the next series is timed, so
+    // the refill does not load the other two.
+    let (mut ours, mut pool, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..n {
-        let t = Instant::now();
-        let id = docker.create_workspace(&spec).await?;
-        let out = docker.run_command(&id, &true_cmd).await?;
-        docker.cleanup(&id).await?;
-        ours.push(ms(t.elapsed()));
-        if !out.status.success() {
-            return Err(format!("docker exec true: {:?}", out.status).into());
-        }
+        ours.push(ms(docker_lifecycle(&docker, &spec).await?));
+        pool.push(ms(docker_lifecycle(&pooled, &spec).await?));
+        pooled.warm_up().await?;
         theirs.push(ms(cli(&[
             "run",
             "--rm",
@@ -326,6 +333,8 @@ async fn docker_figures(o: &Opts, figures: &mut Vec<Figure>) -> Result<(), BoxEr
         ])
         .await?));
     }
+    let hits = pooled.pool_stats().hits - hits0;
+    drop(pooled);
     let base = figure(
         "baseline: docker run --rm runbox-testbox true (CLI)",
         "ms",
@@ -339,6 +348,18 @@ async fn docker_figures(o: &Opts, figures: &mut Vec<Figure>) -> Result<(), BoxEr
         ),
         &base,
     ));
+    let mut f = against(
+        figure(
+            &format!("docker lifecycle via backend, warm pool of {DOCKER_BENCH_POOL}"),
+            "ms",
+            pool,
+        ),
+        &base,
+    );
+    f.note = Some(format!(
+        "{hits}/{n} workspaces from the pool; refilled (untimed) before the next series"
+    ));
+    figures.push(f);
     figures.push(base);
 
     // Exec latency on one live container.
@@ -360,6 +381,25 @@ async fn docker_figures(o: &Opts, figures: &mut Vec<Figure>) -> Result<(), BoxEr
     ));
     figures.push(base);
     Ok(())
+}
+
+/// Warm pool size of the pooled docker figures.
+const DOCKER_BENCH_POOL: usize = 4;
+
+/// One docker lifecycle on the backend: create, exec `true`, cleanup.
+async fn docker_lifecycle(
+    docker: &DockerOrchestrator,
+    spec: &WorkspaceSpec,
+) -> Result<Duration, BoxError> {
+    let t = Instant::now();
+    let id = docker.create_workspace(spec).await?;
+    let out = docker.run_command(&id, &CommandSpec::new(["true"])).await?;
+    docker.cleanup(&id).await?;
+    let took = t.elapsed();
+    if !out.status.success() {
+        return Err(format!("docker exec true: {:?}", out.status).into());
+    }
+    Ok(took)
 }
 
 /// The container of a workspace, found by its label.
@@ -565,28 +605,133 @@ async fn breakdown() -> Result<(), BoxError> {
     Ok(())
 }
 
-/// Per-step medians of the docker lifecycle (`--breakdown docker`).
+/// Per-step medians of the docker lifecycle (`--breakdown docker`): cold
+/// and pooled create, the round trips the backend saves (image inspect,
+/// list by label), then the whole lifecycle cold, pooled and back to back
+/// against `docker run --rm`.
 async fn docker_breakdown() -> Result<(), BoxError> {
-    let docker = DockerOrchestrator::new(DockerConfig::from_env())?;
+    let config = DockerConfig::from_env();
+    let image = config.default_image.clone();
+    let docker = DockerOrchestrator::new(config.clone())?;
+    let pooled = DockerOrchestrator::new(config.clone().warm_pool(DOCKER_BENCH_POOL))?;
+    pooled.warm_up().await?;
     let spec = WorkspaceSpec::new();
     let cmd = CommandSpec::new(["true"]);
-    let (mut c, mut r, mut d) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..10 {
-        let t0 = Instant::now();
-        let id = docker.create_workspace(&spec).await?;
-        let t1 = Instant::now();
-        docker.run_command(&id, &cmd).await?;
-        let t2 = Instant::now();
-        docker.cleanup(&id).await?;
-        let t3 = Instant::now();
-        c.push(ms(t1 - t0));
-        r.push(ms(t2 - t1));
-        d.push(ms(t3 - t2));
-    }
-    for (name, v) in [("create", c), ("exec true", r), ("cleanup", d)] {
+    let n = 20;
+    let print = |name: &str, v: Vec<f64>| {
         let f = figure(name, "ms", v);
-        println!("{name:>12}: p50 {:.1} ms  p90 {:.1} ms", f.p50, f.p90);
+        println!("{name:>34}: p50 {:>6.1} ms  p90 {:>6.1} ms", f.p50, f.p90);
+        f.p50
+    };
+
+    // Per step, cold and pooled (the pool full before each take).
+    let (mut c, mut r, mut d) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut pc, mut pr, mut pd) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut inspect, mut list) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        for (cold, b, steps) in [
+            (true, &docker, [&mut c, &mut r, &mut d]),
+            (false, &pooled, [&mut pc, &mut pr, &mut pd]),
+        ] {
+            let t0 = Instant::now();
+            let id = b.create_workspace(&spec).await?;
+            let t1 = Instant::now();
+            b.run_command(&id, &cmd).await?;
+            let t2 = Instant::now();
+            b.cleanup(&id).await?;
+            let t3 = Instant::now();
+            let [c, r, d] = steps;
+            c.push(ms(t1 - t0));
+            r.push(ms(t2 - t1));
+            d.push(ms(t3 - t2));
+            // What the cold path no longer does per workspace: an image
+            // inspect before create, a list by label after remove.
+            if cold {
+                let t = Instant::now();
+                docker.ensure_image(&image).await?;
+                inspect.push(ms(t.elapsed()));
+                let t = Instant::now();
+                docker.residue(&id).await?;
+                list.push(ms(t.elapsed()));
+            }
+        }
+        pooled.warm_up().await?;
     }
+    println!("per step (n = {n}):");
+    print("create, cold", c);
+    print("create, from the pool", pc);
+    print("exec true (cold container)", r);
+    print("exec true (pooled container)", pr);
+    print("cleanup (cold container)", d);
+    print("cleanup (pooled container)", pd);
+    print("saved: image inspect", inspect);
+    print("saved: list by workspace label", list);
+
+    // Taking from the pool with limits (update_container) or an
+    // execution id (rename).
+    let limited = WorkspaceSpec::new().limits(
+        ResourceLimits::builder()
+            .memory_bytes(256 << 20)
+            .pids(64)
+            .build()?,
+    );
+    let (mut pl, mut pe) = (Vec::new(), Vec::new());
+    for i in 0..n / 2 {
+        for (s, v) in [
+            (&limited, &mut pl),
+            (
+                &WorkspaceSpec::new().execution_id(format!("bench-{i}")),
+                &mut pe,
+            ),
+        ] {
+            let t = Instant::now();
+            let id = pooled.create_workspace(s).await?;
+            v.push(ms(t.elapsed()));
+            pooled.cleanup(&id).await?;
+            pooled.warm_up().await?;
+        }
+    }
+    print("create, pool + memory/pids limits", pl);
+    print("create, pool + execution id", pe);
+
+    // Whole lifecycles, interleaved with the CLI baseline.
+    let (mut cold, mut pool, mut cli_run) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..n {
+        cold.push(ms(docker_lifecycle(&docker, &spec).await?));
+        pool.push(ms(docker_lifecycle(&pooled, &spec).await?));
+        pooled.warm_up().await?;
+        cli_run.push(ms(cli(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            &image,
+            "true",
+        ])
+        .await?));
+    }
+    // Back to back: each take's refill competes with the next lifecycles.
+    let s0 = pooled.pool_stats();
+    let mut b2b = Vec::new();
+    for _ in 0..n {
+        b2b.push(ms(docker_lifecycle(&pooled, &spec).await?));
+    }
+    let s1 = pooled.pool_stats();
+    println!("lifecycle (create, exec true, cleanup), n = {n}:");
+    let base = print("docker run --rm (CLI)", cli_run);
+    let ratio = |p50: f64| println!("{:>34}  {:.2}x docker run --rm", "", p50 / base);
+    ratio(print("cold", cold));
+    ratio(print(&format!("warm pool of {DOCKER_BENCH_POOL}"), pool));
+    ratio(print(
+        &format!("warm pool of {DOCKER_BENCH_POOL}, back to back"),
+        b2b,
+    ));
+    println!(
+        "{:>34}  {} from the pool, {} cold (pool empty)",
+        "",
+        s1.hits - s0.hits,
+        s1.misses - s0.misses
+    );
     Ok(())
 }
 
