@@ -94,8 +94,17 @@ fn copy_tree(src: &Path, dst: &Path, links: Links<'_>) -> Result<()> {
 }
 
 /// Copies `src` to `dest` (replacing it), staged and renamed into place.
-fn staged_copy(src: &Path, dest: &Path, links: Links<'_>) -> Result<()> {
-    let md = std::fs::symlink_metadata(src).map_err(|e| io("stat", src, e))?;
+/// `md`: `src`'s lstat when the caller already has it.
+fn staged_copy(
+    src: &Path,
+    dest: &Path,
+    links: Links<'_>,
+    md: Option<std::fs::Metadata>,
+) -> Result<()> {
+    let md = match md {
+        Some(md) => md,
+        None => std::fs::symlink_metadata(src).map_err(|e| io("stat", src, e))?,
+    };
     if md.is_file() && md.len() <= SMALL_FILE_MAX {
         match copy_small_file(src, dest, &md)? {
             Small::Done => return Ok(()),
@@ -215,18 +224,30 @@ fn copy_small_file(src: &Path, dest: &Path, md: &std::fs::Metadata) -> Result<Sm
 }
 
 /// Host `src` → resolved sandbox `dest` (already checked against `root`).
-pub(crate) fn copy_in(src: &Path, dest: &Path, root: &Path) -> Result<()> {
+/// `md`: `src`'s lstat when the caller already has it.
+pub(crate) fn copy_in(
+    src: &Path,
+    dest: &Path,
+    root: &Path,
+    md: Option<std::fs::Metadata>,
+) -> Result<()> {
     if dest == root {
         return Err(Error::invalid(
             "cannot replace the workspace root; name a path inside it",
         ));
     }
-    staged_copy(src, dest, Links::Verbatim)
+    staged_copy(src, dest, Links::Verbatim, md)
 }
 
 /// Resolved sandbox `src` → host `dest`; links leading out of `root` fail.
-pub(crate) fn copy_out(src: &Path, dest: &Path, root: &Path) -> Result<()> {
-    staged_copy(src, dest, Links::InsideRoot(root))
+/// `md`: `src`'s lstat when the caller already has it.
+pub(crate) fn copy_out(
+    src: &Path,
+    dest: &Path,
+    root: &Path,
+    md: Option<std::fs::Metadata>,
+) -> Result<()> {
+    staged_copy(src, dest, Links::InsideRoot(root), md)
 }
 
 #[cfg(test)]
@@ -243,7 +264,7 @@ mod tests {
         std::os::unix::fs::symlink("/etc", src.join("z-escape")).unwrap();
         let host = tempfile::tempdir().unwrap();
         let dest = host.path().join("out");
-        let e = copy_out(&src, &dest, &root).unwrap_err();
+        let e = copy_out(&src, &dest, &root, None).unwrap_err();
         assert!(matches!(e, Error::PathEscapesSandbox { .. }), "{e:?}");
         assert_eq!(std::fs::read_dir(host.path()).unwrap().count(), 0);
     }
@@ -256,7 +277,7 @@ mod tests {
         std::fs::write(src.path().join("new"), b"n").unwrap();
         std::fs::create_dir_all(root.join("dst")).unwrap();
         std::fs::write(root.join("dst/old"), b"o").unwrap();
-        copy_in(src.path(), &root.join("dst"), &root).unwrap();
+        copy_in(src.path(), &root.join("dst"), &root, None).unwrap();
         assert!(root.join("dst/new").exists());
         assert!(!root.join("dst/old").exists());
         assert_eq!(std::fs::read_dir(&root).unwrap().count(), 1);
@@ -272,18 +293,18 @@ mod tests {
         std::fs::write(&src, b"#!/bin/sh\necho hi\n\0\xff").unwrap();
         std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o751)).unwrap();
         // Into a missing parent directory.
-        copy_in(&src, &root.join("bin/tool"), &root).unwrap();
+        copy_in(&src, &root.join("bin/tool"), &root, None).unwrap();
         let got = root.join("bin/tool");
         assert_eq!(std::fs::read(&got).unwrap(), std::fs::read(&src).unwrap());
         let mode = std::fs::metadata(&got).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode, 0o751);
         // Over a non-empty directory.
         std::fs::create_dir_all(root.join("d/sub")).unwrap();
-        copy_in(&src, &root.join("d"), &root).unwrap();
+        copy_in(&src, &root.join("d"), &root, None).unwrap();
         assert!(std::fs::metadata(root.join("d")).unwrap().is_file());
         // Over an existing file, and nothing staged is left behind.
         std::fs::write(&src, b"v2").unwrap();
-        copy_in(&src, &got, &root).unwrap();
+        copy_in(&src, &got, &root, None).unwrap();
         assert_eq!(std::fs::read(&got).unwrap(), b"v2");
         let names: Vec<_> = std::fs::read_dir(&root)
             .unwrap()
@@ -301,7 +322,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let root = d.path().canonicalize().unwrap();
         let host = tempfile::tempdir().unwrap();
-        let e = copy_out(&root.join("nope"), &host.path().join("x"), &root).unwrap_err();
+        let e = copy_out(&root.join("nope"), &host.path().join("x"), &root, None).unwrap_err();
         assert!(matches!(e, Error::NotFound { .. }), "{e:?}");
         assert_eq!(std::fs::read_dir(host.path()).unwrap().count(), 0);
     }

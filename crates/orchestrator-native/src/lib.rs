@@ -221,26 +221,47 @@ async fn maybe_blocking<T: Send + 'static>(
     }
 }
 
-/// A regular file small enough to copy inline.
-fn small_file(p: &Path) -> bool {
-    std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file() && m.len() <= fsops::SMALL_FILE_MAX)
+/// The lstat of a copy's source, and whether it is a regular file small
+/// enough to copy inline.
+fn small_file(p: &Path) -> (Option<std::fs::Metadata>, bool) {
+    let md = std::fs::symlink_metadata(p).ok();
+    let small = md
+        .as_ref()
+        .is_some_and(|m| m.is_file() && m.len() <= fsops::SMALL_FILE_MAX);
+    (md, small)
 }
 
-/// A directory with a handful of entries and no subdirectory (cheap to
-/// remove inline).
-fn small_flat_dir(p: &Path) -> bool {
-    let Ok(rd) = std::fs::read_dir(p) else {
-        return true;
+/// Removes a directory that holds a handful of entries and no
+/// subdirectory, with one listing (cheap enough to do inline). `Ok(false)`,
+/// with nothing removed, for anything bigger: the caller takes the general
+/// path on the blocking pool.
+fn remove_small_flat(dir: &Path) -> std::io::Result<bool> {
+    const MAX: usize = 32;
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+        Err(e) => return Err(e),
     };
-    let mut n = 0;
+    let mut names = Vec::new();
     for e in rd {
-        n += 1;
-        match e.and_then(|e| e.file_type()) {
-            Ok(t) if !t.is_dir() && n <= 32 => {}
-            _ => return false,
+        let e = e?;
+        if names.len() == MAX || e.file_type()?.is_dir() {
+            return Ok(false);
         }
+        names.push(e.file_name());
     }
-    true
+    let gone = |r: std::io::Result<()>| match r {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    };
+    for n in names {
+        gone(std::fs::remove_file(dir.join(n)))?;
+    }
+    match std::fs::remove_dir(dir) {
+        // Something appeared meanwhile: the general path removes it.
+        Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => Ok(false),
+        r => gone(r).map(|()| true),
+    }
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
@@ -499,7 +520,8 @@ impl NativeOrchestrator {
             Some(w) => paths::resolve_in_root(&ws.dir, w)?,
             None => ws.dir.clone(),
         };
-        if !cwd.is_dir() {
+        // The root itself was just checked by `get_existing`.
+        if cmd.workdir.is_some() && !cwd.is_dir() {
             return Err(Error::NotFound {
                 what: "working directory",
                 id: cmd.workdir.clone().unwrap_or_default(),
@@ -753,8 +775,8 @@ impl Orchestrator for NativeOrchestrator {
         let ws = self.get_existing(id)?;
         let dest = paths::resolve_in_root(&ws.dir, sandbox_path)?;
         let src = host_path.to_path_buf();
-        let quick = small_file(&src);
-        maybe_blocking(quick, move || fsops::copy_in(&src, &dest, &ws.dir)).await
+        let (md, quick) = small_file(&src);
+        maybe_blocking(quick, move || fsops::copy_in(&src, &dest, &ws.dir, md)).await
     }
 
     async fn copy_from(
@@ -769,8 +791,8 @@ impl Orchestrator for NativeOrchestrator {
             host_path,
             paths::sandbox_relative(sandbox_path)?.file_name(),
         )?;
-        let quick = small_file(&src);
-        maybe_blocking(quick, move || fsops::copy_out(&src, &dest, &ws.dir)).await
+        let (md, quick) = small_file(&src);
+        maybe_blocking(quick, move || fsops::copy_out(&src, &dest, &ws.dir, md)).await
     }
 
     async fn run_command(&self, id: &WorkspaceId, cmd: &CommandSpec) -> Result<ExecOutput> {
@@ -908,15 +930,25 @@ impl Orchestrator for NativeOrchestrator {
         let id = id.clone();
         // Nothing running, no cgroup, a few files: cheaper done inline than
         // through the blocking pool.
-        let quick = ws.as_ref().is_some_and(|ws| {
+        let quick = ws.as_ref().filter(|ws| {
             ws.cgroup().is_none()
                 && lock(&ws.foreground).is_empty()
                 && lock(&ws.background)
                     .values()
                     .all(|b| b.result.borrow().is_some())
-                && small_flat_dir(&ws.dir)
         });
-        maybe_blocking(quick, move || match ws {
+        if let Some(ws) = quick {
+            if let Some(floor) = ws.scan_floor() {
+                kill_pids(procfs::processes_in_dir(&ws.dir, floor));
+            }
+            if remove_small_flat(&ws.dir)
+                .map_err(|e| NativeOrchestratorError::io("remove workspace", &ws.dir, e))?
+            {
+                tracing::debug!(workspace = %id, "workspace cleaned up");
+                return Ok(());
+            }
+        }
+        blocking(move || match ws {
             Some(ws) => {
                 Self::kill_groups(&ws);
                 this.remove_all(id.as_str(), &ws.dir, CgroupRef::Known(ws.cgroup().as_deref(), ws.scan_floor()))?;
