@@ -9,11 +9,11 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use execution_service::EXECUTION_LABEL;
 use execution_service::{
     ExecutionId, ExecutionRequest, ExecutionService, ExecutionState, SqliteStore, StartOptions,
 };
 use orchestrator_core::{Orchestrator, WorkspaceId};
+use orchestrator_docker::LABEL_EXECUTION as EXECUTION_LABEL;
 use orchestrator_docker::{DockerConfig, DockerOrchestrator, TEST_IMAGE};
 use orchestrator_native::{NativeConfig, NativeOrchestrator};
 

@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex};
 
 use execution_service::{
     CompleteOptions, ExecutionRequest, ExecutionService, ExecutionState, MemoryStore, ServiceError,
-    StartOptions, EXECUTION_LABEL,
+    StartOptions,
 };
 use orchestrator_core::{ExitStatus, Orchestrator, OutputSink};
-use orchestrator_docker::TEST_IMAGE;
+use orchestrator_docker::{LABEL_EXECUTION as EXECUTION_LABEL, TEST_IMAGE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docker_execute_with_files_and_live_output() {
@@ -109,4 +109,66 @@ async fn docker_requested_without_docker_orchestrator() {
     assert!(matches!(err, ServiceError::MissingDockerOrchestrator));
     assert_eq!(svc.get(&id).await.unwrap().state, ExecutionState::Pending);
     svc.cancel(&id).await.unwrap();
+}
+
+/// A service whose docker backend keeps a warm pool takes its workspaces
+/// from it (the execution id travels as `execution_id`, not as a label, so
+/// the spec is poolable), names the container after the execution, and
+/// leaves nothing once the execution completes and the backend is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_service_takes_workspaces_from_a_warm_pool() {
+    use orchestrator_docker::{DockerConfig, DockerOrchestrator, LABEL_WORKSPACE};
+    // Availability and the test image, as for every docker test.
+    if runbox_e2e::docker_backend("docker_service_takes_workspaces_from_a_warm_pool")
+        .await
+        .is_none()
+    {
+        return;
+    }
+    // A config label marks every container of this backend, pooled ones
+    // included (tests of this binary share the process, so the owner
+    // labels alone would not tell them apart).
+    let mark = format!("pool-e2e-{}", std::process::id());
+    let config = DockerConfig::new()
+        .default_image(TEST_IMAGE)
+        .warm_pool(1)
+        .label("runbox.test", mark.clone());
+    let pooled = Arc::new(DockerOrchestrator::new(config).unwrap());
+    pooled.warm_up().await.unwrap();
+    assert_eq!(
+        runbox_e2e::containers_labelled("runbox.test", &mark).len(),
+        1
+    );
+    let svc = ExecutionService::builder()
+        .docker_orchestrator(pooled.clone())
+        .build()
+        .unwrap();
+    let id = svc
+        .submit(ExecutionRequest::new(["sleep", "600"]).image(TEST_IMAGE))
+        .await
+        .unwrap();
+    let ws = svc.start(&id, StartOptions::docker()).await.unwrap();
+    assert_eq!(pooled.pool_stats().hits, 1, "{:?}", pooled.pool_stats());
+    let named = std::process::Command::new("docker")
+        .args(["ps", "-q", "--filter", &format!("name={}", id.as_str())])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&named.stdout)
+            .split_whitespace()
+            .count(),
+        1,
+        "the pooled container is named after the execution"
+    );
+    let rec = svc.complete(&id, CompleteOptions::default()).await.unwrap();
+    assert_eq!(rec.state, ExecutionState::Completed);
+    assert!(runbox_e2e::containers_labelled(LABEL_WORKSPACE, ws.as_str()).is_empty());
+    // The refill (and anything else pooled) goes with the backend.
+    drop(svc);
+    drop(pooled);
+    assert!(
+        runbox_e2e::wait_until(10, || runbox_e2e::containers_labelled("runbox.test", &mark)
+            .is_empty()),
+        "pooled containers left after the backend was dropped"
+    );
 }

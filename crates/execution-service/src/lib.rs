@@ -41,7 +41,7 @@ pub use record::{
 };
 pub use service::{
     create_backend, CompleteOptions, ExecutionResult, ExecutionService, ExecutionServiceBuilder,
-    RecoveredExecution, RecoveryReport, StartOptions, EXECUTION_LABEL,
+    RecoveredExecution, RecoveryReport, StartOptions,
 };
 pub use store::{ExecutionStore, ListFilter, MemoryStore, SqliteStore, StoreError};
 

@@ -23,9 +23,6 @@ use crate::record::{
 };
 use crate::store::{ExecutionStore, ListFilter, MemoryStore, StoreError};
 
-/// Label put on every sandbox with the execution id.
-pub const EXECUTION_LABEL: &str = "runbox.execution";
-
 /// Options of [`ExecutionService::start`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StartOptions {
@@ -589,10 +586,13 @@ impl ExecutionService {
         if let Some(image) = &rec.request.image {
             spec = spec.image(image.clone());
         }
+        // The execution id travels as `execution_id` (the docker backend
+        // labels cold containers with it and names pooled ones after it),
+        // not as a label of its own: a labelled spec cannot take a warm
+        // container.
         for (k, v) in &rec.request.labels {
             spec = spec.label(k.clone(), v.clone());
         }
-        spec = spec.label(EXECUTION_LABEL, id.as_str());
 
         let ws = match orch.create_workspace(&spec).await {
             Ok(ws) => ws,

@@ -17,8 +17,11 @@ pub const OWNER_LABEL: &str = "io.runbox.owner";
 /// Value of [`OWNER_LABEL`].
 pub const OWNER_VALUE: &str = "runbox";
 
-pub(crate) const LABEL_WORKSPACE: &str = "io.runbox.workspace";
-pub(crate) const LABEL_EXECUTION: &str = "io.runbox.execution";
+/// Label holding a container's workspace id.
+pub const LABEL_WORKSPACE: &str = "io.runbox.workspace";
+/// Label holding the execution id of a container created cold for a spec
+/// that has one (a pooled container carries it in its name instead).
+pub const LABEL_EXECUTION: &str = "io.runbox.execution";
 pub(crate) const LABEL_OWNER_PID: &str = "io.runbox.owner.pid";
 pub(crate) const LABEL_OWNER_START: &str = "io.runbox.owner.start";
 pub(crate) const LABEL_OWNER_BOOT: &str = "io.runbox.owner.boot";

@@ -38,8 +38,8 @@ mod pool;
 mod scripts;
 
 pub use config::{
-    DockerConfig, PullEvent, PullProgress, DEFAULT_IMAGE, DEFAULT_NETWORK_MODE, MAX_WARM_POOL,
-    OWNER_LABEL, OWNER_VALUE,
+    DockerConfig, PullEvent, PullProgress, DEFAULT_IMAGE, DEFAULT_NETWORK_MODE, LABEL_EXECUTION,
+    LABEL_WORKSPACE, MAX_WARM_POOL, OWNER_LABEL, OWNER_VALUE,
 };
 pub use error::DockerOrchestratorError;
 pub use image::{ensure_test_image, TestImageOptions, TEST_IMAGE};
