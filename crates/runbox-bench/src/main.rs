@@ -758,25 +758,46 @@ async fn cpu_cost() -> Result<(), BoxError> {
     let dir = tempfile::tempdir()?;
     std::fs::write(dir.path().join("input.txt"), b"runbox benchmark input\n")?;
     let service = ExecutionService::new(MemoryStore::new())?;
-    for lifecycle_mode in [false, true, false, true] {
+    let native = Arc::new(orchestrator_native::NativeOrchestrator::new(
+        Default::default(),
+    )?);
+    // 0: bare spawn, 1: the service's lifecycle, 2: the same steps straight
+    // on the backend (the difference is the service's own cost).
+    for mode in [0, 1, 2, 0, 1, 2] {
         let (s0, c0) = cpu_ms();
         let t = Instant::now();
         let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut tasks = Vec::new();
         for _ in 0..c {
             let service = service.clone();
+            let native = native.clone();
             let next = next.clone();
             let dir = dir.path().to_path_buf();
             tasks.push(tokio::spawn(async move {
+                let cmd = CommandSpec::new(["/bin/true"]);
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if i >= n {
                         return Ok::<(), BoxError>(());
                     }
-                    if lifecycle_mode {
-                        lifecycle(&service, &dir, i, None).await?;
-                    } else {
-                        bare_spawn().await?;
+                    match mode {
+                        0 => {
+                            bare_spawn().await?;
+                        }
+                        1 => {
+                            lifecycle(&service, &dir, i, None).await?;
+                        }
+                        _ => {
+                            let id = native.create_workspace(&WorkspaceSpec::new()).await?;
+                            native
+                                .copy_to(&id, &dir.join("input.txt"), "input.txt")
+                                .await?;
+                            native.run_command(&id, &cmd).await?;
+                            let out = dir.join(format!("out-{i}.txt"));
+                            native.copy_from(&id, "input.txt", &out).await?;
+                            native.cleanup(&id).await?;
+                            let _ = std::fs::remove_file(out);
+                        }
                     }
                 }
             }));
@@ -788,7 +809,7 @@ async fn cpu_cost() -> Result<(), BoxError> {
         let (s1, c1) = cpu_ms();
         println!(
             "{:>10} c={c}: {:.0} exec/s, cpu/exec: self {:.3} ms, children {:.3} ms",
-            if lifecycle_mode { "lifecycle" } else { "bare" },
+            ["bare", "service", "backend"][mode],
             n as f64 / wall,
             (s1 - s0) / n as f64,
             (c1 - c0) / n as f64
