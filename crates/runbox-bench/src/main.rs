@@ -153,11 +153,61 @@ fn rss_bytes() -> u64 {
         .unwrap_or(0)
 }
 
+/// The host side of the lifecycle's copies: a scratch directory on the
+/// filesystem of the native backend's default workspace root (a tmpfs when
+/// the machine has a roomy one), so the figures measure runbox rather than
+/// the host filesystem's inode allocator; and, when `$TMPDIR` is on another
+/// filesystem, a second one there for the figures that show its cost.
+fn host_dirs() -> Result<(tempfile::TempDir, Option<tempfile::TempDir>), BoxError> {
+    use std::os::unix::fs::MetadataExt;
+    let root = orchestrator_native::NativeConfig::default().workspace_root;
+    let parent = root.parent().unwrap_or(&root).to_path_buf();
+    let scratch = tempfile::Builder::new()
+        .prefix("runbox-bench-")
+        .tempdir_in(&parent)?;
+    let tmp = tempfile::tempdir()?;
+    let other_fs = std::fs::metadata(tmp.path())?.dev() != std::fs::metadata(scratch.path())?.dev();
+    for d in [scratch.path(), tmp.path()] {
+        std::fs::write(d.join("input.txt"), b"runbox benchmark input\n")?;
+    }
+    Ok((scratch, other_fs.then_some(tmp)))
+}
+
+/// Executions per second with `c` tasks sharing one service.
+async fn throughput(
+    service: &ExecutionService,
+    dir: &std::path::Path,
+    c: usize,
+    per_level: usize,
+) -> Result<f64, BoxError> {
+    let t = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..c {
+        let service = service.clone();
+        let next = next.clone();
+        let dir = dir.to_path_buf();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= per_level {
+                    return Ok::<(), BoxError>(());
+                }
+                lifecycle(&service, &dir, 100_000 + i, None).await?;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(per_level as f64 / t.elapsed().as_secs_f64())
+}
+
 async fn native_figures(o: &Opts, figures: &mut Vec<Figure>) -> Result<(), BoxError> {
     let n = if o.quick { 30 } else { 400 };
     let warm = if o.quick { 5 } else { 30 };
-    let dir = tempfile::tempdir()?;
-    std::fs::write(dir.path().join("input.txt"), b"runbox benchmark input\n")?;
+    let (scratch, tmp) = host_dirs()?;
+    let dir = scratch.path();
     let service = ExecutionService::new(MemoryStore::new())?;
     let limits = ResourceLimits::builder()
         .memory_bytes(256 << 20)
@@ -167,24 +217,30 @@ async fn native_figures(o: &Opts, figures: &mut Vec<Figure>) -> Result<(), BoxEr
 
     for i in 0..warm {
         bare_spawn().await?;
-        lifecycle(&service, dir.path(), i, None).await?;
+        lifecycle(&service, dir, i, None).await?;
     }
     // Interleave the series so drift hits all of them alike.
-    let (mut base, mut plain, mut limited) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut base, mut plain, mut limited, mut on_tmp) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 0..n {
         base.push(ms(bare_spawn().await?));
-        plain.push(ms(lifecycle(&service, dir.path(), i, None).await?));
-        limited.push(ms(lifecycle(&service, dir.path(), i, Some(&limits)).await?));
+        plain.push(ms(lifecycle(&service, dir, i, None).await?));
+        limited.push(ms(lifecycle(&service, dir, i, Some(&limits)).await?));
+        if let Some(t) = &tmp {
+            on_tmp.push(ms(lifecycle(&service, t.path(), i, None).await?));
+        }
     }
     let base = figure("baseline: spawn+wait /bin/true (tokio)", "ms", base);
-    figures.push(against(
+    let mut f = against(
         figure(
             "native lifecycle (create, copy in, run /bin/true, copy out, cleanup)",
             "ms",
             plain,
         ),
         &base,
-    ));
+    );
+    f.note = Some(format!("host files in {}", scratch.path().display()));
+    figures.push(f);
     figures.push(against(
         figure(
             "native lifecycle with memory+pids+timeout limits",
@@ -193,6 +249,18 @@ async fn native_figures(o: &Opts, figures: &mut Vec<Figure>) -> Result<(), BoxEr
         ),
         &base,
     ));
+    if let Some(t) = &tmp {
+        let mut f = against(
+            figure(
+                "native lifecycle, host files in $TMPDIR (another filesystem)",
+                "ms",
+                on_tmp,
+            ),
+            &base,
+        );
+        f.note = Some(format!("host files in {}", t.path().display()));
+        figures.push(f);
+    }
     let base_rate = 1000.0 / base.p50;
     let base_rate_name = format!("{} (single-core rate, exec/s)", base.name);
     figures.push(base);
@@ -203,30 +271,24 @@ async fn native_figures(o: &Opts, figures: &mut Vec<Figure>) -> Result<(), BoxEr
     for c in [1usize, 2, 4, 8, 16] {
         let mut rates = Vec::new();
         for _ in 0..repeats {
-            let t = Instant::now();
-            let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-            let mut tasks = Vec::new();
-            for _ in 0..c {
-                let service = service.clone();
-                let next = next.clone();
-                let dir = dir.path().to_path_buf();
-                tasks.push(tokio::spawn(async move {
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        if i >= per_level {
-                            return Ok::<(), BoxError>(());
-                        }
-                        lifecycle(&service, &dir, 100_000 + i, None).await?;
-                    }
-                }));
-            }
-            for t in tasks {
-                t.await??;
-            }
-            rates.push(per_level as f64 / t.elapsed().as_secs_f64());
+            rates.push(throughput(&service, dir, c, per_level).await?);
         }
         let mut f = figure(
             &format!("native throughput, concurrency {c}"),
+            "exec/s",
+            rates,
+        );
+        f.baseline = Some(base_rate_name.clone());
+        f.ratio = Some(f.p50 / base_rate);
+        figures.push(f);
+    }
+    if let Some(t) = &tmp {
+        let mut rates = Vec::new();
+        for _ in 0..repeats {
+            rates.push(throughput(&service, t.path(), 4, per_level).await?);
+        }
+        let mut f = figure(
+            "native throughput, concurrency 4, host files in $TMPDIR (another filesystem)",
             "exec/s",
             rates,
         );
@@ -555,10 +617,10 @@ fn svg(figures: &[Figure]) -> String {
 /// profiling; `--breakdown`).
 async fn breakdown() -> Result<(), BoxError> {
     let native = orchestrator_native::NativeOrchestrator::new(Default::default())?;
-    let dir = tempfile::tempdir()?;
-    std::fs::write(dir.path().join("in"), b"x")?;
-    let n = 300;
-    let mut steps: Vec<(&str, Vec<f64>)> = [
+    let (scratch, _) = host_dirs()?;
+    let dir = scratch.path();
+    let n = 1000;
+    let names = [
         "create",
         "copy_to",
         "run",
@@ -566,41 +628,47 @@ async fn breakdown() -> Result<(), BoxError> {
         "cleanup",
         "total",
         "bare spawn",
-    ]
-    .iter()
-    .map(|s| (*s, Vec::new()))
-    .collect();
+    ];
+    // Wall time and CPU time (this process, children excluded) per step.
+    let mut wall: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
+    let mut cpu = vec![0.0f64; names.len()];
     let cmd = CommandSpec::new(["/bin/true"]);
     for i in 0..n {
-        let t0 = Instant::now();
+        let mut marks = Vec::with_capacity(6);
+        let mark = || (Instant::now(), cpu_ms().0);
+        marks.push(mark());
         let id = native.create_workspace(&WorkspaceSpec::new()).await?;
-        let t1 = Instant::now();
-        native.copy_to(&id, &dir.path().join("in"), "in").await?;
-        let t2 = Instant::now();
+        marks.push(mark());
+        native.copy_to(&id, &dir.join("input.txt"), "in").await?;
+        marks.push(mark());
         native.run_command(&id, &cmd).await?;
-        let t3 = Instant::now();
-        native
-            .copy_from(&id, "in", &dir.path().join(format!("o{i}")))
-            .await?;
-        let t4 = Instant::now();
+        marks.push(mark());
+        let out = dir.join(format!("o{i}"));
+        native.copy_from(&id, "in", &out).await?;
+        marks.push(mark());
         native.cleanup(&id).await?;
-        let t5 = Instant::now();
-        let b = bare_spawn().await?;
-        for (k, d) in [
-            (0, t1 - t0),
-            (1, t2 - t1),
-            (2, t3 - t2),
-            (3, t4 - t3),
-            (4, t5 - t4),
-            (5, t5 - t0),
-            (6, b),
-        ] {
-            steps[k].1.push(ms(d));
+        marks.push(mark());
+        let _ = std::fs::remove_file(out);
+        let (b0, c0) = mark();
+        bare_spawn().await?;
+        let (b1, c1) = mark();
+        for k in 0..5 {
+            wall[k].push(ms(marks[k + 1].0 - marks[k].0));
+            cpu[k] += marks[k + 1].1 - marks[k].1;
         }
+        wall[5].push(ms(marks[5].0 - marks[0].0));
+        cpu[5] += marks[5].1 - marks[0].1;
+        wall[6].push(ms(b1 - b0));
+        cpu[6] += c1 - c0;
     }
-    for (name, v) in steps {
-        let f = figure(name, "ms", v);
-        println!("{name:>12}: p50 {:.3} ms  p90 {:.3} ms", f.p50, f.p90);
+    for (k, name) in names.iter().enumerate() {
+        let f = figure(name, "ms", std::mem::take(&mut wall[k]));
+        println!(
+            "{name:>12}: p50 {:.3} ms  p90 {:.3} ms  cpu {:.3} ms",
+            f.p50,
+            f.p90,
+            cpu[k] / n as f64
+        );
     }
     Ok(())
 }
