@@ -106,7 +106,7 @@ fn staged_copy(
         None => std::fs::symlink_metadata(src).map_err(|e| io("stat", src, e))?,
     };
     if md.is_file() && md.len() <= SMALL_FILE_MAX {
-        match copy_small_file(src, dest, &md)? {
+        match copy_small_file(src, dest, &md, matches!(links, Links::Verbatim))? {
             Small::Done => return Ok(()),
             Small::Fallback => {}
         }
@@ -156,7 +156,12 @@ enum Small {
 /// the general path: one read, one exclusive create of the stage, one
 /// write, one rename (no separate checks of the parent and the
 /// destination; their failures are handled when they happen).
-fn copy_small_file(src: &Path, dest: &Path, md: &std::fs::Metadata) -> Result<Small> {
+///
+/// `direct`: when `dest` does not exist yet, create it in place instead of
+/// staging it (into a sandbox: nothing there reads it before the copy
+/// returns, a failed write removes the file, and a crash loses the whole
+/// workspace anyway). The host side is always staged.
+fn copy_small_file(src: &Path, dest: &Path, md: &std::fs::Metadata, direct: bool) -> Result<Small> {
     use std::io::{Read as _, Write as _};
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     // O_NOFOLLOW: a link swapped in since the lstat is not followed.
@@ -184,22 +189,38 @@ fn copy_small_file(src: &Path, dest: &Path, md: &std::fs::Metadata) -> Result<Sm
         return Ok(Small::Fallback);
     }
     let mode = md.permissions().mode() & 0o7777;
-    let stage = staging_name(dest)?;
-    let create = || {
+    let create = |path: &Path| {
         std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(mode)
-            .open(&stage)
+            .open(path)
     };
-    let mut out = match create() {
-        Ok(f) => f,
+    let create_with_parents = |path: &Path| match create(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let parent = dest.parent().unwrap_or(Path::new("/"));
-            std::fs::create_dir_all(parent).map_err(|e| io("mkdir", parent, e))?;
-            create().map_err(|e| io("create", &stage, e))?
+            std::fs::create_dir_all(dest.parent().unwrap_or(Path::new("/")))?;
+            create(path)
         }
-        Err(e) => return Err(io("create", &stage, e)),
+        r => r,
+    };
+    let in_place = if direct {
+        match create_with_parents(dest) {
+            Ok(f) => Some(f),
+            // Something is there already: replace it atomically, staged.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => None,
+            Err(e) => return Err(io("create", dest, e)),
+        }
+    } else {
+        None
+    };
+    let stage = if in_place.is_some() {
+        dest.to_path_buf()
+    } else {
+        staging_name(dest)?
+    };
+    let mut out = match in_place {
+        Some(f) => f,
+        None => create_with_parents(&stage).map_err(|e| io("create", &stage, e))?,
     };
     let written = out.write_all(&data).and_then(|()| {
         // The umask applied at create; the copy gets the source's mode.
@@ -209,6 +230,9 @@ fn copy_small_file(src: &Path, dest: &Path, md: &std::fs::Metadata) -> Result<Sm
     if let Err(e) = written {
         let _ = std::fs::remove_file(&stage);
         return Err(io("write", &stage, e));
+    }
+    if stage == dest {
+        return Ok(Small::Done);
     }
     match std::fs::rename(&stage, dest) {
         Ok(()) => Ok(Small::Done),

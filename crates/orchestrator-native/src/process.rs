@@ -115,9 +115,11 @@ pub(crate) struct Running {
     sink: Option<OutputSink>,
     /// Feeds stdin, when the command has some.
     stdin_task: Option<JoinHandle<()>>,
-    /// Inodes of the stdout/stderr pipes (to tell a slow reader from a pipe
-    /// held open by a process outside the command's group).
-    pipes: Vec<u64>,
+    /// The stdout/stderr pipes' descriptors (their inodes tell a slow
+    /// reader from a pipe held open by a process outside the command's
+    /// group; looked up only on that rare path, while the reading future,
+    /// which owns them, is still pending).
+    pipe_fds: Vec<i32>,
     started: Instant,
     timeout: Option<Duration>,
     cgroup: Option<Arc<WorkspaceCgroup>>,
@@ -229,13 +231,12 @@ pub(crate) fn spawn(
         })),
         _ => None,
     };
-    let pipes: Vec<u64> = [
+    let pipe_fds: Vec<i32> = [
         child.stdout.as_ref().map(|p| p.as_raw_fd()),
         child.stderr.as_ref().map(|p| p.as_raw_fd()),
     ]
     .into_iter()
     .flatten()
-    .filter_map(procfs::fd_inode)
     .collect();
     Ok(Ok(Running {
         stdout: child.stdout.take(),
@@ -245,7 +246,7 @@ pub(crate) fn spawn(
         shared,
         sink: plan.sink,
         stdin_task,
-        pipes,
+        pipe_fds,
         started,
         timeout: plan.timeout,
         cgroup: plan.cgroup,
@@ -264,7 +265,9 @@ const READ_BUF_MAX: usize = 64 * 1024;
 /// itself: no task per stream, no wake-ups between tasks (the reader
 /// tasks this replaced showed in the throughput profile). Returns true
 /// when a requested output limit was exceeded (reading stops there: the
-/// writer gets EPIPE and the driver kills it).
+/// writer gets EPIPE and the driver kills it). A stream that ended stays
+/// open until both have, so the descriptors [`Running::pipe_fds`] names
+/// stay valid while this future is pending.
 async fn read_output(
     mut stdout: Option<tokio::process::ChildStdout>,
     mut stderr: Option<tokio::process::ChildStderr>,
@@ -275,14 +278,15 @@ async fn read_output(
     // buffer (zeroing 64 KiB per stream showed in the profile too).
     let mut out_buf = vec![0u8; 4 * 1024];
     let mut err_buf = vec![0u8; 4 * 1024];
+    let (mut out_open, mut err_open) = (stdout.is_some(), stderr.is_some());
     loop {
         // Both reads are cancel-safe: the one that loses the race has
         // consumed nothing.
         let (stream, read) = tokio::select! {
-            r = async { stdout.as_mut()?.read(&mut out_buf).await.ok() }, if stdout.is_some() => {
+            r = async { stdout.as_mut()?.read(&mut out_buf).await.ok() }, if out_open => {
                 (Stream::Stdout, r)
             }
-            r = async { stderr.as_mut()?.read(&mut err_buf).await.ok() }, if stderr.is_some() => {
+            r = async { stderr.as_mut()?.read(&mut err_buf).await.ok() }, if err_open => {
                 (Stream::Stderr, r)
             }
             else => return false,
@@ -292,11 +296,11 @@ async fn read_output(
             (Stream::Stderr, Some(n)) if n > 0 => (&mut err_buf, n),
             // End of the stream (or an error: nothing more will come).
             (Stream::Stdout, _) => {
-                stdout = None;
+                out_open = false;
                 continue;
             }
             (Stream::Stderr, _) => {
-                stderr = None;
+                err_open = false;
                 continue;
             }
         };
@@ -379,7 +383,11 @@ pub(crate) async fn drive(mut r: Running) -> ExecOutput {
         // Still reading: either the reader is slow (a loaded machine) or
         // a process outside the group holds a pipe open. Only the latter
         // may cut the output short.
-        let inodes = r.pipes.clone();
+        let inodes: Vec<u64> = r
+            .pipe_fds
+            .iter()
+            .filter_map(|&fd| procfs::fd_inode(fd))
+            .collect();
         let held = tokio::task::spawn_blocking(move || procfs::pipes_held_elsewhere(&inodes))
             .await
             .unwrap_or(true);

@@ -194,8 +194,24 @@ impl<'a> Matcher<'a> {
         let in_dir = match std::fs::read_link(self.proc_file(pid, "cwd")) {
             Ok(cwd) => {
                 let cwd = cwd.to_string_lossy();
-                let cwd = cwd.strip_suffix(" (deleted)").unwrap_or(&cwd);
-                Path::new(cwd).starts_with(self.dir)
+                let deleted = cwd.strip_suffix(" (deleted)");
+                let cwd = Path::new(deleted.unwrap_or(&cwd));
+                if cwd.starts_with(self.dir) {
+                    true
+                } else if deleted.is_none()
+                    && self
+                        .dir
+                        .parent()
+                        .is_some_and(|root| cwd.starts_with(root) && cwd != root)
+                {
+                    // In another live workspace of the same root: that
+                    // workspace's cleanup finds it by its cwd; skip the
+                    // environment read (the costly part of a probe, and
+                    // the common case with concurrent executions).
+                    return false;
+                } else {
+                    false
+                }
             }
             // No such process (the common case when probing a range).
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,

@@ -101,9 +101,20 @@ fn parse_args() -> Result<Opts, BoxError> {
     Ok(o)
 }
 
+/// The baseline: spawn + wait of `/bin/true`. Its environment is the small
+/// one runbox gives its commands, not the bench's own: exec copies the
+/// environment, and under `cargo xtask` cargo's variables made the bare
+/// spawn ~0.1 ms slower than a command started by runbox (which flattered
+/// every ratio).
 async fn bare_spawn() -> Result<Duration, BoxError> {
     let t = Instant::now();
-    let st = tokio::process::Command::new("/bin/true").status().await?;
+    let st = tokio::process::Command::new("/bin/true")
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", "/")
+        .env("LANG", "C.UTF-8")
+        .status()
+        .await?;
     if !st.success() {
         return Err("/bin/true failed".into());
     }
@@ -823,8 +834,7 @@ async fn cpu_cost() -> Result<(), BoxError> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3000);
     let c = 4;
-    let dir = tempfile::tempdir()?;
-    std::fs::write(dir.path().join("input.txt"), b"runbox benchmark input\n")?;
+    let (dir, _) = host_dirs()?;
     let service = ExecutionService::new(MemoryStore::new())?;
     let native = Arc::new(orchestrator_native::NativeOrchestrator::new(
         Default::default(),
