@@ -125,8 +125,10 @@ pub fn resolve_in_root(root: &Path, path: &str) -> Result<PathBuf> {
 /// directory is never replaced or merged, so no host data is deleted: that
 /// is [`Error::InvalidInput`].
 pub fn host_copy_target(host: &Path, src_name: Option<&std::ffi::OsStr>) -> Result<PathBuf> {
-    let target = if host.is_dir() {
-        match src_name {
+    // One stat in the common cases: `host` missing, or an existing file
+    // (neither is a directory, and a link to a directory counts as one).
+    let target = match std::fs::metadata(host) {
+        Ok(m) if m.is_dir() => match src_name {
             Some(name) => host.join(name),
             None => {
                 return Err(Error::invalid(format!(
@@ -134,9 +136,8 @@ pub fn host_copy_target(host: &Path, src_name: Option<&std::ffi::OsStr>) -> Resu
                     host.display()
                 )))
             }
-        }
-    } else {
-        host.to_path_buf()
+        },
+        _ => return Ok(host.to_path_buf()),
     };
     if std::fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) {
         return Err(Error::invalid(format!(

@@ -179,11 +179,19 @@ fn copy_small_file(src: &Path, dest: &Path, md: &std::fs::Metadata, direct: bool
     if !file.metadata().is_ok_and(|m| m.is_file()) {
         return Ok(Small::Fallback);
     }
-    let mut data = Vec::with_capacity(md.len() as usize + 1);
-    (&mut file)
-        .take(SMALL_FILE_MAX + 1)
-        .read_to_end(&mut data)
-        .map_err(|e| io("read", src, e))?;
+    // One read of the size the lstat gave plus one byte: a regular file
+    // yields all of it at once, and a short count is the end of the file
+    // (a file that grew meanwhile fills the extra byte and is read on).
+    let len = md.len() as usize;
+    let mut data = vec![0u8; len + 1];
+    let n = file.read(&mut data).map_err(|e| io("read", src, e))?;
+    data.truncate(n);
+    if n > len {
+        (&mut file)
+            .take(SMALL_FILE_MAX + 1 - n as u64)
+            .read_to_end(&mut data)
+            .map_err(|e| io("read", src, e))?;
+    }
     if data.len() as u64 > SMALL_FILE_MAX {
         // It grew since the lstat: the general path streams it.
         return Ok(Small::Fallback);

@@ -101,8 +101,16 @@ pub(crate) fn kill_tree(pgid: i32) {
 fn read_small(path: &str, buf: &mut Vec<u8>) -> std::io::Result<()> {
     use std::io::Read as _;
     buf.clear();
-    buf.reserve(4096);
-    std::fs::File::open(path)?.read_to_end(buf).map(|_| ())
+    buf.resize(4096, 0);
+    let mut f = std::fs::File::open(path)?;
+    let n = f.read(buf)?;
+    buf.truncate(n);
+    // These files (stat, environ, sysctls) come whole in one read when the
+    // buffer is big enough; only a full buffer needs more reads.
+    if n == 4096 {
+        f.read_to_end(buf)?;
+    }
+    Ok(())
 }
 
 /// The last pid the kernel allocated (`/proc/sys/kernel/ns_last_pid`).

@@ -833,7 +833,10 @@ async fn cpu_cost() -> Result<(), BoxError> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3000);
-    let c = 4;
+    let c = std::env::var("RUNBOX_BENCH_C")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
     let (dir, _) = host_dirs()?;
     let service = ExecutionService::new(MemoryStore::new())?;
     let native = Arc::new(orchestrator_native::NativeOrchestrator::new(
@@ -841,7 +844,12 @@ async fn cpu_cost() -> Result<(), BoxError> {
     )?);
     // 0: bare spawn, 1: the service's lifecycle, 2: the same steps straight
     // on the backend (the difference is the service's own cost).
-    for mode in [0, 1, 2, 0, 1, 2] {
+    // RUNBOX_BENCH_MODE=0|1|2 runs one mode only (to profile it).
+    let modes: Vec<usize> = match std::env::var("RUNBOX_BENCH_MODE") {
+        Ok(m) => vec![m.parse()?; 2],
+        Err(_) => vec![0, 1, 2, 0, 1, 2],
+    };
+    for mode in modes {
         let (s0, c0) = cpu_ms();
         let t = Instant::now();
         let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
