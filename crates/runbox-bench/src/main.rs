@@ -434,6 +434,16 @@ async fn docker_figures(o: &Opts, figures: &mut Vec<Figure>) -> Result<(), BoxEr
         .await?));
     }
     let hits = pooled.pool_stats().hits - hits0;
+    // Back to back: one pooled lifecycle after another, refills competing
+    // with them for the daemon (a steady stream of executions).
+    pooled.warm_up().await?;
+    let (hits1, misses1) = (pooled.pool_stats().hits, pooled.pool_stats().misses);
+    let mut b2b = Vec::new();
+    for _ in 0..n {
+        b2b.push(ms(docker_lifecycle(&pooled, &spec).await?));
+    }
+    let stats = pooled.pool_stats();
+    let (b2b_hits, b2b_misses) = (stats.hits - hits1, stats.misses - misses1);
     drop(pooled);
     let base = figure(
         "baseline: docker run --rm runbox-testbox true (CLI)",
@@ -458,6 +468,20 @@ async fn docker_figures(o: &Opts, figures: &mut Vec<Figure>) -> Result<(), BoxEr
     );
     f.note = Some(format!(
         "{hits}/{n} workspaces from the pool; refilled (untimed) before the next series"
+    ));
+    figures.push(f);
+    let mut f = against(
+        figure(
+            &format!(
+                "docker lifecycle via backend, warm pool of {DOCKER_BENCH_POOL}, back to back"
+            ),
+            "ms",
+            b2b,
+        ),
+        &base,
+    );
+    f.note = Some(format!(
+        "{b2b_hits} from the pool, {b2b_misses} created cold; refills run during the series"
     ));
     figures.push(f);
     figures.push(base);
