@@ -168,13 +168,22 @@ fn record_json(r: &ExecutionRecord, full: bool) -> Value {
         "finished_at_ms": r.finished_at_ms,
     });
     if full {
+        // `requested` as numbers, the same as `run --json` prints them
+        // (from the stored request), with what the backend reported.
         let limits: serde_json::Map<String, Value> = r
-            .limits_applied
-            .iter()
-            .map(|l| {
+            .request
+            .limits
+            .requested()
+            .into_iter()
+            .map(|(kind, value)| {
+                let applied = r.limits_applied.iter().find(|l| l.kind == kind.name());
                 (
-                    l.kind.clone(),
-                    json!({"requested": l.requested, "enforced_by": l.enforced_by, "note": l.note}),
+                    kind.name().to_string(),
+                    json!({
+                        "requested": crate::run::limit_value(&value),
+                        "enforced_by": applied.and_then(|l| l.enforced_by.clone()),
+                        "note": applied.and_then(|l| l.note.clone()),
+                    }),
                 )
             })
             .collect();

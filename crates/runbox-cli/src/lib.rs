@@ -106,9 +106,26 @@ fn wants_json(args: &[String]) -> bool {
     false
 }
 
-fn fail(e: &CliError, json: bool, backend: Option<&str>) -> ExitCode {
-    if json {
-        run::print_json(&run::error_json(e, backend));
+/// What a failure prints on stdout besides its line on stderr.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OnError {
+    /// Nothing (no `--json`).
+    Nothing,
+    /// `run --json`: its one result object, with `status: "error"`.
+    RunJson,
+    /// `list` / `show` / `gc` / `backends` with `--json`:
+    /// `{"error": {kind, flag, message}}`, so a script reading stdout gets
+    /// JSON either way.
+    ErrorJson,
+}
+
+fn fail(e: &CliError, on_error: OnError, backend: Option<&str>) -> ExitCode {
+    match on_error {
+        OnError::RunJson => run::print_json(&run::error_json(e, backend)),
+        OnError::ErrorJson => run::print_json(&serde_json::json!({
+            "error": {"kind": e.kind, "flag": e.flag, "message": e.message}
+        })),
+        OnError::Nothing => {}
     }
     eprintln!("{e}");
     ExitCode::from(e.code)
@@ -131,7 +148,11 @@ pub fn main() -> ExitCode {
             return ExitCode::from(e.code);
         }
     };
-    let json = wants_json(&args);
+    let json = if wants_json(&args) {
+        OnError::RunJson
+    } else {
+        OnError::Nothing
+    };
     let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
         Err(err) => {
@@ -162,9 +183,20 @@ pub fn main() -> ExitCode {
         }
     };
     let state = state_dir(cli.state_dir);
-    let (res, json, backend) = match cli.command {
+    let other = |json: bool| {
+        if json {
+            OnError::ErrorJson
+        } else {
+            OnError::Nothing
+        }
+    };
+    let (res, on_error, backend) = match cli.command {
         Command::Run(args) => {
-            let json = args.json;
+            let json = if args.json {
+                OnError::RunJson
+            } else {
+                OnError::Nothing
+            };
             let backend = args.backend.clone();
             (
                 runtime.block_on(run::run(*args, state)),
@@ -172,20 +204,24 @@ pub fn main() -> ExitCode {
                 Some(backend),
             )
         }
-        Command::Backends { json } => (runtime.block_on(commands::backends(json)), false, None),
+        Command::Backends { json } => (
+            runtime.block_on(commands::backends(json)),
+            other(json),
+            None,
+        ),
         Command::List { json } => (
             state.and_then(|d| runtime.block_on(commands::list(&d, json))),
-            false,
+            other(json),
             None,
         ),
         Command::Show { id, json } => (
             state.and_then(|d| runtime.block_on(commands::show(&d, &id, json))),
-            false,
+            other(json),
             None,
         ),
         Command::Gc { json } => (
             state.and_then(|d| runtime.block_on(commands::gc(&d, json))),
-            false,
+            other(json),
             None,
         ),
     };
@@ -194,7 +230,7 @@ pub fn main() -> ExitCode {
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     match res {
         Ok(code) => ExitCode::from(code),
-        Err(e) => fail(&e, json, backend.as_deref()),
+        Err(e) => fail(&e, on_error, backend.as_deref()),
     }
 }
 

@@ -374,7 +374,7 @@ fn sink(closed: Arc<tokio::sync::Notify>) -> OutputSink {
 }
 
 /// `requested` of a limit in JSON: bytes, cores, counts, milliseconds.
-fn limit_value(v: &LimitValue) -> Value {
+pub(crate) fn limit_value(v: &LimitValue) -> Value {
     match v {
         LimitValue::Bytes(b) => json!(b),
         LimitValue::Cpus(c) => json!(c),

@@ -872,7 +872,12 @@ fn list_and_show_after_runs() {
     assert_eq!(shown["result"]["status"], "exited");
     assert_eq!(shown["result"]["exit_code"], 4);
     assert_eq!(shown["command"], serde_json::json!(["sh", "-c", "exit 4"]));
-    assert!(shown["limits"]["memory"].is_object(), "{shown}");
+    // The same numbers `run --json` printed (bytes), not strings.
+    assert_eq!(shown["limits"]["memory"]["requested"], 64 << 20, "{shown}");
+    assert_eq!(
+        shown["limits"]["memory"]["enforced_by"],
+        a["limits"]["memory"]["enforced_by"]
+    );
 
     let out = sb.run(&["show", &ids[1]]);
     assert_eq!(code(&out), 0);
@@ -881,6 +886,16 @@ fn list_and_show_after_runs() {
     let out = sb.run(&["show", "ex-does-not-exist"]);
     assert_eq!(code(&out), 1);
     assert_eq!(stderr(&out).lines().count(), 1);
+    assert!(out.stdout.is_empty(), "no --json, nothing on stdout");
+    // With --json, stdout still carries one JSON object: the error.
+    let out = sb.run(&["show", "ex-does-not-exist", "--json"]);
+    assert_eq!(code(&out), 1);
+    let err = parse_one_json(&out);
+    assert_eq!(err["error"]["kind"], "not_found", "{err}");
+    assert!(err["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("ex-does-not-exist"));
     let out = sb.run(&["show", "../bad"]);
     assert_ne!(code(&out), 0);
     assert_eq!(stderr(&out).lines().count(), 1);
