@@ -5,8 +5,8 @@
 //! - cargo-fuzz needs nightly rustc flags (`-Zsanitizer=address`): it uses
 //!   the `nightly` toolchain when rustup has one, else the active stable
 //!   toolchain with `RUSTC_BOOTSTRAP=1` (which unlocks the same flags).
-//! - Builds into target/fuzz; new inputs go to target/fuzz/corpus/<target>
-//!   while the checked-in seeds in fuzz/corpus/<target> are read only.
+//! - Builds into target/fuzz; new inputs go to `target/fuzz/corpus/<target>`
+//!   while the checked-in seeds in `fuzz/corpus/<target>` are read only.
 //! - The targets' scratch trees live in a temporary TMPDIR removed at the end.
 //! - A crash fails the task; libFuzzer writes the input to fuzz/artifacts.
 

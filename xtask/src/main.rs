@@ -112,6 +112,10 @@ fn ci(_args: &[String]) -> Result<()> {
         "warnings",
     ]))?;
     run(cargo().args(["test", "--workspace", "--all-features", "--no-fail-fast"]))?;
+    // The API docs build without broken or private links.
+    run(cargo()
+        .args(["doc", "--workspace", "--all-features", "--no-deps"])
+        .env("RUSTDOCFLAGS", "-D warnings"))?;
     Ok(())
 }
 

@@ -387,12 +387,15 @@ pub(crate) fn extract(archive: impl Read, dest: &Path) -> Result<(), E> {
     Ok(())
 }
 
-/// Test hook: [`build`].
+/// Test hook: builds the tar archive the backend would upload for `host`,
+/// its top entry named `name`.
 pub fn build_archive_for_tests(host: &Path, name: &str) -> Result<Vec<u8>, E> {
     build(host, name)
 }
 
-/// Test hook: [`extract`].
+/// Test hook: extracts an archive from a container under `dest` with the
+/// backend's hostile-archive checks (entries with `..`, absolute paths, or
+/// links out of `dest` are rejected; nothing is left half-written).
 pub fn extract_archive_for_tests(archive: &[u8], dest: &Path) -> Result<(), E> {
     extract(archive, dest)
 }
