@@ -194,6 +194,62 @@ pub fn scaled(d: Duration) -> Duration {
     d.mul_f64(time_scale())
 }
 
+/// How long one case may run: `RUNBOX_TEST_CASE_DEADLINE_SECS` (default
+/// 180), scaled by [`time_scale`]. A lane with an outer timeout (the VM) sets
+/// it below that timeout so a stuck case is named, not just cut off.
+pub fn case_deadline() -> Duration {
+    let secs = std::env::var("RUNBOX_TEST_CASE_DEADLINE_SECS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(180);
+    scaled(Duration::from_secs(secs))
+}
+
+/// Watches a case from a plain thread, so it fires even when the case has
+/// wedged its runtime (a timer on that runtime would not): past `limit` it
+/// prints the case's name and every process on the machine (state, parent,
+/// cgroup, command), then ends the test binary with a failure. Dropping the
+/// returned sender disarms it.
+fn watchdog(name: &'static str, limit: Duration) -> std::sync::mpsc::Sender<()> {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name(format!("watchdog {name}"))
+        .spawn(move || {
+            if rx.recv_timeout(limit) != Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                return;
+            }
+            eprintln!("conformance: case {name} still running after {limit:?}; processes:");
+            let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect();
+            pids.sort_unstable();
+            for pid in pids {
+                let read = |f: &str| std::fs::read_to_string(format!("/proc/{pid}/{f}"));
+                let stat = read("stat").unwrap_or_default();
+                let rest = stat.rfind(')').map(|i| &stat[i + 1..]).unwrap_or("");
+                let cmd = read("cmdline").unwrap_or_default().replace('\0', " ");
+                let cgroup = read("cgroup").unwrap_or_default().replace('\n', " ");
+                let fields: Vec<&str> = rest.split_whitespace().take(2).collect();
+                eprintln!(
+                    "  {pid} state {} ppid {} cgroup {} cmd {}",
+                    fields.first().unwrap_or(&"?"),
+                    fields.get(1).unwrap_or(&"?"),
+                    cgroup.trim(),
+                    cmd.trim()
+                );
+            }
+            std::process::exit(101);
+        });
+    if let Err(e) = spawned {
+        eprintln!("conformance: no watchdog for case {name}: {e}");
+    }
+    tx
+}
+
 /// Wraps a backend and remembers every workspace created through it, so the
 /// harness can check and clean what a case leaves behind.
 #[derive(Debug)]
@@ -341,7 +397,10 @@ pub fn run_case(
         }
         let tracked = Arc::new(Tracked::new(backend));
         let t = tracked.clone();
-        let limit = scaled(Duration::from_secs(180));
+        let limit = case_deadline();
+        // The runtime's own deadline fails the case; the watchdog, a little
+        // later, catches a case that wedged the runtime (and its cleanup).
+        let _watchdog = watchdog(case.name, limit + limit / 4 + Duration::from_secs(5));
         let outcome =
             tokio::time::timeout(limit, tokio::spawn(async move { (case.run)(&*t).await })).await;
         let mut failure: Option<String> = match outcome {
