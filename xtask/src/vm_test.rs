@@ -147,7 +147,7 @@ pub fn vm_test(args: &[String]) -> Result<()> {
     let mut run = boot(&tools.qemu, &kernel, &initrd, &log_path, &opts)?;
     if let Some(report) = &run.lockup {
         // A guest kernel that locks up never recovers. This happened in 2
-        // of about 110 runs of this lane, both times right after
+        // of about 190 runs of this lane, both times right after
         // `invalid_limits_rejected` while the limit cases were starting,
         // with every case before it passed; the kernel's report (and, at
         // loglevel 5, its stack trace) is in the saved log. Boot once
