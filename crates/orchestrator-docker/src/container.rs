@@ -49,6 +49,17 @@ pub(crate) fn live_remove(containers: &[&str]) {
     lock(&LIVE).retain(|c| !containers.contains(&c.as_str()));
 }
 
+/// Settles the mark of a container created under `name` (marked with
+/// [`live_add`] before its create request): once created, the mark moves
+/// to its id; if the create failed, the name's mark is dropped.
+pub(crate) fn settle_live<Er>(name: &str, created: Result<String, Er>) -> Result<String, Er> {
+    if let Ok(cid) = &created {
+        live_add(cid);
+    }
+    live_remove(&[name]);
+    created
+}
+
 /// Whether a listed container is alive on purpose (by id or by name).
 pub(crate) fn is_live(c: &ContainerSummary) -> bool {
     let live = lock(&LIVE);

@@ -381,15 +381,7 @@ impl DockerOrchestrator {
             }
             r => r.map_err(Error::from),
         };
-        let cid = match created {
-            Ok(cid) => cid,
-            Err(e) => {
-                container::live_remove(&[&name]);
-                return Err(e);
-            }
-        };
-        container::live_add(&cid);
-        container::live_remove(&[&name]);
+        let cid = container::settle_live(&name, created)?;
         if let Err(e) = container::start(&docker, &self.config, &cid).await {
             let _ = self.remove(&cid).await;
             container::live_remove(&[&cid]);

@@ -282,15 +282,7 @@ async fn make(ctx: &RefillCtx, guard: &mut RefillGuard) -> Result<Pooled, E> {
     };
     let created = container::create(&ctx.docker, &ctx.config, &ctx.owner, &recipe).await;
     guard.creating = None;
-    let cid = match created {
-        Ok(cid) => cid,
-        Err(e) => {
-            container::live_remove(&[&name]);
-            return Err(e);
-        }
-    };
-    container::live_add(&cid);
-    container::live_remove(&[&name]);
+    let cid = container::settle_live(&name, created)?;
     guard.created = Some(cid.clone());
     if let Err(e) = container::start(&ctx.docker, &ctx.config, &cid).await {
         let _ = container::remove(&ctx.docker, &ctx.config, &cid).await;

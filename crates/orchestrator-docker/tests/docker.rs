@@ -1,6 +1,9 @@
 //! Docker-specific integration tests against the local daemon (skipped
 //! with a message when there is none, unless RUNBOX_REQUIRE_DOCKER=1).
 
+mod common;
+
+use common::docker_cli;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -8,43 +11,12 @@ use orchestrator_core::{
     CommandSpec, Error, ExitStatus, Orchestrator, ResourceLimits, StartFailure, WorkspaceSpec,
 };
 use orchestrator_docker::{
-    ensure_test_image, DockerConfig, DockerOrchestrator, DockerOrchestratorError, PullProgress,
-    TestImageOptions, TEST_IMAGE,
+    DockerConfig, DockerOrchestrator, DockerOrchestratorError, PullProgress, TEST_IMAGE,
 };
-
-static IMAGE_LOCK: tokio::sync::Mutex<bool> = tokio::sync::Mutex::const_new(false);
 
 /// The backend with the test image, or None (skip) without a daemon.
 async fn backend() -> Option<DockerOrchestrator> {
-    let config = DockerConfig::new().default_image(TEST_IMAGE);
-    let b = DockerOrchestrator::new(config.clone()).expect("backend");
-    let avail = b.is_available().await;
-    if !avail.available {
-        if std::env::var("RUNBOX_REQUIRE_DOCKER").as_deref() == Ok("1") {
-            panic!(
-                "docker unavailable and RUNBOX_REQUIRE_DOCKER=1: {:?}",
-                avail.reason
-            );
-        }
-        eprintln!("SKIPPED: docker unavailable: {:?}", avail.reason);
-        return None;
-    }
-    let mut built = IMAGE_LOCK.lock().await;
-    if !*built {
-        ensure_test_image(&config, &TestImageOptions::default())
-            .await
-            .expect("test image");
-        *built = true;
-    }
-    Some(b)
-}
-
-fn docker_cli(args: &[&str]) -> String {
-    let out = std::process::Command::new("docker")
-        .args(args)
-        .output()
-        .expect("docker cli");
-    String::from_utf8_lossy(&out.stdout).to_string()
+    common::backend(DockerConfig::new().default_image(TEST_IMAGE)).await
 }
 
 async fn assert_unavailable_fast(host: String) {

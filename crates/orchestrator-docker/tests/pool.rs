@@ -4,15 +4,13 @@
 //! with its own `io.runbox.test` value, so tests running in one process
 //! (cargo test) never count each other's containers.
 
+mod common;
+
+use common::{backend, docker_cli};
 use std::time::{Duration, Instant};
 
 use orchestrator_core::{CommandSpec, ExitStatus, Orchestrator, ResourceLimits, WorkspaceSpec};
-use orchestrator_docker::{
-    ensure_test_image, DockerConfig, DockerOrchestrator, DockerOrchestratorError, TestImageOptions,
-    TEST_IMAGE,
-};
-
-static IMAGE_LOCK: tokio::sync::Mutex<bool> = tokio::sync::Mutex::const_new(false);
+use orchestrator_docker::{DockerConfig, DockerOrchestrator, DockerOrchestratorError, TEST_IMAGE};
 
 const TEST_LABEL: &str = "io.runbox.test";
 
@@ -28,38 +26,6 @@ fn config(test: &str, pool: usize) -> DockerConfig {
         .default_image(TEST_IMAGE)
         .label(TEST_LABEL, tag(test))
         .warm_pool(pool)
-}
-
-/// The backend, or None (skip) without a daemon.
-async fn backend(config: DockerConfig) -> Option<DockerOrchestrator> {
-    let b = DockerOrchestrator::new(config.clone()).expect("backend");
-    let avail = b.is_available().await;
-    if !avail.available {
-        if std::env::var("RUNBOX_REQUIRE_DOCKER").as_deref() == Ok("1") {
-            panic!(
-                "docker unavailable and RUNBOX_REQUIRE_DOCKER=1: {:?}",
-                avail.reason
-            );
-        }
-        eprintln!("SKIPPED: docker unavailable: {:?}", avail.reason);
-        return None;
-    }
-    let mut built = IMAGE_LOCK.lock().await;
-    if !*built {
-        ensure_test_image(&config, &TestImageOptions::default())
-            .await
-            .expect("test image");
-        *built = true;
-    }
-    Some(b)
-}
-
-fn docker_cli(args: &[&str]) -> String {
-    let out = std::process::Command::new("docker")
-        .args(args)
-        .output()
-        .expect("docker cli");
-    String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 /// (full id, name) of every container, running or not, with this label.

@@ -418,21 +418,7 @@ async fn docker_figures(o: &Opts, figures: &mut Vec<Figure>) -> Result<(), BoxEr
     // starts runs during the rest of that pooled lifecycle (timed); the
     // pool is back to full (untimed) before the next series is timed, so
     // the refill does not load the other two.
-    let (mut ours, mut pool, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..n {
-        ours.push(ms(docker_lifecycle(&docker, &spec).await?));
-        pool.push(ms(docker_lifecycle(&pooled, &spec).await?));
-        pooled.warm_up().await?;
-        theirs.push(ms(cli(&[
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            &image,
-            "true",
-        ])
-        .await?));
-    }
+    let (ours, pool, theirs) = interleaved_lifecycles(&docker, &pooled, &spec, &image, n).await?;
     let hits = pooled.pool_stats().hits - hits0;
     // Back to back: one pooled lifecycle after another, refills competing
     // with them for the daemon (a steady stream of executions).
@@ -509,6 +495,34 @@ async fn docker_figures(o: &Opts, figures: &mut Vec<Figure>) -> Result<(), BoxEr
 
 /// Warm pool size of the pooled docker figures.
 const DOCKER_BENCH_POOL: usize = 4;
+
+/// `n` rounds of: a cold lifecycle, a pooled one (the pool refilled,
+/// untimed, right after), `docker run --rm IMAGE true` through the CLI.
+/// Returns the three series in ms.
+async fn interleaved_lifecycles(
+    cold: &DockerOrchestrator,
+    pooled: &DockerOrchestrator,
+    spec: &WorkspaceSpec,
+    image: &str,
+    n: usize,
+) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>), BoxError> {
+    let (mut c, mut p, mut run) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..n {
+        c.push(ms(docker_lifecycle(cold, spec).await?));
+        p.push(ms(docker_lifecycle(pooled, spec).await?));
+        pooled.warm_up().await?;
+        run.push(ms(cli(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            image,
+            "true",
+        ])
+        .await?));
+    }
+    Ok((c, p, run))
+}
 
 /// One docker lifecycle on the backend: create, exec `true`, cleanup.
 async fn docker_lifecycle(
@@ -825,21 +839,7 @@ async fn docker_breakdown() -> Result<(), BoxError> {
     print("create, pool + execution id", pe);
 
     // Whole lifecycles, interleaved with the CLI baseline.
-    let (mut cold, mut pool, mut cli_run) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..n {
-        cold.push(ms(docker_lifecycle(&docker, &spec).await?));
-        pool.push(ms(docker_lifecycle(&pooled, &spec).await?));
-        pooled.warm_up().await?;
-        cli_run.push(ms(cli(&[
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            &image,
-            "true",
-        ])
-        .await?));
-    }
+    let (cold, pool, cli_run) = interleaved_lifecycles(&docker, &pooled, &spec, &image, n).await?;
     // Back to back: each take's refill competes with the next lifecycles.
     let s0 = pooled.pool_stats();
     let mut b2b = Vec::new();
