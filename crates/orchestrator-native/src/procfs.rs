@@ -1,13 +1,9 @@
-//! Small /proc helpers: process start times (to tell a live owner from a
-//! reused pid), descendants of a process, and killing process trees.
+//! Reading /proc: process status, the members and descendants of a process
+//! group, the processes of a workspace directory, who holds a pipe open.
 
 use std::path::Path;
 
-/// Field 22 of /proc/PID/stat (start time in clock ticks since boot).
-pub(crate) fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat(&stat).map(|s| s.start_time)
-}
+use crate::process::signal::{Pgid, Pid};
 
 pub(crate) struct Stat {
     pub ppid: i32,
@@ -29,25 +25,14 @@ pub(crate) fn parse_stat(stat: &str) -> Option<Stat> {
     })
 }
 
-/// Is this pid alive (not a zombie) with this start time?
-pub(crate) fn is_alive(pid: i32, start: u64) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| parse_stat(&s))
-    {
-        Some(s) => s.start_time == start && s.state != 'Z',
-        None => false,
-    }
-}
-
 /// All live pids with their stat.
-fn all_processes() -> Vec<(i32, Stat)> {
+fn all_processes() -> Vec<(Pid, Stat)> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     dir.filter_map(|e| {
         let e = e.ok()?;
-        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let pid = Pid::new(e.file_name().to_str()?.parse().ok()?)?;
         let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
         Some((pid, parse_stat(&stat)?))
     })
@@ -56,43 +41,24 @@ fn all_processes() -> Vec<(i32, Stat)> {
 
 /// Every process in process group `pgid` and every descendant of those
 /// (including descendants that moved to another group or session).
-pub(crate) fn tree_of_group(pgid: i32) -> Vec<i32> {
+pub(crate) fn tree_of_group(pgid: Pgid) -> Vec<Pid> {
     let procs = all_processes();
-    let mut set: Vec<i32> = procs
+    let mut set: Vec<Pid> = procs
         .iter()
-        .filter(|(_, s)| s.pgid == pgid)
+        .filter(|(_, s)| s.pgid == pgid.get())
         .map(|(p, _)| *p)
         .collect();
     let mut i = 0;
     while i < set.len() {
         let parent = set[i];
         for (p, s) in &procs {
-            if s.ppid == parent && !set.contains(p) {
+            if s.ppid == parent.get() && !set.contains(p) {
                 set.push(*p);
             }
         }
         i += 1;
     }
     set
-}
-
-/// SIGKILLs process group `pgid` and every descendant of its members.
-pub(crate) fn kill_tree(pgid: i32) {
-    // Kill the group first so it cannot fork further, then stragglers that
-    // left the group; repeat once for children forked in between.
-    for _ in 0..2 {
-        // SAFETY: kill(2) with a negative pid signals a process group; no
-        // memory is touched.
-        unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
-        }
-        for pid in tree_of_group(pgid) {
-            // SAFETY: as above, for one pid.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
-        }
-    }
 }
 
 /// Reads a small /proc file into `buf` with as few syscalls as it takes:
@@ -126,8 +92,18 @@ pub(crate) fn last_pid() -> Option<i32> {
 /// process on the machine).
 const PROBE_MAX: i32 = 1024;
 
-/// Live (non-zombie) processes of a workspace directory, among pids
-/// `>= min_pid`: those whose working directory is `dir` or below, and those
+/// Which pids a search for a workspace's processes considers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum PidFloor {
+    /// Only pids from this one up (a workspace's first command), unless
+    /// the pid counter wrapped since.
+    From(Pid),
+    /// Every pid.
+    Any,
+}
+
+/// Live (non-zombie) processes of a workspace directory, among the pids
+/// `floor` allows: those whose working directory is `dir` or below, and those
 /// whose environment (as it was at their `exec`) has `HOME=<dir>`, which
 /// every command gets, so a process that left both its group and the
 /// workspace directory (`cd / && setsid ...`) is still found.
@@ -140,17 +116,23 @@ const PROBE_MAX: i32 = 1024;
 /// little costs a handful of failed lookups); otherwise /proc is listed,
 /// whole when the counter wrapped. One readlink per candidate, the environ
 /// file only when the cwd does not match, the stat file only for matches.
-pub(crate) fn processes_in_dir(dir: &Path, min_pid: i32) -> Vec<i32> {
+pub(crate) fn processes_in_dir(dir: &Path, floor: PidFloor) -> Vec<Pid> {
     let mut m = Matcher::new(dir);
-    let last = if min_pid > 0 { last_pid() } else { None };
-    match last {
-        Some(last) if last >= min_pid && last - min_pid <= PROBE_MAX => {
-            (min_pid..=last).filter(|&pid| m.matches(pid)).collect()
-        }
+    let min_pid = match floor {
+        PidFloor::From(pid) => Some(pid.get()),
+        PidFloor::Any => None,
+    };
+    let last = min_pid.and_then(|_| last_pid());
+    match (min_pid, last) {
+        (Some(min_pid), Some(last)) if last >= min_pid && last - min_pid <= PROBE_MAX => (min_pid
+            ..=last)
+            .filter(|&pid| m.matches(pid))
+            .filter_map(Pid::new)
+            .collect(),
         _ => {
             // Wrapped (last < min_pid): everything is a candidate.
-            let floor = match last {
-                Some(last) if last >= min_pid => min_pid,
+            let floor = match (min_pid, last) {
+                (Some(min_pid), Some(last)) if last >= min_pid => min_pid,
                 _ => 0,
             };
             let Ok(rd) = std::fs::read_dir("/proc") else {
@@ -158,6 +140,7 @@ pub(crate) fn processes_in_dir(dir: &Path, min_pid: i32) -> Vec<i32> {
             };
             rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
                 .filter(|&pid| pid >= floor && m.matches(pid))
+                .filter_map(Pid::new)
                 .collect()
         }
     }
@@ -296,14 +279,6 @@ mod tests {
         assert_eq!(st.start_time, 4242);
     }
 
-    #[test]
-    fn own_process_is_alive() {
-        let me = std::process::id() as i32;
-        let st = start_time(me).unwrap();
-        assert!(is_alive(me, st));
-        assert!(!is_alive(me, st + 1));
-    }
-
     /// Every path of the scan finds a process by its working directory:
     /// the probed range, the listing of /proc, and the full listing after
     /// a (simulated) pid wrap.
@@ -315,20 +290,21 @@ mod tests {
             .current_dir(dir.path())
             .spawn()
             .unwrap();
-        let pid = child.id() as i32;
-        let found = |min| processes_in_dir(dir.path(), min).contains(&pid);
+        let pid = Pid::new(child.id() as i32).unwrap();
+        let found_in = |floor| processes_in_dir(dir.path(), floor).contains(&pid);
+        let found = |min: i32| found_in(PidFloor::From(Pid::new(min).unwrap()));
         // Probed range: the child is the first pid of it.
-        assert!(found(pid), "range probe missed the child");
-        // Listing from 0.
-        assert!(found(0), "full listing missed the child");
+        assert!(found(pid.get()), "range probe missed the child");
+        // Listing every pid.
+        assert!(found_in(PidFloor::Any), "full listing missed the child");
         // A floor above the last pid looks like a wrap: list everything.
         assert!(found(i32::MAX), "the wrap fallback missed the child");
         // A floor just above the child excludes it (range probe).
-        assert!(!found(pid + 1) || last_pid().unwrap() < pid + 1);
+        assert!(!found(pid.get() + 1) || last_pid().unwrap() < pid.get() + 1);
         // Listing (range too long to probe) with a floor below the child.
-        assert!(found(pid - PROBE_MAX - 1) || pid <= PROBE_MAX + 1);
+        assert!(pid.get() <= PROBE_MAX + 1 || found(pid.get() - PROBE_MAX - 1));
         child.kill().unwrap();
         child.wait().unwrap();
-        assert!(!found(pid), "a reaped child is no longer found");
+        assert!(!found(pid.get()), "a reaped child is no longer found");
     }
 }

@@ -10,9 +10,54 @@
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
-use orchestrator_core::{paths, Error, Result};
+use orchestrator_core::{paths, Error, Result, WorkspaceId};
 
 use crate::error::NativeOrchestratorError;
+use crate::sync::maybe_blocking;
+use crate::NativeOrchestrator;
+
+impl NativeOrchestrator {
+    /// `copy_to`: host `host_path` to `sandbox_path` in workspace `id`.
+    pub(crate) async fn copy_into(
+        &self,
+        id: &WorkspaceId,
+        host_path: &Path,
+        sandbox_path: &str,
+    ) -> Result<()> {
+        let ws = self.get_existing(id)?;
+        let dest = paths::resolve_in_root(&ws.dir, sandbox_path)?;
+        let src = host_path.to_path_buf();
+        let (md, quick) = small_file(&src);
+        maybe_blocking(quick, move || copy_in(&src, &dest, &ws.dir, md)).await
+    }
+
+    /// `copy_from`: `sandbox_path` in workspace `id` to host `host_path`.
+    pub(crate) async fn copy_out_of(
+        &self,
+        id: &WorkspaceId,
+        sandbox_path: &str,
+        host_path: &Path,
+    ) -> Result<()> {
+        let ws = self.get_existing(id)?;
+        let src = paths::resolve_in_root(&ws.dir, sandbox_path)?;
+        let dest = paths::host_copy_target(
+            host_path,
+            paths::sandbox_relative(sandbox_path)?.file_name(),
+        )?;
+        let (md, quick) = small_file(&src);
+        maybe_blocking(quick, move || copy_out(&src, &dest, &ws.dir, md)).await
+    }
+}
+
+/// The lstat of a copy's source, and whether it is a regular file small
+/// enough to copy inline.
+fn small_file(p: &Path) -> (Option<std::fs::Metadata>, bool) {
+    let md = std::fs::symlink_metadata(p).ok();
+    let small = md
+        .as_ref()
+        .is_some_and(|m| m.is_file() && m.len() <= SMALL_FILE_MAX);
+    (md, small)
+}
 
 fn io(op: &'static str, path: &Path, e: std::io::Error) -> Error {
     if e.kind() == std::io::ErrorKind::NotFound {
@@ -143,7 +188,7 @@ fn place(stage: &Path, dest: &Path) -> Result<()> {
 
 /// Regular files up to this size are copied through memory by
 /// [`copy_small_file`].
-pub(crate) const SMALL_FILE_MAX: u64 = 256 * 1024;
+const SMALL_FILE_MAX: u64 = 256 * 1024;
 
 enum Small {
     Done,
@@ -257,12 +302,7 @@ fn copy_small_file(src: &Path, dest: &Path, md: &std::fs::Metadata, direct: bool
 
 /// Host `src` → resolved sandbox `dest` (already checked against `root`).
 /// `md`: `src`'s lstat when the caller already has it.
-pub(crate) fn copy_in(
-    src: &Path,
-    dest: &Path,
-    root: &Path,
-    md: Option<std::fs::Metadata>,
-) -> Result<()> {
+fn copy_in(src: &Path, dest: &Path, root: &Path, md: Option<std::fs::Metadata>) -> Result<()> {
     if dest == root {
         return Err(Error::invalid(
             "cannot replace the workspace root; name a path inside it",
@@ -273,12 +313,7 @@ pub(crate) fn copy_in(
 
 /// Resolved sandbox `src` → host `dest`; links leading out of `root` fail.
 /// `md`: `src`'s lstat when the caller already has it.
-pub(crate) fn copy_out(
-    src: &Path,
-    dest: &Path,
-    root: &Path,
-    md: Option<std::fs::Metadata>,
-) -> Result<()> {
+fn copy_out(src: &Path, dest: &Path, root: &Path, md: Option<std::fs::Metadata>) -> Result<()> {
     staged_copy(src, dest, Links::InsideRoot(root), md)
 }
 

@@ -1,0 +1,204 @@
+//! Which limit is enforced by what on this host (cgroup, rlimit, runbox
+//! itself), the [`LimitReport`] that says so, the rlimits a command gets,
+//! and applying a workspace's limits.
+
+use std::sync::Arc;
+
+use orchestrator_core::{
+    LimitEntry, LimitKind, LimitReport, Mechanism, ResourceLimits, Result, WorkspaceId,
+};
+
+use crate::cgroup::CgroupVersion;
+use crate::process::command::overlay;
+use crate::process::spawn::Rlimit;
+use crate::sync::lock;
+use crate::workspace::Workspace;
+use crate::NativeOrchestrator;
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+impl NativeOrchestrator {
+    fn mechanism(&self) -> Option<Mechanism> {
+        match &self.inner.cgroups {
+            Ok(c) if c.version() == CgroupVersion::V2 => Some(Mechanism::CgroupV2),
+            Ok(_) => Some(Mechanism::CgroupV1),
+            Err(_) => None,
+        }
+    }
+
+    /// The limit kinds this host can enforce.
+    pub(crate) fn enforceable(&self) -> Vec<LimitKind> {
+        LimitKind::ALL
+            .into_iter()
+            .filter(|k| self.enforcement(*k).0.is_some())
+            .collect()
+    }
+
+    /// How each limit kind is enforced here: mechanism and note, or reason.
+    fn enforcement(&self, kind: LimitKind) -> (Option<Mechanism>, String) {
+        let cg = self.mechanism();
+        let no_cg = || {
+            self.cgroup_unavailable_reason()
+                .unwrap_or("no cgroup")
+                .to_string()
+        };
+        match kind {
+            LimitKind::Memory => match cg {
+                Some(m) => (
+                    Some(m),
+                    "memory limit with swap disabled; OOM kills detected".into(),
+                ),
+                None => (
+                    Some(Mechanism::Rlimit),
+                    format!(
+                        "RLIMIT_AS per process (address space, not RSS; OOM not detected): {}",
+                        no_cg()
+                    ),
+                ),
+            },
+            LimitKind::Cpus => match cg {
+                Some(m) => (Some(m), "CFS quota over a 100 ms period".into()),
+                None => (None, format!("CPU bandwidth needs a cgroup: {}", no_cg())),
+            },
+            LimitKind::Pids => match cg {
+                Some(m) => (Some(m), "pids controller (processes and threads)".into()),
+                None if !is_root() => (
+                    Some(Mechanism::Rlimit),
+                    format!(
+                        "RLIMIT_NPROC counts every process of the user, not only the sandbox's: {}",
+                        no_cg()
+                    ),
+                ),
+                None => (
+                    None,
+                    format!("RLIMIT_NPROC does not bind root and no cgroup: {}", no_cg()),
+                ),
+            },
+            LimitKind::WallTimeout => (
+                Some(Mechanism::Runbox),
+                "timer; the whole process tree is killed".into(),
+            ),
+            LimitKind::CpuTime => (
+                Some(Mechanism::Rlimit),
+                "RLIMIT_CPU per process, whole seconds rounded up (SIGXCPU, then SIGKILL)".into(),
+            ),
+            LimitKind::FileSize => (Some(Mechanism::Rlimit), "RLIMIT_FSIZE (SIGXFSZ)".into()),
+            LimitKind::OpenFiles => (Some(Mechanism::Rlimit), "RLIMIT_NOFILE".into()),
+            LimitKind::OutputBytes => (
+                Some(Mechanism::Runbox),
+                "captured output capped per stream; the command is stopped".into(),
+            ),
+            _ => (None, "limit kind unknown to the native backend".into()),
+        }
+    }
+
+    /// How each requested limit is enforced.
+    pub(crate) fn report(&self, limits: &ResourceLimits) -> LimitReport {
+        LimitReport {
+            entries: limits
+                .requested()
+                .into_iter()
+                .map(|(kind, requested)| {
+                    let (enforced_by, note) = self.enforcement(kind);
+                    LimitEntry {
+                        kind,
+                        requested,
+                        enforced_by,
+                        note: Some(note),
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// The rlimits a command gets for limits `l`: those no cgroup enforces.
+    pub(crate) fn rlimits(&self, l: &ResourceLimits) -> Vec<Rlimit> {
+        let mut v = Vec::new();
+        let mut push = |resource, n: u64| {
+            v.push(Rlimit {
+                resource,
+                soft: n,
+                hard: n,
+            })
+        };
+        if let Some(d) = l.file_size_bytes {
+            push(libc::RLIMIT_FSIZE, d);
+        }
+        if let Some(n) = l.open_files {
+            push(libc::RLIMIT_NOFILE, n);
+        }
+        let cg = self.inner.cgroups.is_ok();
+        if let Some(m) = l.memory_bytes.filter(|_| !cg) {
+            push(libc::RLIMIT_AS, m);
+        }
+        if let Some(n) = l.pids.filter(|_| !cg && !is_root()) {
+            push(libc::RLIMIT_NPROC, n);
+        }
+        if let Some(d) = l.cpu_time {
+            let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+            v.push(Rlimit {
+                resource: libc::RLIMIT_CPU,
+                soft: secs,
+                hard: secs + 1,
+            });
+        }
+        v
+    }
+
+    /// `apply_resource_limits`.
+    pub(crate) fn apply_limits(
+        &self,
+        id: &WorkspaceId,
+        limits: &ResourceLimits,
+    ) -> Result<LimitReport> {
+        let ws = self.get(id)?;
+        self.apply_limits_sync(&ws, limits)
+    }
+
+    /// Checks `limits` (strictly when asked), writes those a cgroup
+    /// enforces (making the workspace cgroup on first need) and merges them
+    /// into the workspace's limits for later commands.
+    pub(crate) fn apply_limits_sync(
+        &self,
+        ws: &Workspace,
+        limits: &ResourceLimits,
+    ) -> Result<LimitReport> {
+        limits.validate()?;
+        let report = self.report(limits);
+        if limits.strict || self.inner.config.strict {
+            report.check_strict()?;
+        }
+        let wants_cgroup =
+            limits.memory_bytes.is_some() || limits.pids.is_some() || limits.cpus.is_some();
+        let cgroup = match (&self.inner.cgroups, wants_cgroup) {
+            (Ok(support), true) => {
+                let mut slot = lock(&ws.cgroup);
+                match &*slot {
+                    Some(cg) => Some(cg.clone()),
+                    None => {
+                        let cg = Arc::new(support.create(ws.id.as_str())?);
+                        *slot = Some(cg.clone());
+                        Some(cg)
+                    }
+                }
+            }
+            _ => None,
+        };
+        if let Some(cg) = &cgroup {
+            if let Some(m) = limits.memory_bytes {
+                cg.set_memory(m)?;
+            }
+            if let Some(p) = limits.pids {
+                cg.set_pids(p)?;
+            }
+            if let Some(c) = limits.cpus {
+                cg.set_cpus(c)?;
+            }
+        }
+        overlay(&mut lock(&ws.limits), limits);
+        Ok(report)
+    }
+}

@@ -1,0 +1,188 @@
+//! The commands of a workspace: foreground runs, background processes and
+//! their status, waiting for them, stopping them.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use orchestrator_core::{
+    CommandSpec, Error, ExecOutput, ProcessId, ProcessSnapshot, Result, WorkspaceId,
+};
+use tokio::sync::watch;
+
+use crate::process::capture::Shared;
+use crate::process::command;
+use crate::process::drive::{drive, not_started};
+use crate::process::signal::{kill_tree, Pgid};
+use crate::process::spawn::{spawn, SpawnPlan};
+use crate::sync::{blocking, lock};
+use crate::workspace::Workspace;
+use crate::NativeOrchestrator;
+
+/// How long `stop` waits for a killed process's driver to finish.
+const STOP_WAIT: Duration = Duration::from_secs(10);
+
+/// A background process.
+#[derive(Debug)]
+pub(crate) struct Background {
+    /// Its process group; `None` when it never started.
+    pub pgid: Option<Pgid>,
+    pub shared: Arc<Shared>,
+    /// Its result, once it ended.
+    pub result: watch::Receiver<Option<ExecOutput>>,
+}
+
+impl Background {
+    /// Its process group while it runs.
+    pub(crate) fn running_group(&self) -> Option<Pgid> {
+        self.pgid.filter(|_| self.result.borrow().is_none())
+    }
+}
+
+impl NativeOrchestrator {
+    fn plan(&self, ws: &Workspace, cmd: &CommandSpec) -> Result<SpawnPlan> {
+        let limits = lock(&ws.limits).clone();
+        command::plan(&ws.dir, cmd, &limits, self.rlimits(&limits), ws.cgroup())
+    }
+
+    fn background(ws: &Workspace, pid: &ProcessId) -> Result<Arc<Background>> {
+        lock(&ws.background)
+            .get(pid)
+            .cloned()
+            .ok_or_else(|| Error::process_not_found(pid))
+    }
+
+    /// `run_command`.
+    pub(crate) async fn run_foreground(
+        &self,
+        id: &WorkspaceId,
+        cmd: &CommandSpec,
+    ) -> Result<ExecOutput> {
+        let ws = self.get_existing(id)?;
+        let plan = self.plan(&ws, cmd)?;
+        let running = match spawn(plan)? {
+            Ok(r) => r,
+            Err(status) => return Ok(not_started(status)),
+        };
+        let pgid = running.pgid;
+        ws.note_spawn(pgid);
+        lock(&ws.foreground).insert(pgid);
+        let out = drive(running).await;
+        lock(&ws.foreground).remove(&pgid);
+        Ok(out)
+    }
+
+    /// `start_background`.
+    pub(crate) async fn spawn_background(
+        &self,
+        id: &WorkspaceId,
+        cmd: &CommandSpec,
+    ) -> Result<ProcessId> {
+        let ws = self.get_existing(id)?;
+        let plan = self.plan(&ws, cmd)?;
+        let pid = ProcessId::new(format!(
+            "p{}",
+            ws.next_process.fetch_add(1, Ordering::Relaxed)
+        ))?;
+        let (tx, rx) = watch::channel(None);
+        let bg = match spawn(plan)? {
+            Ok(running) => {
+                ws.note_spawn(running.pgid);
+                let bg = Background {
+                    pgid: Some(running.pgid),
+                    shared: running.shared.clone(),
+                    result: rx,
+                };
+                tokio::spawn(async move {
+                    let out = drive(running).await;
+                    let _ = tx.send(Some(out));
+                });
+                bg
+            }
+            Err(status) => {
+                let _ = tx.send(Some(not_started(status)));
+                Background {
+                    pgid: None,
+                    shared: Arc::new(Shared::empty()),
+                    result: rx,
+                }
+            }
+        };
+        lock(&ws.background).insert(pid.clone(), Arc::new(bg));
+        Ok(pid)
+    }
+
+    /// `process_status`.
+    pub(crate) fn background_status(
+        &self,
+        id: &WorkspaceId,
+        pid: &ProcessId,
+    ) -> Result<ProcessSnapshot> {
+        let bg = Self::background(&*self.get(id)?, pid)?;
+        let done = bg.result.borrow().clone();
+        Ok(match done {
+            Some(out) => ProcessSnapshot {
+                status: Some(out.status),
+                stdout: out.stdout,
+                stderr: out.stderr,
+                stdout_truncated: out.stdout_truncated,
+                stderr_truncated: out.stderr_truncated,
+            },
+            None => bg.shared.snapshot(None),
+        })
+    }
+
+    /// `wait_process`.
+    pub(crate) async fn wait_background(
+        &self,
+        id: &WorkspaceId,
+        pid: &ProcessId,
+        timeout: Option<Duration>,
+    ) -> Result<Option<ExecOutput>> {
+        let bg = Self::background(&*self.get(id)?, pid)?;
+        let mut rx = bg.result.clone();
+        let wait = async move {
+            rx.wait_for(|v| v.is_some())
+                .await
+                .ok()
+                .and_then(|v| v.clone())
+        };
+        Ok(match timeout {
+            Some(t) => tokio::time::timeout(t, wait).await.ok().flatten(),
+            None => wait.await,
+        })
+    }
+
+    /// `stop`: one background process, or every process of the workspace.
+    pub(crate) async fn stop_processes(
+        &self,
+        id: &WorkspaceId,
+        pid: Option<&ProcessId>,
+    ) -> Result<()> {
+        let ws = self.get(id)?;
+        let targets: Vec<Arc<Background>> = match pid {
+            Some(p) => vec![Self::background(&ws, p)?],
+            None => lock(&ws.background).values().cloned().collect(),
+        };
+        {
+            let ws = ws.clone();
+            let groups: Vec<Pgid> = targets.iter().filter_map(|b| b.running_group()).collect();
+            let all = pid.is_none();
+            blocking(move || {
+                for pgid in groups {
+                    kill_tree(pgid);
+                }
+                if all {
+                    Self::kill_everything(&ws);
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        for b in targets {
+            let mut rx = b.result.clone();
+            let _ = tokio::time::timeout(STOP_WAIT, rx.wait_for(|v| v.is_some())).await;
+        }
+        Ok(())
+    }
+}

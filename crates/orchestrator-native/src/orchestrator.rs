@@ -1,0 +1,101 @@
+//! The [`Orchestrator`] contract for [`NativeOrchestrator`]: each operation
+//! delegates to the module that implements it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use orchestrator_core::{
+    Availability, Capabilities, CommandSpec, ExecOutput, LimitReport, Orchestrator, ProcessId,
+    ProcessSnapshot, ResourceLimits, Result, WorkspaceId, WorkspaceSpec,
+};
+
+use crate::{NativeOrchestrator, BACKEND_NAME};
+
+#[async_trait]
+impl Orchestrator for NativeOrchestrator {
+    fn name(&self) -> &str {
+        BACKEND_NAME
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            copy: true,
+            background: true,
+            direct_access: true,
+            network_isolation: false,
+            oom_detection: self.inner.cgroups.is_ok(),
+            limits: self.enforceable(),
+        }
+    }
+
+    async fn is_available(&self) -> Availability {
+        self.availability()
+    }
+
+    async fn create_workspace(&self, spec: &WorkspaceSpec) -> Result<WorkspaceId> {
+        self.create(spec).await
+    }
+
+    async fn apply_resource_limits(
+        &self,
+        id: &WorkspaceId,
+        limits: &ResourceLimits,
+    ) -> Result<LimitReport> {
+        self.apply_limits(id, limits)
+    }
+
+    async fn copy_to(&self, id: &WorkspaceId, host_path: &Path, sandbox_path: &str) -> Result<()> {
+        self.copy_into(id, host_path, sandbox_path).await
+    }
+
+    async fn copy_from(
+        &self,
+        id: &WorkspaceId,
+        sandbox_path: &str,
+        host_path: &Path,
+    ) -> Result<()> {
+        self.copy_out_of(id, sandbox_path, host_path).await
+    }
+
+    async fn run_command(&self, id: &WorkspaceId, cmd: &CommandSpec) -> Result<ExecOutput> {
+        self.run_foreground(id, cmd).await
+    }
+
+    async fn start_background(&self, id: &WorkspaceId, cmd: &CommandSpec) -> Result<ProcessId> {
+        self.spawn_background(id, cmd).await
+    }
+
+    async fn process_status(&self, id: &WorkspaceId, pid: &ProcessId) -> Result<ProcessSnapshot> {
+        self.background_status(id, pid)
+    }
+
+    async fn wait_process(
+        &self,
+        id: &WorkspaceId,
+        pid: &ProcessId,
+        timeout: Option<Duration>,
+    ) -> Result<Option<ExecOutput>> {
+        self.wait_background(id, pid, timeout).await
+    }
+
+    async fn stop(&self, id: &WorkspaceId, pid: Option<&ProcessId>) -> Result<()> {
+        self.stop_processes(id, pid).await
+    }
+
+    async fn cleanup(&self, id: &WorkspaceId) -> Result<()> {
+        self.tear_down(id).await
+    }
+
+    fn workspace_path(&self, id: &WorkspaceId) -> Option<PathBuf> {
+        self.get(id).ok().map(|w| w.dir.clone())
+    }
+
+    async fn residue(&self, id: &WorkspaceId) -> Result<Vec<String>> {
+        self.residue_of(id).await
+    }
+
+    async fn reap_orphans(&self) -> Result<Vec<String>> {
+        self.reap().await
+    }
+}

@@ -1,0 +1,174 @@
+//! A workspace's state (directory, cgroup, limits, running commands), its
+//! lookup, and making one: a fresh id reserved by creating its directory.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use orchestrator_core::{Error, ProcessId, ResourceLimits, Result, WorkspaceId, WorkspaceSpec};
+
+use crate::cgroup::WorkspaceCgroup;
+use crate::error::NativeOrchestratorError;
+use crate::jobs::Background;
+use crate::owner;
+use crate::process::signal::{Pgid, Pid};
+use crate::sync::{lock, maybe_blocking};
+use crate::teardown::CgroupRef;
+use crate::NativeOrchestrator;
+
+#[derive(Debug)]
+pub(crate) struct Workspace {
+    pub id: WorkspaceId,
+    pub dir: PathBuf,
+    /// Made on the first limit that needs a cgroup (memory, pids, cpus):
+    /// a workspace without such limits costs no cgroup work.
+    pub cgroup: Mutex<Option<Arc<WorkspaceCgroup>>>,
+    pub limits: Mutex<ResourceLimits>,
+    pub background: Mutex<HashMap<ProcessId, Arc<Background>>>,
+    /// Process groups of the `run_command`s in flight.
+    pub foreground: Mutex<HashSet<Pgid>>,
+    pub next_process: AtomicU64,
+    /// The first command started here; see [`Workspace::scan_floor`].
+    first_pid: OnceLock<Pid>,
+}
+
+impl Workspace {
+    fn new(id: WorkspaceId, dir: PathBuf) -> Self {
+        Self {
+            id,
+            dir,
+            cgroup: Mutex::new(None),
+            limits: Mutex::new(ResourceLimits::default()),
+            background: Mutex::new(HashMap::new()),
+            foreground: Mutex::new(HashSet::new()),
+            next_process: AtomicU64::new(1),
+            first_pid: OnceLock::new(),
+        }
+    }
+
+    pub fn cgroup(&self) -> Option<Arc<WorkspaceCgroup>> {
+        lock(&self.cgroup).clone()
+    }
+
+    /// Notes a started command (its group leader's pid).
+    pub fn note_spawn(&self, pgid: Pgid) {
+        let _ = self.first_pid.set(pgid.leader());
+    }
+
+    /// The lowest pid a leftover process of this workspace can have, or
+    /// `None` when no command ever ran here (nothing to look for).
+    /// [`crate::procfs::processes_in_dir`] falls back to a full scan when
+    /// the pid counter wrapped since.
+    pub fn scan_floor(&self) -> Option<Pid> {
+        self.first_pid.get().copied()
+    }
+}
+
+impl NativeOrchestrator {
+    pub(crate) fn get(&self, id: &WorkspaceId) -> Result<Arc<Workspace>> {
+        lock(&self.inner.workspaces)
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::workspace_not_found(id))
+    }
+
+    /// A workspace whose directory still exists. One removed behind the
+    /// backend's back is NotFound (never silently recreated by a copy);
+    /// `cleanup` still tears down what is left of it.
+    pub(crate) fn get_existing(&self, id: &WorkspaceId) -> Result<Arc<Workspace>> {
+        let ws = self.get(id)?;
+        match std::fs::symlink_metadata(&ws.dir) {
+            Ok(md) if md.is_dir() => Ok(ws),
+            _ => Err(Error::workspace_not_found(format!(
+                "{id} (its directory {} is gone)",
+                ws.dir.display()
+            ))),
+        }
+    }
+
+    /// A fresh id, `<owner prefix>-<counter><nanos>` (hex): the owner is
+    /// part of the name, so recovery needs no metadata file (see
+    /// [`owner::owner_of`]). The counter is process-wide: two backends in
+    /// one process (the conformance suite makes one per case) never draw
+    /// the same id, whatever the clock's resolution.
+    fn new_id(&self) -> Result<WorkspaceId> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let prefix = owner::name_prefix(self.inner.owner);
+        WorkspaceId::new(format!("{prefix}-{n:x}{nanos:08x}"))
+    }
+
+    /// Reserves a new id by creating its directory exclusively, so an id
+    /// that exists on disk (left by a crashed process that had the same pid
+    /// and start time, say) is skipped, never reused or removed.
+    fn reserve(&self) -> Result<(WorkspaceId, PathBuf)> {
+        use std::os::unix::fs::DirBuilderExt;
+        const ATTEMPTS: usize = 16;
+        for _ in 0..ATTEMPTS {
+            let id = self.new_id()?;
+            let dir = self.inner.root.join(id.as_str());
+            match std::fs::DirBuilder::new().mode(0o755).create(&dir) {
+                Ok(()) => return Ok((id, dir)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    return Err(NativeOrchestratorError::io("create workspace", &dir, e).into())
+                }
+            }
+        }
+        Err(NativeOrchestratorError::io(
+            "create workspace",
+            &self.inner.root,
+            std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!("no free workspace id after {ATTEMPTS} attempts"),
+            ),
+        )
+        .into())
+    }
+
+    /// `create_workspace`: a registered workspace with `spec`'s limits.
+    pub(crate) async fn create(&self, spec: &WorkspaceSpec) -> Result<WorkspaceId> {
+        let this = self.clone();
+        let spec = spec.clone();
+        // Without limits this is a small file and a directory: done inline.
+        let quick = spec.limits.is_none();
+        // Registered inside the task: when this future is dropped mid-way,
+        // the workspace is still known (and removed on drop).
+        maybe_blocking(quick, move || {
+            let ws = this.create_sync(&spec)?;
+            let id = ws.id.clone();
+            tracing::debug!(workspace = %id, dir = %ws.dir.display(), "workspace created");
+            lock(&this.inner.workspaces).insert(id.clone(), ws);
+            Ok(id)
+        })
+        .await
+    }
+
+    fn create_sync(&self, spec: &WorkspaceSpec) -> Result<Arc<Workspace>> {
+        if let Some(l) = &spec.limits {
+            l.validate()?;
+            if l.strict || self.inner.config.strict {
+                self.report(l).check_strict()?;
+            }
+        }
+        let (id, dir) = self.reserve()?;
+        // From here on the directory is ours: a failure removes it.
+        let ws = Arc::new(Workspace::new(id.clone(), dir.clone()));
+        let applied = match &spec.limits {
+            Some(l) => self.apply_limits_sync(&ws, l).map(drop),
+            None => Ok(()),
+        };
+        match applied {
+            Ok(()) => Ok(ws),
+            Err(e) => {
+                let _ = self.remove_all(id.as_str(), &dir, CgroupRef::Lookup);
+                Err(e)
+            }
+        }
+    }
+}
