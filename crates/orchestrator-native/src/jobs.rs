@@ -40,9 +40,13 @@ impl Background {
 }
 
 impl NativeOrchestrator {
-    fn plan(&self, ws: &Workspace, cmd: &CommandSpec) -> Result<SpawnPlan> {
+    /// The workspace `id` (which must still exist) and the plan to start
+    /// `cmd` in it.
+    fn plan(&self, id: &WorkspaceId, cmd: &CommandSpec) -> Result<(Arc<Workspace>, SpawnPlan)> {
+        let ws = self.get_existing(id)?;
         let limits = lock(&ws.limits).clone();
-        command::plan(&ws.dir, cmd, &limits, self.rlimits(&limits), ws.cgroup())
+        let plan = command::plan(&ws.dir, cmd, &limits, self.rlimits(&limits), ws.cgroup())?;
+        Ok((ws, plan))
     }
 
     fn background(ws: &Workspace, pid: &ProcessId) -> Result<Arc<Background>> {
@@ -58,8 +62,7 @@ impl NativeOrchestrator {
         id: &WorkspaceId,
         cmd: &CommandSpec,
     ) -> Result<ExecOutput> {
-        let ws = self.get_existing(id)?;
-        let plan = self.plan(&ws, cmd)?;
+        let (ws, plan) = self.plan(id, cmd)?;
         let running = match spawn(plan)? {
             Ok(r) => r,
             Err(status) => return Ok(not_started(status)),
@@ -78,8 +81,7 @@ impl NativeOrchestrator {
         id: &WorkspaceId,
         cmd: &CommandSpec,
     ) -> Result<ProcessId> {
-        let ws = self.get_existing(id)?;
-        let plan = self.plan(&ws, cmd)?;
+        let (ws, plan) = self.plan(id, cmd)?;
         let pid = ProcessId::new(format!(
             "p{}",
             ws.next_process.fetch_add(1, Ordering::Relaxed)

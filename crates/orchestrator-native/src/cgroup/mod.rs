@@ -326,7 +326,14 @@ impl WorkspaceCgroup {
             .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
             .flat_map(|s| {
                 s.lines()
-                    .filter_map(|l| Pid::new(l.trim().parse().ok()?))
+                    .filter_map(|l| l.trim().parse::<i32>().ok())
+                    .filter_map(|raw| {
+                        let pid = Pid::new(raw);
+                        if pid.is_none() {
+                            tracing::warn!(cgroup = %self.path, raw, "ignoring a non-process pid in cgroup.procs");
+                        }
+                        pid
+                    })
                     .collect::<Vec<_>>()
             })
             .collect();

@@ -337,11 +337,18 @@ fn v1_create_makes_one_directory_per_mount_and_turns_the_oom_killer_on() {
     );
 }
 
-#[test]
-fn v1_memory_with_swap_accounting_sets_both_limits() {
-    let (root, support) = v1_fixture(true);
+/// A v1 workspace cgroup (swap accounting when `memsw`) and its memory
+/// directory.
+fn v1_memory(memsw: bool) -> (tempfile::TempDir, WorkspaceCgroup, std::path::PathBuf) {
+    let (root, support) = v1_fixture(memsw);
     let cg = v1_workspace(&support, root.path());
     let mem = root.path().join("memory/runbox/ws-1");
+    (root, cg, mem)
+}
+
+#[test]
+fn v1_memory_with_swap_accounting_sets_both_limits() {
+    let (_root, cg, mem) = v1_memory(true);
     cg.set_memory(32 << 20).unwrap();
     assert_eq!(read(&mem, "memory.limit_in_bytes"), "33554432");
     assert_eq!(read(&mem, "memory.memsw.limit_in_bytes"), "33554432");
@@ -350,9 +357,7 @@ fn v1_memory_with_swap_accounting_sets_both_limits() {
 
 #[test]
 fn v1_memory_raises_memsw_first_when_the_limit_is_refused() {
-    let (root, support) = v1_fixture(true);
-    let cg = v1_workspace(&support, root.path());
-    let mem = root.path().join("memory/runbox/ws-1");
+    let (_root, cg, mem) = v1_memory(true);
     // A limit the kernel refuses (here: a file that cannot be written).
     std::fs::remove_file(mem.join("memory.limit_in_bytes")).unwrap();
     std::fs::create_dir(mem.join("memory.limit_in_bytes")).unwrap();
@@ -363,9 +368,7 @@ fn v1_memory_raises_memsw_first_when_the_limit_is_refused() {
 
 #[test]
 fn v1_memory_without_swap_accounting_sets_swappiness() {
-    let (root, support) = v1_fixture(false);
-    let cg = v1_workspace(&support, root.path());
-    let mem = root.path().join("memory/runbox/ws-1");
+    let (_root, cg, mem) = v1_memory(false);
     cg.set_memory(1 << 20).unwrap();
     assert_eq!(read(&mem, "memory.limit_in_bytes"), "1048576");
     assert_eq!(read(&mem, "memory.memsw.limit_in_bytes"), "");
@@ -386,9 +389,7 @@ fn v1_pids_and_cpu_limits_are_written_to_their_files() {
 
 #[test]
 fn v1_accounting_is_read_from_its_files() {
-    let (root, support) = v1_fixture(true);
-    let cg = v1_workspace(&support, root.path());
-    let mem = root.path().join("memory/runbox/ws-1");
+    let (root, cg, mem) = v1_memory(true);
     std::fs::write(
         mem.join("memory.oom_control"),
         "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n",
