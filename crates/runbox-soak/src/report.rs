@@ -44,28 +44,15 @@ pub struct Run {
 
 /// Prints the summary of `r`; returns the failed checks.
 pub fn summary(r: &Run) -> Vec<String> {
-    let Run {
-        executions: n,
-        warm,
-        elapsed,
-        ref tally,
-        ref leftovers,
-        records_left,
-        fds_before,
-        fds_warm,
-        fds_after,
-        rss_warm,
-        rss_after,
-        rss_peak,
-    } = *r;
-    let rss_bound = 2 * rss_warm + RSS_SLACK;
+    let n = r.executions;
+    let rss_bound = 2 * r.rss_warm + RSS_SLACK;
     println!(
         "soak: {n} executions in {:.1}s ({:.1}/s)",
-        elapsed.as_secs_f64(),
-        n as f64 / elapsed.as_secs_f64()
+        r.elapsed.as_secs_f64(),
+        n as f64 / r.elapsed.as_secs_f64()
     );
     let mut per_kind: BTreeMap<Kind, Vec<(String, usize)>> = BTreeMap::new();
-    for ((kind, outcome), count) in &tally.outcomes {
+    for ((kind, outcome), count) in &r.tally.outcomes {
         per_kind
             .entry(*kind)
             .or_default()
@@ -77,26 +64,27 @@ pub fn summary(r: &Run) -> Vec<String> {
         println!("  {:<13} {total:>6}  {}", kind.name(), parts.join(" "));
     }
     println!(
-        "  fds: {fds_before} before, {fds_warm} after warm-up ({warm} executions), {fds_after} at the end"
+        "  fds: {} before, {} after warm-up ({} executions), {} at the end",
+        r.fds_before, r.fds_warm, r.warm, r.fds_after
     );
     println!(
         "  rss: {} after warm-up, {} at the end (bound {}), peak {}",
-        mib(rss_warm),
-        mib(rss_after),
+        mib(r.rss_warm),
+        mib(r.rss_after),
         mib(rss_bound),
-        mib(rss_peak)
+        mib(r.rss_peak)
     );
 
     let mut failures = Vec::new();
-    let done: usize = tally.outcomes.values().sum();
+    let done: usize = r.tally.outcomes.values().sum();
     if done != n {
         failures.push(format!("{done} of {n} executions accounted for"));
     }
-    if !tally.unexpected.is_empty() {
+    if !r.tally.unexpected.is_empty() {
         failures.push(format!(
             "{} executions ended unexpectedly, e.g.:\n    {}",
-            tally.unexpected.len(),
-            tally
+            r.tally.unexpected.len(),
+            r.tally
                 .unexpected
                 .iter()
                 .take(10)
@@ -105,10 +93,10 @@ pub fn summary(r: &Run) -> Vec<String> {
                 .join("\n    ")
         ));
     }
-    if !leftovers.is_empty() {
+    if !r.leftovers.is_empty() {
         failures.push(format!(
             "left behind:\n    {}",
-            leftovers
+            r.leftovers
                 .iter()
                 .take(20)
                 .cloned()
@@ -116,18 +104,19 @@ pub fn summary(r: &Run) -> Vec<String> {
                 .join("\n    ")
         ));
     }
-    if records_left != 0 {
-        failures.push(format!("{records_left} records left in the store"));
+    if r.records_left != 0 {
+        failures.push(format!("{} records left in the store", r.records_left));
     }
-    if fds_after > fds_warm + FD_SLACK {
+    if r.fds_after > r.fds_warm + FD_SLACK {
         failures.push(format!(
-            "open file descriptors grew from {fds_warm} to {fds_after}"
+            "open file descriptors grew from {} to {}",
+            r.fds_warm, r.fds_after
         ));
     }
-    if rss_after > rss_bound {
+    if r.rss_after > rss_bound {
         failures.push(format!(
             "RSS {} above the bound {}",
-            mib(rss_after),
+            mib(r.rss_after),
             mib(rss_bound)
         ));
     }

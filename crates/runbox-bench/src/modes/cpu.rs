@@ -2,15 +2,13 @@
 //! service lifecycle and the same steps straight on the backend (for
 //! profiling throughput; RUNBOX_BENCH_N, _C and _MODE pick the run).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use execution_service::{ExecutionService, MemoryStore};
 use orchestrator_core::{CommandSpec, Orchestrator, WorkspaceSpec};
 
-use crate::timed::cpu_ms;
 use crate::timed::native::{bare_spawn, host_dirs, lifecycle};
+use crate::timed::{cpu_ms, on_tasks};
 use crate::BoxError;
 
 /// Throughput and CPU cost per execution at concurrency 4, bare spawn against
@@ -38,47 +36,36 @@ pub async fn cost() -> Result<(), BoxError> {
     };
     for mode in modes {
         let (s0, c0) = cpu_ms();
-        let t = Instant::now();
-        let next = Arc::new(AtomicUsize::new(0));
-        let mut tasks = Vec::new();
-        for _ in 0..c {
-            let service = service.clone();
-            let native = native.clone();
-            let next = next.clone();
-            let dir = dir.path().to_path_buf();
-            tasks.push(tokio::spawn(async move {
-                let cmd = CommandSpec::new(["/bin/true"]);
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= n {
-                        return Ok::<(), BoxError>(());
+        let (service, native, base) = (service.clone(), native.clone(), dir.path().to_path_buf());
+        let took = on_tasks(c, n, move |i| {
+            let (service, native, dir) = (service.clone(), native.clone(), base.clone());
+            async move {
+                match mode {
+                    0 => {
+                        bare_spawn().await?;
                     }
-                    match mode {
-                        0 => {
-                            bare_spawn().await?;
-                        }
-                        1 => {
-                            lifecycle(&service, &dir, i, None).await?;
-                        }
-                        _ => {
-                            let id = native.create_workspace(&WorkspaceSpec::new()).await?;
-                            native
-                                .copy_to(&id, &dir.join("input.txt"), "input.txt")
-                                .await?;
-                            native.run_command(&id, &cmd).await?;
-                            let out = dir.join(format!("out-{i}.txt"));
-                            native.copy_from(&id, "input.txt", &out).await?;
-                            native.cleanup(&id).await?;
-                            let _ = std::fs::remove_file(out);
-                        }
+                    1 => {
+                        lifecycle(&service, &dir, i, None).await?;
+                    }
+                    _ => {
+                        let id = native.create_workspace(&WorkspaceSpec::new()).await?;
+                        native
+                            .copy_to(&id, &dir.join("input.txt"), "input.txt")
+                            .await?;
+                        native
+                            .run_command(&id, &CommandSpec::new(["/bin/true"]))
+                            .await?;
+                        let out = dir.join(format!("out-{i}.txt"));
+                        native.copy_from(&id, "input.txt", &out).await?;
+                        native.cleanup(&id).await?;
+                        let _ = std::fs::remove_file(out);
                     }
                 }
-            }));
-        }
-        for t in tasks {
-            t.await??;
-        }
-        let wall = t.elapsed().as_secs_f64();
+                Ok(())
+            }
+        })
+        .await?;
+        let wall = took.as_secs_f64();
         let (s1, c1) = cpu_ms();
         println!(
             "{:>10} c={c}: {:.0} exec/s, cpu/exec: self {:.3} ms, children {:.3} ms",

@@ -1,10 +1,44 @@
-//! What the bench times and reads: native and docker operations, and this
-//! process's heap, RSS and CPU time.
+//! What the bench times and reads: native and docker operations, jobs on
+//! concurrent tasks, and this process's heap, RSS and CPU time.
 
 pub mod docker;
 pub mod native;
 
-use std::time::Duration;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::BoxError;
+
+/// Runs `job(i)` for each `i` in `0..n` on `c` tasks that take the indices
+/// in turn; the wall time from the first spawn to the last join.
+pub async fn on_tasks<F, Fut>(c: usize, n: usize, job: F) -> Result<Duration, BoxError>
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<(), BoxError>> + Send,
+{
+    let t = Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..c {
+        let next = next.clone();
+        let job = job.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return Ok::<(), BoxError>(());
+                }
+                job(i).await?;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(t.elapsed())
+}
 
 /// A duration in milliseconds.
 pub fn ms(d: Duration) -> f64 {

@@ -2,8 +2,6 @@
 //! throughput at a concurrency, and the host directories they copy from.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use execution_service::{ExecutionRequest, ExecutionService};
@@ -98,27 +96,16 @@ pub async fn throughput(
     c: usize,
     per_level: usize,
 ) -> Result<f64, BoxError> {
-    let t = Instant::now();
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..c {
-        let service = service.clone();
-        let next = next.clone();
-        let dir = dir.to_path_buf();
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= per_level {
-                    return Ok::<(), BoxError>(());
-                }
-                lifecycle_keep(&service, &dir, 100_000 + i, None).await?;
-            }
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    let rate = per_level as f64 / t.elapsed().as_secs_f64();
+    let (service, base) = (service.clone(), dir.to_path_buf());
+    let took = super::on_tasks(c, per_level, move |i| {
+        let (service, dir) = (service.clone(), base.clone());
+        async move {
+            lifecycle_keep(&service, &dir, 100_000 + i, None).await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let rate = per_level as f64 / took.as_secs_f64();
     // The bench's own housekeeping, untimed.
     for i in 0..per_level {
         let _ = std::fs::remove_file(dir.join(format!("out-{}.txt", 100_000 + i)));
