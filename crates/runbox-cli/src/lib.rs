@@ -17,8 +17,6 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
-
 // Every backend the CLI offers must be referenced, or the linker drops its
 // crate and its registration with it.
 use orchestrator_docker as _;
@@ -153,18 +151,13 @@ pub fn main() -> ExitCode {
     } else {
         OnError::Nothing
     };
-    let cli = match Cli::try_parse_from(&args) {
-        Ok(c) => c,
-        Err(err) => {
-            return match cli::clap_error(&err) {
-                Ok(()) => {
-                    // --help / --version
-                    let _ = err.print();
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(&e, json, None),
-            };
+    let cli = match cli::parse_args(&args) {
+        cli::Parsed::Cli(c) => c,
+        cli::Parsed::Help(text) => {
+            let _ = text.print();
+            return ExitCode::SUCCESS;
         }
+        cli::Parsed::Failed { error, backend } => return fail(&error, json, backend.as_deref()),
     };
     init_logging(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -1,9 +1,12 @@
-//! Parsers of flag values: sizes, durations, counts, cores, copy specs and
+//! Parsers of flag values (clap value parsers): sizes, durations, counts,
+//! cores, each limit checked against the core's range, copy specs and
 //! environment assignments. Each returns the reason as a one-line `String`;
 //! the caller prefixes the flag's name.
 
 use std::path::PathBuf;
 use std::time::Duration;
+
+use orchestrator_core::ResourceLimits;
 
 /// Splits `"64M"` into `("64", "M")`: the leading number (digits and at most
 /// one dot) and the rest.
@@ -39,7 +42,7 @@ fn parse_number(n: &str) -> Option<Number> {
 
 /// A size: a number of bytes, or a number with a binary unit: `K`, `M`, `G`,
 /// `T` (also written `KB`/`KiB`, ...; any case). `1.5G` is allowed.
-pub fn size(s: &str) -> Result<u64, String> {
+fn size(s: &str) -> Result<u64, String> {
     let bad = || {
         format!(
             "invalid size {s:?}: expected a number of bytes or a number with a unit K, M, G or T (binary: 1K = 1024), e.g. 512K, 64M, 1G"
@@ -72,7 +75,7 @@ pub fn size(s: &str) -> Result<u64, String> {
 
 /// A duration: a number with a unit `ms`, `s`, `m` or `h` (also `us`), or a
 /// plain number of seconds. `1.5s` is allowed.
-pub fn duration(s: &str) -> Result<Duration, String> {
+fn duration(s: &str) -> Result<Duration, String> {
     let bad = || {
         format!("invalid duration {s:?}: expected a number with a unit ms, s, m or h (e.g. 500ms, 10s, 2m, 1h) or a number of seconds")
     };
@@ -95,14 +98,14 @@ pub fn duration(s: &str) -> Result<Duration, String> {
 }
 
 /// A count (processes, open files): a plain non-negative integer.
-pub fn count(s: &str) -> Result<u64, String> {
+fn count(s: &str) -> Result<u64, String> {
     s.trim()
         .parse::<u64>()
         .map_err(|_| format!("invalid number {s:?}: expected a whole number, e.g. 64"))
 }
 
-/// CPU cores: a positive decimal number, e.g. `0.5` or `2`.
-pub fn cpus(s: &str) -> Result<f64, String> {
+/// CPU cores: a decimal number, e.g. `0.5` or `2`.
+fn cores(s: &str) -> Result<f64, String> {
     let t = s.trim();
     match t.parse::<f64>() {
         Ok(v) if v.is_finite() => Ok(v),
@@ -110,6 +113,55 @@ pub fn cpus(s: &str) -> Result<f64, String> {
             "invalid number of cores {s:?}: expected a decimal number, e.g. 0.5 or 2"
         )),
     }
+}
+
+/// `v` if it is a valid limit once `set` puts it into otherwise empty
+/// limits; else the core's reason.
+fn limit<T: Copy>(v: T, set: fn(&mut ResourceLimits, T)) -> Result<T, String> {
+    let mut l = ResourceLimits::default();
+    set(&mut l, v);
+    l.validate().map_err(|e| crate::error::core_message(&e))?;
+    Ok(v)
+}
+
+/// `--memory`: a size within the memory limit's range.
+pub fn memory(s: &str) -> Result<u64, String> {
+    limit(size(s)?, |l, v| l.memory_bytes = Some(v))
+}
+
+/// `--cpus`: cores within the cpus limit's range.
+pub fn cpus(s: &str) -> Result<f64, String> {
+    limit(cores(s)?, |l, v| l.cpus = Some(v))
+}
+
+/// `--pids`: a count within the pids limit's range.
+pub fn pids(s: &str) -> Result<u64, String> {
+    limit(count(s)?, |l, v| l.pids = Some(v))
+}
+
+/// `--timeout`: a duration within the wall timeout's range.
+pub fn timeout(s: &str) -> Result<Duration, String> {
+    limit(duration(s)?, |l, v| l.wall_timeout = Some(v))
+}
+
+/// `--cpu-time`: a duration within the cpu time limit's range.
+pub fn cpu_time(s: &str) -> Result<Duration, String> {
+    limit(duration(s)?, |l, v| l.cpu_time = Some(v))
+}
+
+/// `--file-size`: a size within the file size limit's range.
+pub fn file_size(s: &str) -> Result<u64, String> {
+    limit(size(s)?, |l, v| l.file_size_bytes = Some(v))
+}
+
+/// `--open-files`: a count within the open files limit's range.
+pub fn open_files(s: &str) -> Result<u64, String> {
+    limit(count(s)?, |l, v| l.open_files = Some(v))
+}
+
+/// `--output-limit`: a size within the output limit's range.
+pub fn output_limit(s: &str) -> Result<u64, String> {
+    limit(size(s)?, |l, v| l.output_bytes = Some(v))
 }
 
 /// Checks a sandbox path: relative, no `..`, not empty.
@@ -226,10 +278,37 @@ mod tests {
         assert_eq!(count("64"), Ok(64));
         assert!(count("-1").is_err());
         assert!(count("1.5").is_err());
+        assert_eq!(cores("0.5"), Ok(0.5));
+        assert!(cores("NaN").is_err());
+        assert!(cores("inf").is_err());
+        assert!(cores("x").is_err());
+    }
+
+    #[test]
+    fn limits_are_checked_against_their_range() {
+        assert_eq!(memory("64M"), Ok(64 << 20));
+        assert!(memory("0")
+            .unwrap_err()
+            .contains("memory limit 0 bytes is out of range"));
+        assert!(memory("12Q").unwrap_err().starts_with("invalid size"));
         assert_eq!(cpus("0.5"), Ok(0.5));
-        assert!(cpus("NaN").is_err());
-        assert!(cpus("inf").is_err());
-        assert!(cpus("x").is_err());
+        assert!(cpus("0").is_err());
+        assert!(cpus("abc")
+            .unwrap_err()
+            .starts_with("invalid number of cores"));
+        assert_eq!(pids("64"), Ok(64));
+        assert!(pids("0").is_err());
+        assert_eq!(timeout("500ms"), Ok(Duration::from_millis(500)));
+        assert!(timeout("0").unwrap_err().contains("greater than zero"));
+        assert!(timeout("-1s").unwrap_err().starts_with("invalid duration"));
+        assert_eq!(cpu_time("2s"), Ok(Duration::from_secs(2)));
+        assert!(cpu_time("0s").is_err());
+        assert_eq!(file_size("1M"), Ok(1 << 20));
+        assert!(file_size("0").is_err());
+        assert_eq!(open_files("64"), Ok(64));
+        assert!(open_files("0").is_err());
+        assert_eq!(output_limit("1K"), Ok(1024));
+        assert!(output_limit("0").is_err());
     }
 
     #[test]

@@ -1,0 +1,203 @@
+//! The command line as clap derive types; flag values arrive parsed and
+//! checked (see [`crate::parse`]).
+
+mod errors;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+use crate::error::CliError;
+use crate::parse;
+
+pub use errors::{parse_args, Parsed};
+
+/// runbox: run commands in isolated sandboxes with resource limits.
+#[derive(Debug, Parser)]
+#[command(
+    name = "runbox",
+    version,
+    about = "Run commands in isolated sandboxes (native by default, docker on request) with resource limits",
+    after_help = "Exit codes of `runbox run`: the command's own; 128+N when signal N ended it (137 for limit kills); 124 on --timeout; 125 when runbox failed; 126 when the command could not be invoked; 127 when it was not found."
+)]
+pub struct Cli {
+    /// More logs on stderr (-v info, -vv debug, -vvv trace); RUST_LOG adds
+    /// its own directives.
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Where executions are recorded (default: $RUNBOX_STATE_DIR, else
+    /// $XDG_STATE_HOME/runbox, else ~/.local/state/runbox).
+    #[arg(long, value_name = "DIR", global = true)]
+    pub state_dir: Option<PathBuf>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a command in a fresh sandbox and remove the sandbox afterwards.
+    Run(Box<RunArgs>),
+    /// List the registered backends, whether each is available, and what it
+    /// can do.
+    Backends {
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List recorded executions, oldest first.
+    List {
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one recorded execution.
+    Show {
+        /// The execution id (from `runbox list` or `run --json`).
+        id: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reap sandboxes and records that crashed runs left behind.
+    Gc {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `runbox run [OPTIONS] -- COMMAND [ARGS...]`
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Backend to run on: native (default), docker, or any registered name.
+    #[arg(long, value_name = "NAME", default_value = "native")]
+    pub backend: String,
+
+    /// Image for container backends (docker; default runbox-testbox:latest).
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+
+    /// Memory limit, e.g. 64M, 1G (binary units).
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true, value_parser = parse::memory)]
+    pub memory: Option<u64>,
+
+    /// CPU bandwidth in cores, e.g. 0.5.
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = parse::cpus)]
+    pub cpus: Option<f64>,
+
+    /// Maximum number of processes/threads.
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = parse::pids)]
+    pub pids: Option<u64>,
+
+    /// Wall-clock timeout, e.g. 500ms, 10s, 2m (plain numbers are seconds).
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = parse::timeout)]
+    pub timeout: Option<Duration>,
+
+    /// CPU-time limit, e.g. 2s.
+    #[arg(long = "cpu-time", value_name = "DURATION", allow_hyphen_values = true, value_parser = parse::cpu_time)]
+    pub cpu_time: Option<Duration>,
+
+    /// Largest file the command may write, e.g. 1M.
+    #[arg(long = "file-size", value_name = "SIZE", allow_hyphen_values = true, value_parser = parse::file_size)]
+    pub file_size: Option<u64>,
+
+    /// Open files per process.
+    #[arg(long = "open-files", value_name = "N", allow_hyphen_values = true, value_parser = parse::open_files)]
+    pub open_files: Option<u64>,
+
+    /// Output captured per stream; the command is stopped beyond it.
+    #[arg(long = "output-limit", value_name = "SIZE", allow_hyphen_values = true, value_parser = parse::output_limit)]
+    pub output_limit: Option<u64>,
+
+    /// Fail before running when a requested limit cannot be enforced.
+    #[arg(long)]
+    pub strict: bool,
+
+    /// Copy a host file or directory into the sandbox (repeatable).
+    #[arg(long = "copy-in", value_name = "HOST_PATH:SANDBOX_PATH", value_parser = parse::copy_in)]
+    pub copy_in: Vec<(PathBuf, String)>,
+
+    /// Copy a sandbox path out after the command ends, whatever its status
+    /// (repeatable).
+    #[arg(long = "copy-out", value_name = "SANDBOX_PATH:HOST_PATH", value_parser = parse::copy_out)]
+    pub copy_out: Vec<(String, PathBuf)>,
+
+    /// Set an environment variable for the command (repeatable). The command
+    /// never sees runbox's own environment.
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse::env)]
+    pub env: Vec<(String, String)>,
+
+    /// Working directory, relative to the sandbox root.
+    #[arg(long, value_name = "SANDBOX_PATH")]
+    pub workdir: Option<String>,
+
+    /// Feed this file to the command's stdin (`-`: runbox's own stdin).
+    /// Default: empty stdin.
+    #[arg(long, value_name = "FILE")]
+    pub stdin: Option<String>,
+
+    /// Print one JSON object (status, output, times, limits) instead of
+    /// passing the command's output through.
+    #[arg(long)]
+    pub json: bool,
+
+    /// The command and its arguments (after `--`).
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        value_name = "COMMAND",
+        num_args = 1..
+    )]
+    pub command: Vec<String>,
+}
+
+/// Checks the command of `run`: a non-empty program name, no NUL byte.
+pub fn check_command(command: &[String]) -> Result<(), CliError> {
+    if command.first().is_none_or(|c| c.is_empty()) {
+        return Err(CliError::new(
+            "invalid_flag",
+            "no command given: usage `runbox run [OPTIONS] -- COMMAND [ARGS...]`",
+        ));
+    }
+    if command.iter().any(|a| a.contains('\0')) {
+        return Err(CliError::new(
+            "invalid_flag",
+            "the command contains a NUL byte",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn command_after_dashes_keeps_its_flags() {
+        let cli =
+            Cli::try_parse_from(["runbox", "run", "--json", "--", "ls", "-la", "--json"]).unwrap();
+        match cli.command {
+            Command::Run(r) => {
+                assert!(r.json);
+                assert_eq!(r.command, ["ls", "-la", "--json"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::try_parse_from(["runbox", "run", "echo", "-n", "x"]).unwrap();
+        match cli.command {
+            Command::Run(r) => assert_eq!(r.command, ["echo", "-n", "x"]),
+            other => panic!("{other:?}"),
+        }
+    }
+}
