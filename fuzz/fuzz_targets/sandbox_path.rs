@@ -10,7 +10,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use orchestrator_core::{paths, Error};
+use orchestrator_core::{paths, Error, SandboxPath};
 
 struct Tree {
     root: PathBuf,
@@ -86,7 +86,16 @@ fuzz_target!(|data: &[u8]| {
         Err(Error::PathEscapesSandbox { .. }) | Err(Error::InvalidInput(_)) => {}
         Err(e) => panic!("{s:?}: unexpected error kind {e:?}"),
     }
-    match paths::resolve_in_root(&t.root, s) {
+    let parsed = SandboxPath::new(s);
+    assert_eq!(
+        parsed.as_ref().map(|p| p.as_path().to_path_buf()).ok(),
+        lexical.as_ref().ok().cloned(),
+        "{s:?}: SandboxPath and the lexical rules disagree"
+    );
+    let Ok(parsed) = parsed else {
+        return;
+    };
+    match paths::resolve_in_root(&t.root, &parsed) {
         Ok(p) => {
             assert!(lexical.is_ok(), "{s:?} resolved but is lexically invalid");
             assert!(p.starts_with(&t.root), "{s:?} -> {} escaped", p.display());

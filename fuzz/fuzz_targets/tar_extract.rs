@@ -57,6 +57,7 @@ fn check_tree(root: &Path, dir: &Path) {
         let ft = md.file_type();
         if ft.is_symlink() {
             let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let rel = orchestrator_core::SandboxPath::new(&rel).expect("a relative entry name");
             if let Err(e) = orchestrator_core::paths::resolve_in_root(root, &rel) {
                 panic!("symlink {} leads outside the destination: {e}", p.display());
             }

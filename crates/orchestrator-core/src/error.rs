@@ -7,6 +7,8 @@
 
 use std::path::PathBuf;
 
+use crate::limits::LimitKind;
+
 /// A boxed error from a backend.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -47,8 +49,8 @@ pub enum Error {
     /// A limit was requested in strict mode that the backend cannot enforce.
     #[error("limit {limit} cannot be enforced: {reason}")]
     LimitNotEnforceable {
-        /// The limit's name.
-        limit: String,
+        /// The limit.
+        limit: LimitKind,
         /// Why it cannot be enforced.
         reason: String,
     },

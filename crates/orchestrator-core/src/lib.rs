@@ -16,18 +16,21 @@
 //!     .build()
 //!     .unwrap();
 //! assert!(ResourceLimits::builder().memory_bytes(0).build().is_err());
-//! let cmd = CommandSpec::shell("echo hello").env("GREETING", "hi");
-//! assert!(cmd.validate().is_ok());
+//! let cmd = CommandSpec::shell("echo hello").env("GREETING", "hi").build();
+//! assert!(cmd.is_ok());
+//! assert!(CommandSpec::new([""]).build().is_err());
 //! # let _ = limits;
 //! ```
 #![deny(missing_docs)]
 
 pub mod error;
+pub mod exec;
 pub mod limits;
 pub mod orchestrator;
+pub mod owner;
 pub mod paths;
 pub mod registry;
-pub mod types;
+mod types;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -43,9 +46,11 @@ pub use limits::{
     LimitEntry, LimitKind, LimitReport, LimitValue, Mechanism, ResourceLimits,
     ResourceLimitsBuilder,
 };
-pub use orchestrator::Orchestrator;
-pub use registry::BackendRegistration;
+pub use orchestrator::{Orchestrator, STOP_DEADLINE};
+pub use paths::SandboxPath;
+pub use registry::{BackendOptions, BackendRegistration};
 pub use types::{
-    Availability, Capabilities, CappedBuffer, CommandSpec, ExecOutput, ExitStatus, OutputSink,
-    ProcessId, ProcessSnapshot, StartFailure, Stream, WorkspaceId, WorkspaceSpec,
+    Availability, Capabilities, CappedBuffer, CommandSpec, CommandSpecBuilder, ExecOutput,
+    ExitStatus, OutputSink, ProcessId, ProcessSnapshot, SinkFn, StartFailure, Stream, WorkspaceId,
+    WorkspaceSpec,
 };

@@ -1,9 +1,13 @@
 //! Resource limits, their validation, and the report of how each is enforced.
 //!
-//! [`ResourceLimits`] is plain data; [`ResourceLimits::validate`] (called by
-//! every backend and by [`ResourceLimitsBuilder::build`]) rejects zero,
-//! negative, non-finite, overflowing and absurd values with
-//! [`Error::InvalidInput`] instead of clamping them.
+//! A [`ResourceLimits`] can only exist valid: its fields are private and
+//! [`ResourceLimitsBuilder::build`], the one way to make limits, rejects
+//! zero, negative, non-finite, overflowing and absurd values with
+//! [`Error::InvalidInput`] instead of clamping them. Backends therefore never
+//! re-validate, and the same bad value is the same error everywhere.
+//!
+//! A [`Mechanism`] is an open name: each backend defines the mechanisms it
+//! enforces limits with (`cgroup-v2`, `docker`, ...) without editing core.
 
 use std::fmt;
 use std::time::Duration;
@@ -64,7 +68,7 @@ impl LimitKind {
         LimitKind::OutputBytes,
     ];
 
-    /// Stable name, as used in JSON and in the CLI's flags.
+    /// Stable name, as used in limit reports and JSON.
     pub fn name(self) -> &'static str {
         match self {
             LimitKind::Memory => "memory",
@@ -111,35 +115,93 @@ impl fmt::Display for LimitValue {
 
 /// Resource limits for a workspace. `None` means "not limited".
 ///
-/// Build with [`ResourceLimits::builder`], which validates; or fill the fields
-/// and call [`ResourceLimits::validate`] (backends call it again anyway).
+/// Made by [`ResourceLimits::builder`], which validates, so a value of this
+/// type is always valid. `Default` is "no limits".
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ResourceLimits {
-    /// Memory limit in bytes (swap is not allowed on top of it).
-    pub memory_bytes: Option<u64>,
-    /// CPU bandwidth in cores.
-    pub cpus: Option<f64>,
-    /// Maximum number of processes and threads.
-    pub pids: Option<u64>,
-    /// Wall-clock timeout for each command.
-    pub wall_timeout: Option<Duration>,
-    /// CPU time limit for each command.
-    pub cpu_time: Option<Duration>,
-    /// Largest file a command may create, bytes.
-    pub file_size_bytes: Option<u64>,
-    /// Open files per process.
-    pub open_files: Option<u64>,
-    /// Output captured per stream, bytes; the command is stopped beyond it.
-    pub output_bytes: Option<u64>,
-    /// Strict mode: a limit the backend cannot enforce is an error
-    /// ([`Error::LimitNotEnforceable`]) instead of a note in the report.
-    pub strict: bool,
+    memory_bytes: Option<u64>,
+    cpus: Option<f64>,
+    pids: Option<u64>,
+    wall_timeout: Option<Duration>,
+    cpu_time: Option<Duration>,
+    file_size_bytes: Option<u64>,
+    open_files: Option<u64>,
+    output_bytes: Option<u64>,
+    strict: bool,
 }
 
 impl ResourceLimits {
     /// Starts a validating builder.
     pub fn builder() -> ResourceLimitsBuilder {
         ResourceLimitsBuilder::default()
+    }
+
+    /// A builder that starts from these limits (to change some of them).
+    pub fn to_builder(&self) -> ResourceLimitsBuilder {
+        ResourceLimitsBuilder {
+            inner: self.clone(),
+        }
+    }
+
+    /// Memory limit in bytes (swap is not allowed on top of it).
+    pub fn memory_bytes(&self) -> Option<u64> {
+        self.memory_bytes
+    }
+    /// CPU bandwidth in cores.
+    pub fn cpus(&self) -> Option<f64> {
+        self.cpus
+    }
+    /// Maximum number of processes and threads.
+    pub fn pids(&self) -> Option<u64> {
+        self.pids
+    }
+    /// Wall-clock timeout for each command.
+    pub fn wall_timeout(&self) -> Option<Duration> {
+        self.wall_timeout
+    }
+    /// CPU time limit for each command.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        self.cpu_time
+    }
+    /// Largest file a command may create, bytes.
+    pub fn file_size_bytes(&self) -> Option<u64> {
+        self.file_size_bytes
+    }
+    /// Open files per process.
+    pub fn open_files(&self) -> Option<u64> {
+        self.open_files
+    }
+    /// Output captured per stream, bytes; the command is stopped beyond it.
+    pub fn output_bytes(&self) -> Option<u64> {
+        self.output_bytes
+    }
+    /// Strict mode: a limit the backend cannot enforce is an error
+    /// ([`Error::LimitNotEnforceable`]) instead of a note in the report.
+    pub fn strict(&self) -> bool {
+        self.strict
+    }
+
+    /// These limits with strict mode set or cleared.
+    pub fn with_strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+
+    /// Newly applied limits on top of those in force: what `new` sets wins,
+    /// what it leaves unset stays, and `new`'s strict mode is kept (it
+    /// governs this application). The result is valid since both are.
+    pub fn overlay(&self, new: &ResourceLimits) -> ResourceLimits {
+        ResourceLimits {
+            memory_bytes: new.memory_bytes.or(self.memory_bytes),
+            cpus: new.cpus.or(self.cpus),
+            pids: new.pids.or(self.pids),
+            wall_timeout: new.wall_timeout.or(self.wall_timeout),
+            cpu_time: new.cpu_time.or(self.cpu_time),
+            file_size_bytes: new.file_size_bytes.or(self.file_size_bytes),
+            open_files: new.open_files.or(self.open_files),
+            output_bytes: new.output_bytes.or(self.output_bytes),
+            strict: new.strict,
+        }
     }
 
     /// True when no limit is set.
@@ -179,7 +241,7 @@ impl ResourceLimits {
 
     /// Checks every value; the first bad one is an [`Error::InvalidInput`]
     /// naming the limit and the accepted range.
-    pub fn validate(&self) -> Result<()> {
+    fn validate(&self) -> Result<()> {
         fn range(kind: LimitKind, v: u64, min: u64, max: u64, unit: &str) -> Result<()> {
             if v < min || v > max {
                 return Err(Error::invalid(format!(
@@ -293,6 +355,29 @@ impl ResourceLimitsBuilder {
         self.inner.strict = strict;
         self
     }
+    /// Sets one limit from its kind and value (the inverse of
+    /// [`ResourceLimits::requested`]); a value of the wrong unit for the
+    /// kind is [`Error::InvalidInput`].
+    pub fn limit(mut self, kind: LimitKind, value: LimitValue) -> Result<Self> {
+        let l = &mut self.inner;
+        match (kind, value) {
+            (LimitKind::Memory, LimitValue::Bytes(b)) => l.memory_bytes = Some(b),
+            (LimitKind::Cpus, LimitValue::Cpus(c)) => l.cpus = Some(c),
+            (LimitKind::Pids, LimitValue::Count(n)) => l.pids = Some(n),
+            (LimitKind::WallTimeout, LimitValue::Duration(d)) => l.wall_timeout = Some(d),
+            (LimitKind::CpuTime, LimitValue::Duration(d)) => l.cpu_time = Some(d),
+            (LimitKind::FileSize, LimitValue::Bytes(b)) => l.file_size_bytes = Some(b),
+            (LimitKind::OpenFiles, LimitValue::Count(n)) => l.open_files = Some(n),
+            (LimitKind::OutputBytes, LimitValue::Bytes(b)) => l.output_bytes = Some(b),
+            (kind, value) => {
+                return Err(Error::invalid(format!(
+                    "{kind} limit cannot take the value {value}"
+                )))
+            }
+        }
+        Ok(self)
+    }
+
     /// Validates and returns the limits.
     pub fn build(self) -> Result<ResourceLimits> {
         self.inner.validate()?;
@@ -300,32 +385,32 @@ impl ResourceLimitsBuilder {
     }
 }
 
-/// The mechanism that enforces a limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Mechanism {
-    /// A cgroup v2 controller file (memory.max, pids.max, cpu.max).
-    CgroupV2,
-    /// A cgroup v1 controller.
-    CgroupV1,
-    /// A setrlimit(2) limit on each process.
-    Rlimit,
-    /// The Docker daemon (HostConfig / ulimits).
-    Docker,
-    /// runbox itself (timers, output caps).
-    Runbox,
-}
+/// The mechanism that enforces a limit: an open, stable name such as
+/// `cgroup-v2` or `docker`. Each backend defines constants for its own
+/// mechanisms (`Mechanism::named("cgroup-v2")`); core defines only
+/// [`Mechanism::RUNBOX`], the enforcement every backend shares through
+/// [`crate::exec`] (timers, output caps).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Mechanism(std::borrow::Cow<'static, str>);
 
 impl Mechanism {
-    /// Stable name: "cgroup-v2", "cgroup-v1", "rlimit", "docker", "runbox".
-    pub fn name(self) -> &'static str {
-        match self {
-            Mechanism::CgroupV2 => "cgroup-v2",
-            Mechanism::CgroupV1 => "cgroup-v1",
-            Mechanism::Rlimit => "rlimit",
-            Mechanism::Docker => "docker",
-            Mechanism::Runbox => "runbox",
-        }
+    /// runbox itself: wall timeouts and output caps.
+    pub const RUNBOX: Mechanism = Mechanism::named("runbox");
+
+    /// A mechanism with a static name, usable in `const` items. By
+    /// convention lowercase ASCII with `-`.
+    pub const fn named(name: &'static str) -> Self {
+        Mechanism(std::borrow::Cow::Borrowed(name))
+    }
+
+    /// A mechanism from a name read at run time (a stored record).
+    pub fn from_name(name: impl Into<String>) -> Self {
+        Mechanism(std::borrow::Cow::Owned(name.into()))
+    }
+
+    /// The stable name.
+    pub fn name(&self) -> &str {
+        &self.0
     }
 }
 
@@ -378,7 +463,7 @@ impl LimitReport {
         match self.unenforced().next() {
             None => Ok(()),
             Some(e) => Err(Error::LimitNotEnforceable {
-                limit: e.kind.name().to_string(),
+                limit: e.kind,
                 reason: e
                     .note
                     .clone()
@@ -438,6 +523,41 @@ mod tests {
     }
 
     #[test]
+    fn requested_roundtrips_through_the_builder() {
+        let l = ResourceLimits::builder()
+            .memory_bytes(64 << 20)
+            .cpus(0.5)
+            .wall_timeout(Duration::from_secs(3))
+            .strict(true)
+            .build()
+            .unwrap();
+        let mut b = ResourceLimits::builder().strict(l.strict());
+        for (k, v) in l.requested() {
+            b = b.limit(k, v).unwrap();
+        }
+        assert_eq!(b.build().unwrap(), l);
+        assert!(ResourceLimits::builder()
+            .limit(LimitKind::Memory, LimitValue::Cpus(1.0))
+            .is_err());
+    }
+
+    #[test]
+    fn overlay_keeps_unset_and_takes_new_strict() {
+        let cur = ResourceLimits::builder()
+            .memory_bytes(64 << 20)
+            .pids(10)
+            .strict(true)
+            .build()
+            .unwrap();
+        let new = ResourceLimits::builder().pids(20).build().unwrap();
+        let m = cur.overlay(&new);
+        assert_eq!(m.memory_bytes(), Some(64 << 20));
+        assert_eq!(m.pids(), Some(20));
+        assert!(!m.strict());
+        assert!(cur.overlay(&new.clone().with_strict(true)).strict());
+    }
+
+    #[test]
     fn strict_report() {
         let mut r = LimitReport::default();
         assert!(r.check_strict().is_ok());
@@ -449,7 +569,7 @@ mod tests {
         });
         match r.check_strict() {
             Err(Error::LimitNotEnforceable { limit, reason }) => {
-                assert_eq!(limit, "memory");
+                assert_eq!(limit, LimitKind::Memory);
                 assert_eq!(reason, "no cgroup");
             }
             other => panic!("{other:?}"),

@@ -7,18 +7,43 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::limits::{LimitReport, ResourceLimits};
+use crate::paths::SandboxPath;
 use crate::types::{
     Availability, Capabilities, CommandSpec, ExecOutput, ProcessId, ProcessSnapshot, WorkspaceId,
     WorkspaceSpec,
 };
 
+/// How long [`Orchestrator::stop`] waits for the processes it killed to end.
+pub const STOP_DEADLINE: Duration = Duration::from_secs(10);
+
 /// A backend that provisions sandboxes and runs commands in them.
 ///
-/// Object safe; used as `Arc<dyn Orchestrator>`. Every method that takes a
-/// [`WorkspaceId`] returns [`crate::Error::NotFound`] for a workspace that does
-/// not exist or was cleaned up (except [`Orchestrator::cleanup`], which is
-/// idempotent). Every sandbox path is relative to the workspace root and is
-/// checked by [`crate::paths`] rules.
+/// Object safe; used as `Arc<dyn Orchestrator>`.
+///
+/// Contract points every backend keeps (the conformance suite checks them):
+/// - Inputs arrive valid: a [`SandboxPath`], a [`CommandSpec`] and a
+///   [`ResourceLimits`] can only be constructed valid, so a method never
+///   answers `InvalidInput` for them; the first thing it checks is the
+///   workspace, and a method that takes a [`WorkspaceId`] answers
+///   [`crate::Error::NotFound`] for one that does not exist or was cleaned
+///   up (except [`Orchestrator::cleanup`], which is idempotent).
+/// - Sandbox paths are relative to the workspace root; a symlink that leads
+///   outside it is [`crate::Error::PathEscapesSandbox`].
+/// - A sandbox belongs to the process that created it
+///   ([`crate::owner::Owner`]). No call of another process removes it while
+///   that owner lives: [`Orchestrator::cleanup`] of a workspace held by
+///   another live owner leaves it as it is and returns `Ok`, and
+///   [`Orchestrator::reap_orphans`] takes only sandboxes whose owner is
+///   known to be gone.
+/// - [`Orchestrator::stop`] kills whole process trees and waits for them at
+///   most [`STOP_DEADLINE`]; a process that survives SIGKILL that long
+///   (uninterruptible sleep) makes it [`crate::Error::Backend`] naming the
+///   process, never a hang and never a silent `Ok`.
+/// - [`Orchestrator::is_available`] answers within a couple of seconds with
+///   an [`Availability`]: `Available`, `Degraded` with a reason (it works,
+///   with less than it could: no cgroup for limits, say) or `Unavailable`
+///   with a reason (it cannot serve: a daemon down). Calls on an
+///   unavailable backend are [`crate::Error::Unavailable`].
 #[async_trait]
 pub trait Orchestrator: Send + Sync + std::fmt::Debug {
     /// The backend's registered name ("native", "docker", ...).
@@ -45,11 +70,20 @@ pub trait Orchestrator: Send + Sync + std::fmt::Debug {
     ) -> Result<LimitReport>;
 
     /// Copies a host file or directory into the sandbox at `sandbox_path`.
-    async fn copy_to(&self, id: &WorkspaceId, host_path: &Path, sandbox_path: &str) -> Result<()>;
+    async fn copy_to(
+        &self,
+        id: &WorkspaceId,
+        host_path: &Path,
+        sandbox_path: &SandboxPath,
+    ) -> Result<()>;
 
     /// Copies a sandbox file or directory out to `host_path`.
-    async fn copy_from(&self, id: &WorkspaceId, sandbox_path: &str, host_path: &Path)
-        -> Result<()>;
+    async fn copy_from(
+        &self,
+        id: &WorkspaceId,
+        sandbox_path: &SandboxPath,
+        host_path: &Path,
+    ) -> Result<()>;
 
     /// Runs a command to completion (or until a limit ends it). A command that
     /// cannot be started is an `Ok` with [`crate::ExitStatus::FailedToStart`];
@@ -72,12 +106,15 @@ pub trait Orchestrator: Send + Sync + std::fmt::Debug {
     ) -> Result<Option<ExecOutput>>;
 
     /// Stops one background process (its whole tree), or with `None` every
-    /// process of the workspace. Stopping a process that already ended is not
-    /// an error.
+    /// process of the workspace, and waits for them to end (at most
+    /// [`STOP_DEADLINE`], see the contract above). Stopping a process that
+    /// already ended is not an error.
     async fn stop(&self, id: &WorkspaceId, pid: Option<&ProcessId>) -> Result<()>;
 
     /// Kills everything and removes the sandbox. Idempotent: cleaning up an
-    /// unknown or already cleaned workspace succeeds.
+    /// unknown or already cleaned workspace succeeds. A workspace this
+    /// instance does not hold is removed only when its owner is this process
+    /// or is gone; one held by another live owner is left alone (`Ok`).
     async fn cleanup(&self, id: &WorkspaceId) -> Result<()>;
 
     /// The sandbox's host directory, for backends with direct access (seed:

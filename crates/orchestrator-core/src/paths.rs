@@ -1,7 +1,9 @@
 //! Sandbox path rules, shared by every backend.
 //!
-//! A sandbox path is relative to the workspace root. [`sandbox_relative`]
-//! applies the lexical rules (no absolute paths, no `..`, no NUL); for
+//! A sandbox path is relative to the workspace root. [`SandboxPath`] is
+//! such a path parsed once at the boundary with the lexical rules (no
+//! absolute paths, no `..`, no NUL), so every trait method takes an already
+//! checked path and every backend rejects the same inputs the same way. For
 //! backends with a host directory, [`resolve_in_root`] also follows symlinks
 //! component by component and rejects any that lead outside the root.
 //!
@@ -23,6 +25,88 @@ fn escape(path: &str, reason: &str) -> Error {
     Error::PathEscapesSandbox {
         path: PathBuf::from(path),
         reason: reason.to_string(),
+    }
+}
+
+/// A path inside a sandbox, relative to the workspace root, normalised
+/// (`.` components dropped; the empty path is the root). It can only exist
+/// valid: [`SandboxPath::new`] applies the lexical rules.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SandboxPath {
+    /// Normalised, `/`-separated, no leading or trailing `/`; empty = root.
+    rel: String,
+}
+
+impl SandboxPath {
+    /// Parses a sandbox path. Absolute paths and `..` are
+    /// [`Error::PathEscapesSandbox`]; a NUL byte is [`Error::InvalidInput`].
+    pub fn new(path: impl AsRef<str>) -> Result<Self> {
+        let rel = sandbox_relative(path.as_ref())?;
+        // Built from a &str, so the components are valid UTF-8.
+        let rel = rel.to_string_lossy().into_owned();
+        Ok(Self { rel })
+    }
+
+    /// The workspace root itself.
+    pub fn root() -> Self {
+        Self { rel: String::new() }
+    }
+
+    /// Is this the workspace root?
+    pub fn is_root(&self) -> bool {
+        self.rel.is_empty()
+    }
+
+    /// The normalised relative path (`""` for the root).
+    pub fn as_str(&self) -> &str {
+        &self.rel
+    }
+
+    /// The normalised relative path as a [`Path`] (empty for the root).
+    pub fn as_path(&self) -> &Path {
+        Path::new(&self.rel)
+    }
+
+    /// The last component (`None` for the root).
+    pub fn file_name(&self) -> Option<&std::ffi::OsStr> {
+        self.as_path().file_name()
+    }
+
+    /// The path under a base directory: `base` for the root, else
+    /// `base/rel` (for container paths such as `/workspace`).
+    pub fn under(&self, base: &str) -> String {
+        if self.is_root() {
+            base.to_string()
+        } else {
+            format!("{}/{}", base.trim_end_matches('/'), self.rel)
+        }
+    }
+}
+
+impl std::fmt::Display for SandboxPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.is_root() { "." } else { &self.rel })
+    }
+}
+
+impl std::str::FromStr for SandboxPath {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::new(s)
+    }
+}
+
+impl TryFrom<&str> for SandboxPath {
+    type Error = Error;
+    fn try_from(s: &str) -> Result<Self> {
+        Self::new(s)
+    }
+}
+
+impl TryFrom<String> for SandboxPath {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        Self::new(s)
     }
 }
 
@@ -67,8 +151,9 @@ pub fn sandbox_relative(path: &str) -> Result<PathBuf> {
 /// are taken as they are (a destination may not exist). A path that would
 /// leave `root` at any step, directly or through links (absolute targets
 /// outside `root` included), is [`Error::PathEscapesSandbox`].
-pub fn resolve_in_root(root: &Path, path: &str) -> Result<PathBuf> {
-    let rel = sandbox_relative(path)?;
+pub fn resolve_in_root(root: &Path, sandbox_path: &SandboxPath) -> Result<PathBuf> {
+    let path = sandbox_path.as_str();
+    let rel = sandbox_path.as_path();
     let mut cur: Vec<OsString> = Vec::new();
     let mut todo: VecDeque<OsString> = rel.iter().map(|c| c.to_os_string()).collect();
     let mut hops = 0usize;
@@ -189,15 +274,15 @@ mod tests {
         symlink("loop1", root.join("loop2")).unwrap();
 
         assert_eq!(
-            resolve_in_root(&root, "inside/sub").unwrap(),
+            resolve_in_root(&root, &SandboxPath::new("inside/sub").unwrap()).unwrap(),
             root.join("real/sub")
         );
         assert_eq!(
-            resolve_in_root(&root, "abs_in/new").unwrap(),
+            resolve_in_root(&root, &SandboxPath::new("abs_in/new").unwrap()).unwrap(),
             root.join("real/new")
         );
         assert_eq!(
-            resolve_in_root(&root, "missing/x").unwrap(),
+            resolve_in_root(&root, &SandboxPath::new("missing/x").unwrap()).unwrap(),
             root.join("missing/x")
         );
         for bad in [
@@ -210,12 +295,37 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    resolve_in_root(&root, bad),
+                    resolve_in_root(&root, &SandboxPath::new(bad).unwrap()),
                     Err(Error::PathEscapesSandbox { .. })
                 ),
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn sandbox_paths_are_parsed_once() {
+        let p = SandboxPath::new("./a//b/").unwrap();
+        assert_eq!(p.as_str(), "a/b");
+        assert_eq!(p.under("/workspace"), "/workspace/a/b");
+        assert_eq!(p.file_name(), Some(std::ffi::OsStr::new("b")));
+        let root = SandboxPath::new(".").unwrap();
+        assert!(root.is_root());
+        assert_eq!(root, SandboxPath::root());
+        assert_eq!(root.under("/workspace"), "/workspace");
+        assert_eq!(root.to_string(), ".");
+        assert!(matches!(
+            "../x".parse::<SandboxPath>(),
+            Err(Error::PathEscapesSandbox { .. })
+        ));
+        assert!(matches!(
+            SandboxPath::new("/etc"),
+            Err(Error::PathEscapesSandbox { .. })
+        ));
+        assert!(matches!(
+            SandboxPath::new("a\0"),
+            Err(Error::InvalidInput(_))
+        ));
     }
 
     #[test]
@@ -268,7 +378,7 @@ mod tests {
             for (name, target) in &links {
                 let _ = symlink(target, root.join(name));
             }
-            if let Ok(p) = resolve_in_root(&root, &query) {
+            if let Ok(p) = resolve_in_root(&root, &SandboxPath::new(&query).unwrap()) {
                 prop_assert!(p.starts_with(&root), "{} escaped {}", p.display(), root.display());
                 // Every existing prefix resolves within the root too.
                 if let Ok(real) = p.canonicalize() {

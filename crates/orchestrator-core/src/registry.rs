@@ -5,10 +5,73 @@
 //! whoever wants a backend available by name must reference its crate (for
 //! example `use orchestrator_native as _;`).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::orchestrator::Orchestrator;
+
+/// Options for creating a backend by name: the same for every backend, so
+/// callers (the CLI, the server) configure any registered backend without
+/// knowing which one it is. A backend uses what applies to it, ignores
+/// `image` when it runs no images, and answers [`Error::InvalidInput`] for
+/// a `pool_size` or a setting it does not understand.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackendOptions {
+    /// The default image of container backends.
+    pub image: Option<String>,
+    /// How many sandboxes to keep ready (a warm pool); `None`: the
+    /// backend's default (usually no pool).
+    pub pool_size: Option<usize>,
+    /// Backend-specific settings, by name.
+    pub settings: BTreeMap<String, String>,
+}
+
+impl BackendOptions {
+    /// No options: the backend's defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Sets the default image.
+    pub fn image(mut self, image: impl Into<String>) -> Self {
+        self.image = Some(image.into());
+        self
+    }
+    /// Sets the warm pool size.
+    pub fn pool_size(mut self, n: usize) -> Self {
+        self.pool_size = Some(n);
+        self
+    }
+    /// Sets a backend-specific setting.
+    pub fn setting(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.settings.insert(key.into(), value.into());
+        self
+    }
+
+    /// For backends: [`Error::InvalidInput`] naming the first setting that
+    /// is not in `known`, or a pool size when the backend has no pool.
+    pub fn check(&self, backend: &str, known: &[&str], has_pool: bool) -> Result<()> {
+        if let Some(k) = self.settings.keys().find(|k| !known.contains(&k.as_str())) {
+            return Err(Error::invalid(format!(
+                "backend {backend} has no setting {k:?} (known: {})",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        }
+        if self.pool_size.is_some() && !has_pool {
+            return Err(Error::invalid(format!(
+                "backend {backend} has no warm pool"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Creates a backend from options.
+pub type BackendFactory = fn(&BackendOptions) -> Result<Arc<dyn Orchestrator>>;
 
 /// One registered backend.
 pub struct BackendRegistration {
@@ -16,8 +79,8 @@ pub struct BackendRegistration {
     pub name: &'static str,
     /// One line for `runbox backends`.
     pub description: &'static str,
-    /// Creates the backend with its default configuration.
-    pub factory: fn() -> Result<Arc<dyn Orchestrator>>,
+    /// Creates the backend from options.
+    pub factory: BackendFactory,
 }
 
 impl BackendRegistration {
@@ -25,7 +88,7 @@ impl BackendRegistration {
     pub const fn new(
         name: &'static str,
         description: &'static str,
-        factory: fn() -> Result<Arc<dyn Orchestrator>>,
+        factory: BackendFactory,
     ) -> Self {
         Self {
             name,
@@ -90,11 +153,16 @@ pub fn find(name: &str) -> Option<&'static BackendRegistration> {
     backends().into_iter().find(|b| b.name == name)
 }
 
-/// Creates a backend by name. An unknown name is [`Error::NotFound`] whose id
-/// lists the known ones.
+/// Creates a backend by name with its defaults. An unknown name is
+/// [`Error::NotFound`] whose id lists the known ones.
 pub fn create(name: &str) -> Result<Arc<dyn Orchestrator>> {
+    create_with(name, &BackendOptions::default())
+}
+
+/// Creates a backend by name with options.
+pub fn create_with(name: &str, options: &BackendOptions) -> Result<Arc<dyn Orchestrator>> {
     match find(name) {
-        Some(reg) => (reg.factory)(),
+        Some(reg) => (reg.factory)(options),
         None => Err(Error::NotFound {
             what: "backend",
             id: format!("{name} (registered: {})", names().join(", ")),

@@ -1,0 +1,16 @@
+//! Plain data of the contract: identifiers, workspace and command specs,
+//! command results, capabilities and availability.
+
+mod backend;
+mod command;
+mod ids;
+mod output;
+mod spec;
+#[cfg(test)]
+mod tests;
+
+pub use backend::{Availability, Capabilities};
+pub use command::{CommandSpec, CommandSpecBuilder, OutputSink, SinkFn, Stream};
+pub use ids::{ProcessId, WorkspaceId};
+pub use output::{CappedBuffer, ExecOutput, ExitStatus, ProcessSnapshot, StartFailure};
+pub use spec::WorkspaceSpec;
