@@ -41,7 +41,7 @@ pub use record::{
 };
 pub use service::{
     create_backend, CompleteOptions, ExecutionResult, ExecutionService, ExecutionServiceBuilder,
-    RecoveredExecution, RecoveryReport, StartOptions,
+    RecoveredExecution, RecoveryReport, StartOptions, DOCKER_BACKEND,
 };
 pub use store::{ExecutionStore, ListFilter, MemoryStore, SqliteStore, StoreError};
 

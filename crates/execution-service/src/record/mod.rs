@@ -12,6 +12,7 @@ use orchestrator_core::WorkspaceId;
 use serde::{Deserialize, Serialize};
 
 use crate::owner::OwnerInfo;
+use crate::service::DOCKER_BACKEND;
 
 mod id;
 mod limits_serde;
@@ -41,10 +42,9 @@ pub struct ExecutionRecord {
     pub state: ExecutionState,
     /// What was asked.
     pub request: ExecutionRequest,
-    /// Name of the backend that holds (or held) the sandbox.
+    /// Name of the backend that holds (or held) the sandbox, as the service
+    /// names it.
     pub backend: Option<String>,
-    /// Whether the sandbox is on the service's docker orchestrator slot.
-    pub used_docker: bool,
     /// The sandbox (workspace or container) id.
     pub sandbox_id: Option<String>,
     /// The background process started by `start`, if any.
@@ -80,7 +80,6 @@ impl ExecutionRecord {
             state: ExecutionState::Pending,
             request,
             backend: None,
-            used_docker: false,
             sandbox_id: None,
             process_id: None,
             sandbox_released: false,
@@ -115,6 +114,12 @@ impl ExecutionRecord {
             self.finished_at_ms = Some(now);
         }
         Ok(())
+    }
+
+    /// Whether the sandbox is on the docker orchestrator (the backend named
+    /// [`DOCKER_BACKEND`]).
+    pub fn used_docker(&self) -> bool {
+        self.backend.as_deref() == Some(DOCKER_BACKEND)
     }
 
     /// The sandbox id as a [`WorkspaceId`].

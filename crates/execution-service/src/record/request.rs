@@ -21,14 +21,14 @@ pub struct FileTransfer {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BackendPreference {
-    /// The service's orchestrator (native unless replaced), unless
+    /// The service's default backend (native unless replaced), unless
     /// `StartOptions::use_docker` says otherwise.
     #[default]
     Default,
-    /// The service's docker orchestrator (same as `use_docker: true`).
+    /// The service's docker orchestrator, the backend named
+    /// [`DOCKER_BACKEND`](crate::DOCKER_BACKEND) (same as `use_docker: true`).
     Docker,
-    /// A backend by name: the orchestrator's or the docker orchestrator's
-    /// [`orchestrator_core::Orchestrator::name`].
+    /// A backend by the name the service has it under.
     Named(String),
 }
 

@@ -1,22 +1,50 @@
-//! [`ExecutionServiceBuilder`]: which backends and which store a service gets.
+//! [`ExecutionServiceBuilder`]: which backends, under which names, and which
+//! store a service gets.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use orchestrator_core::{registry, Orchestrator};
+use orchestrator_native::{NativeConfig, NativeOrchestrator, BACKEND_NAME as NATIVE_BACKEND};
 use tokio::sync::watch;
 
+use super::routing::{Backend, Backends, DOCKER_BACKEND};
+use super::{ExecutionService, Inner};
 use crate::error::ServiceError;
 use crate::store::{ExecutionStore, MemoryStore};
 
-use super::{ExecutionService, Inner};
-
-#[derive(Clone)]
-enum BackendChoice {
+/// Where a backend comes from: injected, or created from the registry when
+/// the service is built.
+enum BackendSource {
     Instance(Arc<dyn Orchestrator>),
+    Registered(String),
+}
+
+impl BackendSource {
+    fn resolve(self) -> Result<Arc<dyn Orchestrator>, ServiceError> {
+        match self {
+            BackendSource::Instance(o) => Ok(o),
+            BackendSource::Registered(name) => create_backend(&name),
+        }
+    }
+}
+
+/// How the default backend is chosen.
+enum DefaultChoice {
+    /// This backend, under its own name.
+    Backend(BackendSource),
+    /// The backend added under this name.
     Named(String),
 }
 
-/// Builds an [`ExecutionService`] with injected or named backends and a store.
+/// Builds an [`ExecutionService`]: a map of named backends with one default,
+/// and a store.
+///
+/// Backends are added under a name (given, or the backend's own
+/// [`Orchestrator::name`]); a later backend under a name replaces an earlier
+/// one, and the default set by [`Self::orchestrator`] replaces any backend
+/// added under its name. Without a default, the backend named `native` is the
+/// default (created with its default configuration if none was added).
 ///
 /// ```
 /// # use std::sync::Arc;
@@ -25,15 +53,19 @@ enum BackendChoice {
 /// let service = ExecutionService::builder()
 ///     .store(MemoryStore::new())
 ///     .orchestrator(Arc::new(FakeOrchestrator::named("native")))
+///     .backend(Arc::new(FakeOrchestrator::named("gvisor")))
 ///     .build()
 ///     .unwrap();
 /// assert!(service.docker().is_none());
+/// let names: Vec<_> = service.backends().map(|(name, _)| name).collect();
+/// assert_eq!(names, ["native", "gvisor"]);
 /// ```
 #[derive(Default)]
 pub struct ExecutionServiceBuilder {
     store: Option<Arc<dyn ExecutionStore>>,
-    orchestrator: Option<BackendChoice>,
-    docker: Option<BackendChoice>,
+    /// In call order: the name given (else the backend's own) and the source.
+    backends: Vec<(Option<String>, BackendSource)>,
+    default: Option<DefaultChoice>,
 }
 
 impl std::fmt::Debug for ExecutionServiceBuilder {
@@ -57,46 +89,103 @@ impl ExecutionServiceBuilder {
         self
     }
 
-    /// The default orchestrator (seed: `orchestrator=`). Default: native.
+    /// Sets (or replaces) the default backend, under its own name (seed:
+    /// `orchestrator=`). Default: native.
     pub fn orchestrator(mut self, orchestrator: Arc<dyn Orchestrator>) -> Self {
-        self.orchestrator = Some(BackendChoice::Instance(orchestrator));
+        self.default = Some(DefaultChoice::Backend(BackendSource::Instance(
+            orchestrator,
+        )));
         self
     }
 
-    /// The docker orchestrator (seed: `docker_orchestrator=`). Default: none.
-    pub fn docker_orchestrator(mut self, docker: Arc<dyn Orchestrator>) -> Self {
-        self.docker = Some(BackendChoice::Instance(docker));
-        self
-    }
-
-    /// The default orchestrator, by registered name (created with the
-    /// backend's default configuration when the service is built).
+    /// Sets (or replaces) the default backend by registered name, created
+    /// with the backend's default configuration when the service is built.
     pub fn orchestrator_named(mut self, name: impl Into<String>) -> Self {
-        self.orchestrator = Some(BackendChoice::Named(name.into()));
+        self.default = Some(DefaultChoice::Backend(BackendSource::Registered(
+            name.into(),
+        )));
         self
     }
 
-    /// The docker orchestrator, by registered name.
+    /// Makes the backend added under `name` the default (checked by
+    /// [`Self::build`]).
+    pub fn default_backend(mut self, name: impl Into<String>) -> Self {
+        self.default = Some(DefaultChoice::Named(name.into()));
+        self
+    }
+
+    /// Adds a backend under its own [`Orchestrator::name`].
+    pub fn backend(mut self, orchestrator: Arc<dyn Orchestrator>) -> Self {
+        self.backends
+            .push((None, BackendSource::Instance(orchestrator)));
+        self
+    }
+
+    /// Adds a backend under `name` (what requests ask for and records store).
+    pub fn backend_named(
+        mut self,
+        name: impl Into<String>,
+        orchestrator: Arc<dyn Orchestrator>,
+    ) -> Self {
+        self.backends
+            .push((Some(name.into()), BackendSource::Instance(orchestrator)));
+        self
+    }
+
+    /// Adds the docker orchestrator (seed: `docker_orchestrator=`): the
+    /// backend named [`DOCKER_BACKEND`]. Default: none.
+    pub fn docker_orchestrator(self, docker: Arc<dyn Orchestrator>) -> Self {
+        self.backend_named(DOCKER_BACKEND, docker)
+    }
+
+    /// Adds the docker orchestrator by registered name.
     pub fn docker_orchestrator_named(mut self, name: impl Into<String>) -> Self {
-        self.docker = Some(BackendChoice::Named(name.into()));
+        self.backends.push((
+            Some(DOCKER_BACKEND.to_string()),
+            BackendSource::Registered(name.into()),
+        ));
         self
     }
 
-    /// Creates named backends and the service. An unregistered name is
+    /// Creates registered backends and the service. An unregistered name,
+    /// or a default naming no added backend, is
     /// [`ServiceError::UnknownBackend`]; a backend that fails to initialise
     /// is [`ServiceError::Orchestrator`].
     pub fn build(self) -> Result<ExecutionService, ServiceError> {
-        let resolve = |choice: BackendChoice| -> Result<Arc<dyn Orchestrator>, ServiceError> {
-            match choice {
-                BackendChoice::Instance(o) => Ok(o),
-                BackendChoice::Named(name) => create_backend(&name),
+        let mut by_name = BTreeMap::new();
+        for (name, source) in self.backends {
+            let orchestrator = source.resolve()?;
+            let name = name.unwrap_or_else(|| orchestrator.name().to_string());
+            by_name.insert(name, orchestrator);
+        }
+        let default = match self.default {
+            Some(DefaultChoice::Backend(source)) => {
+                let orchestrator = source.resolve()?;
+                Backend {
+                    name: orchestrator.name().to_string(),
+                    orchestrator,
+                }
             }
+            Some(DefaultChoice::Named(name)) => match by_name.get(&name) {
+                Some(o) => Backend {
+                    orchestrator: o.clone(),
+                    name,
+                },
+                None => {
+                    return Err(ServiceError::UnknownBackend {
+                        name,
+                        available: by_name.into_keys().collect(),
+                    })
+                }
+            },
+            None => Backend {
+                orchestrator: match by_name.get(NATIVE_BACKEND) {
+                    Some(o) => o.clone(),
+                    None => default_orchestrator()?,
+                },
+                name: NATIVE_BACKEND.to_string(),
+            },
         };
-        let orchestrator = match self.orchestrator {
-            Some(c) => resolve(c)?,
-            None => default_orchestrator()?,
-        };
-        let docker = self.docker.map(resolve).transpose()?;
         let store = self
             .store
             .unwrap_or_else(|| Arc::new(MemoryStore::new()) as Arc<dyn ExecutionStore>);
@@ -104,8 +193,7 @@ impl ExecutionServiceBuilder {
         Ok(ExecutionService {
             inner: Arc::new(Inner {
                 store,
-                orchestrator,
-                docker,
+                backends: Backends::new(by_name, default),
                 cleanups,
             }),
         })
@@ -126,8 +214,7 @@ pub fn create_backend(name: &str) -> Result<Arc<dyn Orchestrator>, ServiceError>
 /// The default orchestrator: the native backend with its default
 /// configuration.
 fn default_orchestrator() -> Result<Arc<dyn Orchestrator>, ServiceError> {
-    let native =
-        orchestrator_native::NativeOrchestrator::new(orchestrator_native::NativeConfig::default())
-            .map_err(|e| ServiceError::backend("create", "native", e))?;
+    let native = NativeOrchestrator::new(NativeConfig::default())
+        .map_err(|e| ServiceError::backend("create", NATIVE_BACKEND, e))?;
     Ok(Arc::new(native))
 }

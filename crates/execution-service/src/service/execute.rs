@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use orchestrator_core::{ExecOutput, LimitReport, Orchestrator, WorkspaceId};
+use orchestrator_core::{ExecOutput, LimitReport, WorkspaceId};
 use tracing::Instrument;
 
 use crate::error::ServiceError;
@@ -11,6 +11,7 @@ use crate::record::{
 };
 
 use super::guard::InFlight;
+use super::routing::{Backend, DOCKER_BACKEND};
 use super::start::{StartOptions, Started};
 use super::ExecutionService;
 
@@ -21,8 +22,6 @@ pub struct ExecutionResult {
     pub execution_id: ExecutionId,
     /// The backend that ran it.
     pub backend: String,
-    /// Whether it ran on the docker orchestrator.
-    pub used_docker: bool,
     /// The (now removed) workspace or container.
     pub workspace_id: WorkspaceId,
     /// The command's output.
@@ -36,6 +35,14 @@ pub struct ExecutionResult {
     /// an earlier copy did; a failure does not discard the result above
     /// (the record's `error` names it too).
     pub copy_out_errors: Vec<(crate::FileTransfer, Arc<ServiceError>)>,
+}
+
+impl ExecutionResult {
+    /// Whether it ran on the docker orchestrator (the backend named
+    /// [`DOCKER_BACKEND`]).
+    pub fn used_docker(&self) -> bool {
+        self.backend == DOCKER_BACKEND
+    }
 }
 
 impl ExecutionService {
@@ -66,7 +73,7 @@ impl ExecutionService {
             }
             // Fail early, without leaving a record, on a backend that is not
             // there.
-            self.resolve(&request.backend, false)?;
+            self.route(&request.backend, false)?;
             let sink = request.output.clone();
             let id = self.submit(request).await?;
             span2.record("execution", tracing::field::display(&id));
@@ -84,12 +91,12 @@ impl ExecutionService {
             };
             let Started {
                 record,
-                orchestrator: orch,
+                backend,
                 workspace: ws,
                 limit_report,
             } = started;
-            let backend = orch.name().to_string();
-            span2.record("backend", tracing::field::display(&backend));
+            let orch = backend.orchestrator.clone();
+            span2.record("backend", tracing::field::display(&backend.name));
 
             let Some(mut cmd) = record.request.command_spec() else {
                 guard.disarm();
@@ -101,8 +108,8 @@ impl ExecutionService {
             let output = match orch.run_command(&ws, &cmd).await {
                 Ok(o) => o,
                 Err(e) => {
-                    let err = ServiceError::backend("run_command", &backend, e);
-                    let res = self.fail_running(&record, &orch, err).await;
+                    let err = ServiceError::backend("run_command", &backend.name, e);
+                    let res = self.fail_running(&record, &backend, err).await;
                     guard.disarm();
                     return Err(res);
                 }
@@ -114,7 +121,7 @@ impl ExecutionService {
             for f in &record.request.files_out {
                 if let Err(e) = orch.copy_from(&ws, &f.sandbox, &f.host).await {
                     tracing::warn!(sandbox = %f.sandbox, host = %f.host.display(), error = %e, "copy out failed");
-                    copy_out_errors.push((f.clone(), Arc::new(ServiceError::backend("copy_from", &backend, e))));
+                    copy_out_errors.push((f.clone(), Arc::new(ServiceError::backend("copy_from", &backend.name, e))));
                 }
             }
             let copy_note = (!copy_out_errors.is_empty()).then(|| {
@@ -128,7 +135,7 @@ impl ExecutionService {
             let finished = self
                 .teardown_and_finish(
                     &record,
-                    &orch,
+                    &backend,
                     ExecutionState::Completed,
                     Some(summary.clone()),
                     copy_note,
@@ -161,8 +168,7 @@ impl ExecutionService {
             guard.disarm();
             Ok(ExecutionResult {
                 execution_id: id,
-                backend,
-                used_docker: record.used_docker,
+                backend: backend.name,
                 workspace_id: ws,
                 output,
                 limit_report,
@@ -179,7 +185,7 @@ impl ExecutionService {
     pub(super) async fn fail_running(
         &self,
         rec: &ExecutionRecord,
-        orch: &Arc<dyn Orchestrator>,
+        backend: &Backend,
         err: ServiceError,
     ) -> ServiceError {
         tracing::warn!(error = %err, "execution failed; tearing down");
@@ -187,7 +193,7 @@ impl ExecutionService {
         match self
             .teardown_and_finish(
                 rec,
-                orch,
+                backend,
                 ExecutionState::Failed,
                 None,
                 Some(reason.clone()),

@@ -3,13 +3,15 @@
 use std::sync::Arc;
 
 use orchestrator_core::Orchestrator;
+
+use super::routing::Backend;
 use tracing::Instrument;
 
 use crate::error::ServiceError;
 use crate::record::{now_ms, ExecutionId, ExecutionRecord, ExecutionState, ResultSummary};
 use crate::store::{ExecutionStore, StoreError};
 
-use super::{ExecutionService, MAX_CAS_RETRIES};
+use super::{transition, ExecutionService, MAX_CAS_RETRIES};
 
 /// Options of [`ExecutionService::complete`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,11 +38,11 @@ impl ExecutionService {
         async {
             let rec = self.get(id).await?;
             if let (Some(requested), Some(recorded)) = (opts.use_docker, &rec.backend) {
-                if requested != rec.used_docker {
+                if requested != rec.used_docker() {
                     return Err(ServiceError::BackendMismatch {
                         id: id.clone(),
                         recorded: recorded.clone(),
-                        recorded_docker: rec.used_docker,
+                        recorded_docker: rec.used_docker(),
                         requested_docker: requested,
                     });
                 }
@@ -55,10 +57,16 @@ impl ExecutionService {
                     })
                 }
                 _ => {
-                    let orch = self.backend_of(&rec)?;
-                    let result = self.background_result(&rec, &orch).await;
-                    self.teardown_and_finish(&rec, &orch, ExecutionState::Completed, result, None)
-                        .await
+                    let backend = self.backend_of(&rec)?;
+                    let result = self.background_result(&rec, &backend.orchestrator).await;
+                    self.teardown_and_finish(
+                        &rec,
+                        &backend,
+                        ExecutionState::Completed,
+                        result,
+                        None,
+                    )
+                    .await
                 }
             }
         }
@@ -111,15 +119,13 @@ impl ExecutionService {
     pub(super) async fn teardown_and_finish(
         &self,
         rec: &ExecutionRecord,
-        orch: &Arc<dyn Orchestrator>,
+        backend: &Backend,
         target: ExecutionState,
         result: Option<ResultSummary>,
         error: Option<String>,
     ) -> Result<ExecutionRecord, ServiceError> {
         if let Some(ws) = rec.sandbox() {
-            orch.cleanup(&ws)
-                .await
-                .map_err(|e| ServiceError::backend("cleanup", orch.name(), e))?;
+            backend.cleanup(&ws).await?;
             tracing::info!(workspace = %ws, "sandbox removed");
         }
         let id = rec.id.clone();
@@ -138,12 +144,7 @@ impl ExecutionService {
                     }
                 });
             }
-            r.transition(target)
-                .map_err(|_| ServiceError::InvalidState {
-                    id: r.id.clone(),
-                    state: r.state,
-                    operation: "finish",
-                })?;
+            transition(r, target, "finish")?;
             r.sandbox_released = r.sandbox_id.is_some();
             if result.is_some() {
                 r.result = result.clone();
@@ -176,11 +177,11 @@ impl ExecutionService {
                         })
                     }
                     ExecutionState::Running => {
-                        let orch = self.backend_of(&rec)?;
+                        let backend = self.backend_of(&rec)?;
                         return self
                             .teardown_and_finish(
                                 &rec,
-                                &orch,
+                                &backend,
                                 ExecutionState::Cancelled,
                                 None,
                                 Some("cancelled".into()),
@@ -190,10 +191,7 @@ impl ExecutionService {
                     ExecutionState::Pending | ExecutionState::Starting => {
                         let mut released = false;
                         if let Some(ws) = rec.sandbox() {
-                            let orch = self.backend_of(&rec)?;
-                            orch.cleanup(&ws)
-                                .await
-                                .map_err(|e| ServiceError::backend("cleanup", orch.name(), e))?;
+                            self.backend_of(&rec)?.cleanup(&ws).await?;
                             released = true;
                         }
                         let mut next = rec.clone();

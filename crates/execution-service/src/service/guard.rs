@@ -5,10 +5,9 @@ use std::sync::Arc;
 
 use orchestrator_core::{Orchestrator, WorkspaceId};
 
-use crate::error::ServiceError;
 use crate::record::{ExecutionId, ExecutionState};
 
-use super::ExecutionService;
+use super::{transition, ExecutionService};
 
 /// Tears an execution down if the future working on it is dropped: the
 /// cleanup runs as a spawned task (on the current runtime, or on a helper
@@ -133,13 +132,7 @@ impl ExecutionService {
                     r.sandbox_id = ws_str.clone();
                 }
                 if !r.state.is_terminal() {
-                    r.transition(ExecutionState::Cancelled).map_err(|_| {
-                        ServiceError::InvalidState {
-                            id: r.id.clone(),
-                            state: r.state,
-                            operation: "cancel",
-                        }
-                    })?;
+                    transition(r, ExecutionState::Cancelled, "cancel")?;
                     r.error = Some("the caller dropped the execution before it finished".into());
                 }
                 if r.sandbox_id.is_some() && released {

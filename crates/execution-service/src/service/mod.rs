@@ -1,5 +1,5 @@
-//! [`ExecutionService`]: composes an orchestrator (native by default) and an
-//! optional docker orchestrator with an [`ExecutionStore`].
+//! [`ExecutionService`]: the type, its named backends and store, and the
+//! record glue every operation shares.
 //!
 //! Every call works on one execution and holds no lock of its own: records
 //! change by compare-and-swap in the store, so concurrent calls on different
@@ -12,7 +12,7 @@ use orchestrator_core::Orchestrator;
 use tokio::sync::watch;
 
 use crate::error::ServiceError;
-use crate::record::{now_ms, ExecutionId, ExecutionRecord, ExecutionRequest};
+use crate::record::{now_ms, ExecutionId, ExecutionRecord, ExecutionRequest, ExecutionState};
 use crate::store::{ExecutionStore, ListFilter, StoreError};
 
 mod builder;
@@ -27,12 +27,14 @@ pub use builder::{create_backend, ExecutionServiceBuilder};
 pub use execute::ExecutionResult;
 pub use finish::CompleteOptions;
 pub use recovery::{RecoveredExecution, RecoveryReport};
+pub use routing::DOCKER_BACKEND;
 pub use start::StartOptions;
+
+use routing::Backends;
 
 struct Inner {
     store: Arc<dyn ExecutionStore>,
-    orchestrator: Arc<dyn Orchestrator>,
-    docker: Option<Arc<dyn Orchestrator>>,
+    backends: Backends,
     /// Number of drop-guard cleanups still running.
     cleanups: watch::Sender<usize>,
 }
@@ -49,14 +51,31 @@ pub struct ExecutionService {
 impl std::fmt::Debug for ExecutionService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ExecutionService")
-            .field("orchestrator", &self.inner.orchestrator.name())
-            .field("docker", &self.inner.docker.as_ref().map(|d| d.name()))
+            .field("default", &self.default_backend_name())
+            .field(
+                "backends",
+                &self.backends().map(|(name, _)| name).collect::<Vec<_>>(),
+            )
             .field("store", &self.inner.store)
             .finish()
     }
 }
 
 const MAX_CAS_RETRIES: usize = 64;
+
+/// Moves a record to `next`, or says that its state does not allow
+/// `operation`.
+fn transition(
+    r: &mut ExecutionRecord,
+    next: ExecutionState,
+    operation: &'static str,
+) -> Result<(), ServiceError> {
+    r.transition(next).map_err(|_| ServiceError::InvalidState {
+        id: r.id.clone(),
+        state: r.state,
+        operation,
+    })
+}
 
 impl ExecutionService {
     /// The seed's default: a native orchestrator, no docker, records in
@@ -70,22 +89,37 @@ impl ExecutionService {
         ExecutionServiceBuilder::default()
     }
 
-    /// The default orchestrator (native unless replaced).
+    /// The default backend (native unless replaced).
     pub fn orchestrator(&self) -> &Arc<dyn Orchestrator> {
-        &self.inner.orchestrator
+        &self.inner.backends.default_backend().orchestrator
     }
 
-    /// The docker orchestrator, when one was configured.
+    /// The docker orchestrator (the backend named [`DOCKER_BACKEND`]), when
+    /// one was configured.
     pub fn docker(&self) -> Option<&Arc<dyn Orchestrator>> {
-        self.inner.docker.as_ref()
+        self.backend(DOCKER_BACKEND)
+    }
+
+    /// The backend configured under `name`.
+    pub fn backend(&self, name: &str) -> Option<&Arc<dyn Orchestrator>> {
+        self.inner.backends.get(name)
+    }
+
+    /// The name of the default backend.
+    pub fn default_backend_name(&self) -> &str {
+        &self.inner.backends.default_backend().name
+    }
+
+    /// Every configured backend with its name: the default first, then the
+    /// others by name.
+    pub fn backends(&self) -> impl Iterator<Item = (&str, &Arc<dyn Orchestrator>)> {
+        self.inner.backends.iter()
     }
 
     /// The record store.
     pub fn store(&self) -> &Arc<dyn ExecutionStore> {
         &self.inner.store
     }
-
-    // ----- records ---------------------------------------------------------
 
     /// Records a pending execution and returns its id. The request is
     /// validated; its live output sink is not stored (pass it to

@@ -1,13 +1,15 @@
-//! [`ExecutionService::recover`]: cleaning up after processes that died holding executions.
+//! [`ExecutionService::recover`]: cleaning up after processes that died
+//! holding executions.
 
+use orchestrator_core::WorkspaceId;
 use tracing::Instrument;
 
 use crate::error::ServiceError;
 use crate::owner::Liveness;
-use crate::record::{ExecutionId, ExecutionState};
+use crate::record::{ExecutionId, ExecutionRecord, ExecutionState};
 use crate::store::{ExecutionStore, ListFilter};
 
-use super::ExecutionService;
+use super::{transition, ExecutionService};
 
 /// What [`ExecutionService::recover`] did.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -51,6 +53,19 @@ pub struct RecoveredExecution {
     pub cleaned: bool,
 }
 
+impl RecoveredExecution {
+    fn of(rec: &ExecutionRecord, cleaned: bool) -> Self {
+        Self {
+            id: rec.id.clone(),
+            previous_state: rec.state,
+            backend: rec.backend.clone(),
+            sandbox_id: rec.sandbox_id.clone(),
+            owner_pid: rec.owner.as_ref().map(|o| o.pid),
+            cleaned,
+        }
+    }
+}
+
 impl ExecutionService {
     /// Cleans up after processes that died holding executions: every record
     /// left starting or running whose owner process is gone (pid and start
@@ -63,151 +78,137 @@ impl ExecutionService {
         let span = tracing::info_span!("recover");
         async {
             let mut report = RecoveryReport::default();
-            let active = self
-                .inner
-                .store
-                .list(&ListFilter::states(&[
-                    ExecutionState::Starting,
-                    ExecutionState::Running,
-                ]))
-                .await?;
-            for rec in active {
-                let dead = match &rec.owner {
-                    None => true,
-                    Some(o) => o.liveness() == Liveness::Dead,
-                };
-                if !dead {
-                    report.skipped_live.push(rec.id.clone());
-                    continue;
-                }
-                let owner_pid = rec.owner.as_ref().map(|o| o.pid);
-                tracing::warn!(execution = %rec.id, ?owner_pid, "owner gone; recovering");
-                let mut cleaned = true;
-                if let Some(ws) = rec.sandbox() {
-                    match self.backend_for_recovery(&rec) {
-                        Ok(orch) => {
-                            if let Err(e) = orch.cleanup(&ws).await {
-                                cleaned = false;
-                                report
-                                    .errors
-                                    .push(format!("{}: cleanup of {ws} failed: {e}", rec.id));
-                            }
-                        }
-                        Err(e) => {
-                            cleaned = false;
-                            report.errors.push(format!("{}: {e}", rec.id));
-                        }
-                    }
-                }
-                let reason = format!(
-                    "owner process {} is gone; recovered{}",
-                    owner_pid
-                        .map(|p| p.to_string())
-                        .unwrap_or_else(|| "?".into()),
-                    if cleaned {
-                        ""
-                    } else {
-                        " (sandbox teardown failed)"
-                    }
-                );
-                let prev = rec.state;
-                let res = self
-                    .update_with(&rec.id, |r| {
-                        if r.state.is_active() {
-                            r.transition(ExecutionState::Failed).map_err(|_| {
-                                ServiceError::InvalidState {
-                                    id: r.id.clone(),
-                                    state: r.state,
-                                    operation: "recover",
-                                }
-                            })?;
-                            r.error = Some(reason.clone());
-                        }
-                        if r.sandbox_id.is_some() {
-                            r.sandbox_released = cleaned;
-                        }
-                        Ok(())
-                    })
-                    .await;
-                if let Err(e) = res {
-                    report.errors.push(format!("{}: {e}", rec.id));
-                }
-                report.recovered.push(RecoveredExecution {
-                    id: rec.id.clone(),
-                    previous_state: prev,
-                    backend: rec.backend.clone(),
-                    sandbox_id: rec.sandbox_id.clone(),
-                    owner_pid,
-                    cleaned,
-                });
-            }
-
-            // Ended records whose teardown failed earlier.
-            let ended = self
-                .inner
-                .store
-                .list(&ListFilter::states(&[
-                    ExecutionState::Failed,
-                    ExecutionState::Cancelled,
-                ]))
-                .await?;
-            for rec in ended {
-                let Some(ws) = rec.sandbox() else { continue };
-                if rec.sandbox_released {
-                    continue;
-                }
-                let cleaned = match self.backend_for_recovery(&rec) {
-                    Ok(orch) => match orch.cleanup(&ws).await {
-                        Ok(()) => true,
-                        Err(e) => {
-                            report
-                                .errors
-                                .push(format!("{}: cleanup of {ws} failed: {e}", rec.id));
-                            false
-                        }
-                    },
-                    Err(e) => {
-                        report.errors.push(format!("{}: {e}", rec.id));
-                        false
-                    }
-                };
-                if cleaned {
-                    if let Err(e) = self
-                        .update_with(&rec.id, |r| {
-                            r.sandbox_released = true;
-                            Ok(())
-                        })
-                        .await
-                    {
-                        report.errors.push(format!("{}: {e}", rec.id));
-                    }
-                }
-                report.released.push(RecoveredExecution {
-                    id: rec.id.clone(),
-                    previous_state: rec.state,
-                    backend: rec.backend.clone(),
-                    sandbox_id: rec.sandbox_id.clone(),
-                    owner_pid: rec.owner.as_ref().map(|o| o.pid),
-                    cleaned,
-                });
-            }
-
-            for orch in std::iter::once(&self.inner.orchestrator).chain(self.inner.docker.iter()) {
-                match orch.reap_orphans().await {
-                    Ok(items) => {
-                        for i in &items {
-                            tracing::info!(backend = orch.name(), item = %i, "reaped orphan");
-                        }
-                        report.reaped.push((orch.name().to_string(), items));
-                    }
-                    Err(e) => report
-                        .errors
-                        .push(format!("reap_orphans on {}: {e}", orch.name())),
-                }
-            }
+            self.recover_dead_owners(&mut report).await?;
+            self.retry_failed_teardowns(&mut report).await?;
+            self.reap_orphans(&mut report).await;
             Ok(report)
         }
         .instrument(span)
         .await
+    }
+
+    /// Active records whose owner is gone: tear down, mark failed.
+    async fn recover_dead_owners(&self, report: &mut RecoveryReport) -> Result<(), ServiceError> {
+        let active = self
+            .inner
+            .store
+            .list(&ListFilter::states(&[
+                ExecutionState::Starting,
+                ExecutionState::Running,
+            ]))
+            .await?;
+        for rec in active {
+            let dead = match &rec.owner {
+                None => true,
+                Some(o) => o.liveness() == Liveness::Dead,
+            };
+            if !dead {
+                report.skipped_live.push(rec.id.clone());
+                continue;
+            }
+            let owner_pid = rec.owner.as_ref().map(|o| o.pid);
+            tracing::warn!(execution = %rec.id, ?owner_pid, "owner gone; recovering");
+            let cleaned = match rec.sandbox() {
+                Some(ws) => self.release_for_recovery(&rec, &ws, report).await,
+                None => true,
+            };
+            let reason = format!(
+                "owner process {} is gone; recovered{}",
+                owner_pid
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "?".into()),
+                if cleaned {
+                    ""
+                } else {
+                    " (sandbox teardown failed)"
+                }
+            );
+            let res = self
+                .update_with(&rec.id, |r| {
+                    if r.state.is_active() {
+                        transition(r, ExecutionState::Failed, "recover")?;
+                        r.error = Some(reason.clone());
+                    }
+                    if r.sandbox_id.is_some() {
+                        r.sandbox_released = cleaned;
+                    }
+                    Ok(())
+                })
+                .await;
+            if let Err(e) = res {
+                report.errors.push(format!("{}: {e}", rec.id));
+            }
+            report.recovered.push(RecoveredExecution::of(&rec, cleaned));
+        }
+        Ok(())
+    }
+
+    /// Ended records whose teardown failed earlier: tear down again.
+    async fn retry_failed_teardowns(
+        &self,
+        report: &mut RecoveryReport,
+    ) -> Result<(), ServiceError> {
+        let ended = self
+            .inner
+            .store
+            .list(&ListFilter::states(&[
+                ExecutionState::Failed,
+                ExecutionState::Cancelled,
+            ]))
+            .await?;
+        for rec in ended {
+            let Some(ws) = rec.sandbox() else { continue };
+            if rec.sandbox_released {
+                continue;
+            }
+            let cleaned = self.release_for_recovery(&rec, &ws, report).await;
+            if cleaned {
+                if let Err(e) = self
+                    .update_with(&rec.id, |r| {
+                        r.sandbox_released = true;
+                        Ok(())
+                    })
+                    .await
+                {
+                    report.errors.push(format!("{}: {e}", rec.id));
+                }
+            }
+            report.released.push(RecoveredExecution::of(&rec, cleaned));
+        }
+        Ok(())
+    }
+
+    /// Tears a record's sandbox down on its backend; a failure goes into
+    /// the report. Whether it is gone.
+    async fn release_for_recovery(
+        &self,
+        rec: &ExecutionRecord,
+        ws: &WorkspaceId,
+        report: &mut RecoveryReport,
+    ) -> bool {
+        let error = match self.backend_for_recovery(rec) {
+            Ok(backend) => match backend.orchestrator.cleanup(ws).await {
+                Ok(()) => return true,
+                Err(e) => format!("{}: cleanup of {ws} failed: {e}", rec.id),
+            },
+            Err(e) => format!("{}: {e}", rec.id),
+        };
+        report.errors.push(error);
+        false
+    }
+
+    /// Every configured backend's own orphan scan.
+    async fn reap_orphans(&self, report: &mut RecoveryReport) {
+        for (name, orch) in self.backends() {
+            match orch.reap_orphans().await {
+                Ok(items) => {
+                    for i in &items {
+                        tracing::info!(backend = name, item = %i, "reaped orphan");
+                    }
+                    report.reaped.push((name.to_string(), items));
+                }
+                Err(e) => report.errors.push(format!("reap_orphans on {name}: {e}")),
+            }
+        }
     }
 }

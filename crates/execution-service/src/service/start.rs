@@ -11,8 +11,8 @@ use crate::record::{ExecutionId, ExecutionRecord, ExecutionState, LimitSummary};
 use crate::store::{ExecutionStore, StoreError};
 
 use super::guard::InFlight;
-use super::routing::Slot;
-use super::ExecutionService;
+use super::routing::Backend;
+use super::{transition, ExecutionService};
 
 /// Options of [`ExecutionService::start`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,7 +33,7 @@ impl StartOptions {
 /// Everything `start` set up.
 pub(super) struct Started {
     pub(super) record: ExecutionRecord,
-    pub(super) orchestrator: Arc<dyn Orchestrator>,
+    pub(super) backend: Backend,
     pub(super) workspace: WorkspaceId,
     pub(super) limit_report: LimitReport,
 }
@@ -78,20 +78,15 @@ impl ExecutionService {
                 operation: "start",
             });
         }
-        let (slot, orch) = self.resolve(&rec.request.backend, opts.use_docker)?;
-        let backend = orch.name().to_string();
+        let Backend {
+            name: backend,
+            orchestrator: orch,
+        } = self.route(&rec.request.backend, opts.use_docker)?;
 
         // pending -> starting, claiming the execution for this process.
         let mut claim = rec.clone();
-        claim
-            .transition(ExecutionState::Starting)
-            .map_err(|_| ServiceError::InvalidState {
-                id: id.clone(),
-                state: rec.state,
-                operation: "start",
-            })?;
+        transition(&mut claim, ExecutionState::Starting, "start")?;
         claim.backend = Some(backend.clone());
-        claim.used_docker = slot == Slot::Docker;
         claim.owner = Some(OwnerInfo::current());
         let mut rec = match self.inner.store.update(&claim).await {
             Ok(r) => r,
@@ -208,7 +203,10 @@ impl ExecutionService {
         tracing::info!(workspace = %ws, "running");
         Ok(Started {
             record: rec,
-            orchestrator: orch,
+            backend: Backend {
+                name: backend,
+                orchestrator: orch,
+            },
             workspace: ws,
             limit_report,
         })
@@ -247,12 +245,7 @@ impl ExecutionService {
                     }
                     return Ok(());
                 }
-                r.transition(ExecutionState::Failed)
-                    .map_err(|_| ServiceError::InvalidState {
-                        id: r.id.clone(),
-                        state: r.state,
-                        operation: "fail",
-                    })?;
+                transition(r, ExecutionState::Failed, "fail")?;
                 r.error = Some(reason.clone());
                 r.sandbox_released = r.sandbox_id.is_some() && released;
                 Ok(())

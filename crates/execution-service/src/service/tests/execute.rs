@@ -31,7 +31,7 @@ async fn execute_runs_and_tears_down() {
         .unwrap();
     assert_eq!(res.output.stdout, b"hello\n");
     assert_eq!(res.backend, "native");
-    assert!(!res.used_docker);
+    assert!(!res.used_docker());
     assert_eq!(res.limit_report.entries.len(), 2);
     assert_eq!(res.record.state, ExecutionState::Completed);
     assert!(res.record.result.as_ref().unwrap().success());

@@ -14,7 +14,7 @@ use orchestrator_core::{
     ResourceLimits, Stream, WorkspaceSpec,
 };
 
-use super::{CompleteOptions, ExecutionService, StartOptions};
+use super::{CompleteOptions, ExecutionService, StartOptions, DOCKER_BACKEND};
 use crate::error::ServiceError;
 use crate::owner::{process_start_time, OwnerInfo};
 use crate::record::{
@@ -28,6 +28,7 @@ mod execute;
 mod failures;
 mod guard;
 mod lifecycle;
+mod named;
 mod recovery;
 mod state_machine;
 

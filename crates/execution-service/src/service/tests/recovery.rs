@@ -8,7 +8,7 @@ async fn recover_reaps_dead_owners_only() {
     let store = f.svc.store().clone();
     // A running execution of a dead process, on each backend.
     let mut dead_ids = Vec::new();
-    for (orch, docker) in [(&f.native, false), (&f.docker, true)] {
+    for (orch, backend) in [(&f.native, "native"), (&f.docker, DOCKER_BACKEND)] {
         let ws = orch
             .create_workspace(&WorkspaceSpec::new().execution_id("x"))
             .await
@@ -19,8 +19,7 @@ async fn recover_reaps_dead_owners_only() {
         );
         rec.transition(ExecutionState::Starting).unwrap();
         rec.transition(ExecutionState::Running).unwrap();
-        rec.backend = Some(orch.name().to_string());
-        rec.used_docker = docker;
+        rec.backend = Some(backend.to_string());
         rec.sandbox_id = Some(ws.to_string());
         rec.owner = Some(dead_owner());
         store.insert(&rec).await.unwrap();
