@@ -19,7 +19,8 @@ use super::{transition, ExecutionService};
 pub struct StartOptions {
     /// Provision on the docker orchestrator instead of the default one
     /// (seed: `use_docker=False`). A request whose backend preference is
-    /// [`BackendPreference::Docker`] uses docker either way.
+    /// [`BackendPreference::Docker`](crate::BackendPreference::Docker) uses
+    /// docker either way.
     pub use_docker: bool,
 }
 

@@ -21,7 +21,7 @@ use super::{ExecutionStore, ListFilter, StoreError};
 use crate::record::{ExecutionId, ExecutionRecord};
 
 /// The schema version this code writes (the number of migrations).
-pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -64,6 +64,10 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// The schema version this code writes; [`Self::open`] migrates older
+    /// databases to it and refuses newer ones.
+    pub const SCHEMA_VERSION: i64 = SCHEMA_VERSION;
+
     /// Opens (creating if needed) the database at `path` and migrates it.
     /// Blocking: call it before serving, or inside `spawn_blocking`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
