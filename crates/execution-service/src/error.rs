@@ -32,7 +32,7 @@ pub enum ServiceError {
     /// not configured in the service (docker included, when `use_docker` or
     /// a docker preference asks for it without a docker orchestrator), or
     /// not registered.
-    #[error("no backend named {name:?} (available: {}); add one with ExecutionService::builder().backend_named(..), or docker_orchestrator(..) for docker", available.join(", "))]
+    #[error("unknown backend {name:?} (available: {}); add one with ExecutionService::builder().backend_named(..), or docker_orchestrator(..) for docker", available.join(", "))]
     UnknownBackend {
         /// The name asked for.
         name: String,

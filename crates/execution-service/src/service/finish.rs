@@ -1,4 +1,5 @@
-//! [`ExecutionService::complete`] and [`ExecutionService::cancel`]: tearing a sandbox down and ending its record.
+//! [`ExecutionService::complete`] and [`ExecutionService::cancel`]: tearing
+//! a sandbox down and ending its record.
 
 use std::sync::Arc;
 

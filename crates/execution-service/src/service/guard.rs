@@ -1,4 +1,5 @@
-//! The drop guard: tears down the sandbox of an execution whose future is dropped mid-way.
+//! The drop guard: tears down the sandbox of an execution whose future is
+//! dropped mid-way.
 
 use std::future::Future;
 use std::sync::Arc;

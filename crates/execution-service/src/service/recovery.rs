@@ -7,7 +7,7 @@ use tracing::Instrument;
 use crate::error::ServiceError;
 use crate::owner::Liveness;
 use crate::record::{ExecutionId, ExecutionRecord, ExecutionState};
-use crate::store::{ExecutionStore, ListFilter};
+use crate::store::ListFilter;
 
 use super::{transition, ExecutionService};
 
@@ -90,9 +90,7 @@ impl ExecutionService {
     /// Active records whose owner is gone: tear down, mark failed.
     async fn recover_dead_owners(&self, report: &mut RecoveryReport) -> Result<(), ServiceError> {
         let active = self
-            .inner
-            .store
-            .list(&ListFilter::states(&[
+            .list_filtered(&ListFilter::states(&[
                 ExecutionState::Starting,
                 ExecutionState::Running,
             ]))
@@ -149,9 +147,7 @@ impl ExecutionService {
         report: &mut RecoveryReport,
     ) -> Result<(), ServiceError> {
         let ended = self
-            .inner
-            .store
-            .list(&ListFilter::states(&[
+            .list_filtered(&ListFilter::states(&[
                 ExecutionState::Failed,
                 ExecutionState::Cancelled,
             ]))

@@ -17,7 +17,8 @@ use super::{transition, ExecutionService};
 /// Options of [`ExecutionService::start`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StartOptions {
-    /// Provision on the docker orchestrator instead of the default one
+    /// Provision on the docker orchestrator (the backend named
+    /// [`DOCKER_BACKEND`](crate::DOCKER_BACKEND)) instead of the default one
     /// (seed: `use_docker=False`). A request whose backend preference is
     /// [`BackendPreference::Docker`](crate::BackendPreference::Docker) uses
     /// docker either way.

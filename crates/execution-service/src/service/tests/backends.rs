@@ -1,4 +1,5 @@
-//! Which backend serves an execution: the native and docker paths, request preferences, a missing backend.
+//! Which backend serves an execution: the native and docker paths, request
+//! preferences, a missing backend.
 
 use super::*;
 

@@ -32,13 +32,9 @@ async fn builder_by_name() {
         .orchestrator_named("no-such-backend")
         .build()
         .unwrap_err();
-    match &err {
-        ServiceError::UnknownBackend { name, available } => {
-            assert_eq!(name, "no-such-backend");
-            assert!(available.contains(&"native".to_string()));
-        }
-        other => panic!("{other:?}"),
-    }
+    let (name, available) = unknown_backend(&err);
+    assert_eq!(name, "no-such-backend");
+    assert!(available.contains(&"native".to_string()));
     assert!(err.to_string().contains("no-such-backend"));
     let err = ExecutionService::builder()
         .orchestrator(Arc::new(FakeOrchestrator::named("native")))

@@ -112,3 +112,11 @@ fn assert_backend_error(err: &ServiceError, op: Op, backend: &str) {
     }
     assert!(found);
 }
+
+/// The name asked for and the names available, of an unknown-backend error.
+fn unknown_backend(err: &ServiceError) -> (&str, &[String]) {
+    match err {
+        ServiceError::UnknownBackend { name, available } => (name, available),
+        other => panic!("expected an unknown backend, got {other:?}"),
+    }
+}
