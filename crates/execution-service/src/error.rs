@@ -28,12 +28,11 @@ pub enum ServiceError {
     /// The request is invalid (bad limits, command, sandbox path...).
     #[error("invalid execution request: {0}")]
     InvalidRequest(#[source] CoreError),
-    /// Docker was asked for (`use_docker`, or a request preferring docker)
-    /// but the service has no docker orchestrator.
-    #[error("docker was requested but this service has no docker orchestrator (inject one with ExecutionService::builder().docker_orchestrator(..))")]
-    MissingDockerOrchestrator,
-    /// A backend name that is neither configured nor registered.
-    #[error("unknown backend {name:?} (available: {})", available.join(", "))]
+    /// A request, record or builder names a backend that is not there:
+    /// not configured in the service (docker included, when `use_docker` or
+    /// a docker preference asks for it without a docker orchestrator), or
+    /// not registered.
+    #[error("unknown backend {name:?} (available: {}); add one with ExecutionService::builder().backend_named(..), or docker_orchestrator(..) for docker", available.join(", "))]
     UnknownBackend {
         /// The name asked for.
         name: String,
@@ -107,7 +106,6 @@ impl ServiceError {
         match self {
             ServiceError::Orchestrator { source, .. } => source.kind(),
             ServiceError::InvalidRequest(_) => "invalid_request",
-            ServiceError::MissingDockerOrchestrator => "missing_docker_orchestrator",
             ServiceError::UnknownBackend { .. } => "unknown_backend",
             ServiceError::UnknownExecution(_) => "unknown_execution",
             ServiceError::InvalidState { .. } => "invalid_state",

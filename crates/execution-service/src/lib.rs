@@ -3,14 +3,17 @@
 //! Runs executions in sandboxes through runbox's backends, native first and
 //! docker optional, as in the seed's "after" architecture:
 //!
-//! - [`ExecutionService::new`] gives the native orchestrator and no docker;
-//!   [`ExecutionService::builder`] injects `orchestrator`,
-//!   `docker_orchestrator`, both, or backends by registered name.
+//! - Backends live in a map by name with one default.
+//!   [`ExecutionService::new`] gives the native orchestrator and no docker;
+//!   [`ExecutionService::builder`] injects `orchestrator` (the default) and
+//!   `docker_orchestrator` (the backend named [`DOCKER_BACKEND`]), as in the
+//!   seed, or any backend under any name, injected or by registered name.
 //! - [`ExecutionService::start`] / [`ExecutionService::complete`] provision
-//!   and tear down a recorded execution's sandbox (`use_docker` picks the
-//!   backend; the record remembers it, so `complete` cannot pick the wrong
-//!   one); [`ExecutionService::execute`] does everything in one call and
-//!   never leaks its sandbox, even when its future is dropped.
+//!   and tear down a recorded execution's sandbox (`use_docker` or the
+//!   request picks the backend; the record remembers its name, so `complete`
+//!   cannot pick the wrong one); [`ExecutionService::execute`] does
+//!   everything in one call and never leaks its sandbox, even when its
+//!   future is dropped.
 //! - Records ([`ExecutionRecord`], a validated state machine) live in an
 //!   [`ExecutionStore`]: [`MemoryStore`] or [`SqliteStore`].
 //! - [`ExecutionService::recover`] reaps what a crashed process left behind.
@@ -19,11 +22,13 @@
 //! each injection pattern, compiled as doctests.
 #![deny(missing_docs)]
 
-pub mod error;
-pub mod owner;
-pub mod record;
-pub mod service;
-pub mod store;
+// The modules are private: every public item has one path, at the crate
+// root.
+mod error;
+mod owner;
+mod record;
+mod service;
+mod store;
 
 // Every backend this crate enables must be referenced, or the linker drops
 // the crate and its registration with it.
@@ -41,7 +46,7 @@ pub use record::{
 };
 pub use service::{
     create_backend, CompleteOptions, ExecutionResult, ExecutionService, ExecutionServiceBuilder,
-    RecoveredExecution, RecoveryReport, StartOptions,
+    RecoveredExecution, RecoveryReport, StartOptions, DOCKER_BACKEND,
 };
 pub use store::{ExecutionStore, ListFilter, MemoryStore, SqliteStore, StoreError};
 

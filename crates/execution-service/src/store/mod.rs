@@ -18,7 +18,7 @@ mod memory;
 mod sqlite;
 
 pub use memory::MemoryStore;
-pub use sqlite::{SqliteStore, SCHEMA_VERSION};
+pub use sqlite::SqliteStore;
 
 /// Errors of a store.
 #[derive(Debug, thiserror::Error)]

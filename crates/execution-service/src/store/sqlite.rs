@@ -21,7 +21,7 @@ use super::{ExecutionStore, ListFilter, StoreError};
 use crate::record::{ExecutionId, ExecutionRecord};
 
 /// The schema version this code writes (the number of migrations).
-pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -39,6 +39,17 @@ const MIGRATIONS: &[&str] = &[
     // 2: indexes for recovery (by state) and listing (by age).
     "CREATE INDEX executions_state ON executions(state);
      CREATE INDEX executions_created ON executions(created_at_ms, id);",
+    // 3: a record names its backend as the service does, and whether it ran
+    // on docker follows from that name: records of the docker orchestrator
+    // get its name in the service (crate::DOCKER_BACKEND) whatever the
+    // instance called itself, and lose the `used_docker` flag. Rows that do
+    // not parse are left for `decode` to report.
+    "UPDATE executions
+        SET backend = 'docker', record = json_set(record, '$.backend', 'docker')
+      WHERE CASE WHEN json_valid(record) THEN json_extract(record, '$.used_docker') = 1 ELSE 0 END;
+     UPDATE executions
+        SET record = json_remove(record, '$.used_docker')
+      WHERE CASE WHEN json_valid(record) THEN json_type(record, '$.used_docker') IS NOT NULL ELSE 0 END;",
 ];
 
 fn db_err(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
@@ -53,6 +64,10 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// The schema version this code writes; [`Self::open`] migrates older
+    /// databases to it and refuses newer ones.
+    pub const SCHEMA_VERSION: i64 = SCHEMA_VERSION;
+
     /// Opens (creating if needed) the database at `path` and migrates it.
     /// Blocking: call it before serving, or inside `spawn_blocking`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
@@ -422,6 +437,70 @@ mod tests {
         }
         let err = SqliteStore::open(&path).unwrap_err();
         assert!(err.to_string().contains("newer"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn migration_three_names_docker_records_by_the_service_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2.db");
+        let legacy = |id: &str, backend: &str, used_docker: bool| {
+            let mut r = ExecutionRecord::new(
+                ExecutionId::new(id).unwrap(),
+                ExecutionRequest::new(["true"]),
+            );
+            r.backend = Some(backend.into());
+            let mut json = serde_json::to_value(&r).unwrap();
+            json["used_docker"] = used_docker.into();
+            (r, json.to_string())
+        };
+        {
+            // A database written before records dropped `used_docker`.
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch("CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES (2);").unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.execute_batch(MIGRATIONS[1]).unwrap();
+            for (id, backend, docker) in [("ex-d", "fake-docker", true), ("ex-n", "native", false)]
+            {
+                let (r, json) = legacy(id, backend, docker);
+                c.execute(
+                    "INSERT INTO executions VALUES (?1, 'pending', ?2, NULL, 0, 0, 0, ?3)",
+                    params![r.id.as_str(), backend, json],
+                )
+                .unwrap();
+            }
+            c.execute("INSERT INTO executions VALUES ('ex-bad', 'pending', NULL, NULL, 0, 0, 0, '{not json')", []).unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+        let docker = s
+            .get(&ExecutionId::new("ex-d").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(docker.backend.as_deref(), Some(crate::DOCKER_BACKEND));
+        assert!(docker.used_docker());
+        let native = s
+            .get(&ExecutionId::new("ex-n").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(native.backend.as_deref(), Some("native"));
+        assert!(!native.used_docker());
+        let (column, json): (String, String) = s
+            .conn
+            .lock()
+            .unwrap()
+            .query_row(
+                "SELECT backend, record FROM executions WHERE id = 'ex-d'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(column, crate::DOCKER_BACKEND);
+        assert!(!json.contains("used_docker"), "{json}");
+        // A row that does not parse does not stop the migration.
+        let bad = ExecutionId::new("ex-bad").unwrap();
+        assert!(matches!(s.get(&bad).await, Err(StoreError::Corrupt { .. })));
     }
 
     #[tokio::test]

@@ -1,0 +1,236 @@
+//! [`ExecutionRequest`]: what to run, with its files, limits and backend.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use super::limits_serde;
+use orchestrator_core::{paths, CommandSpec, Error as CoreError, OutputSink, ResourceLimits};
+use serde::{Deserialize, Serialize};
+
+/// A file to copy between the host and the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileTransfer {
+    /// The host path.
+    pub host: PathBuf,
+    /// The sandbox path, relative to the workspace root.
+    pub sandbox: String,
+}
+
+/// Which backend should run an execution.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendPreference {
+    /// The service's default backend (native unless replaced), unless
+    /// `StartOptions::use_docker` says otherwise.
+    #[default]
+    Default,
+    /// The service's docker orchestrator, the backend named
+    /// [`DOCKER_BACKEND`](crate::DOCKER_BACKEND) (same as `use_docker: true`).
+    Docker,
+    /// A backend by the name the service has it under.
+    Named(String),
+}
+
+/// What to run: the command, its files, limits and backend. Plain data with
+/// a builder; everything but the live output sink is persisted.
+#[derive(Clone, Default, Serialize, Deserialize)]
+pub struct ExecutionRequest {
+    /// Program and arguments. Empty: provision the sandbox only (`start`
+    /// then starts nothing).
+    pub command: Vec<String>,
+    /// Environment on top of the backend's clean base.
+    pub env: BTreeMap<String, String>,
+    /// Files copied into the sandbox before the command runs.
+    pub files_in: Vec<FileTransfer>,
+    /// Files copied out of the sandbox after the command ran (by `execute`).
+    pub files_out: Vec<FileTransfer>,
+    /// Resource limits (applied to the sandbox).
+    #[serde(with = "limits_serde")]
+    pub limits: ResourceLimits,
+    /// Backend preference.
+    pub backend: BackendPreference,
+    /// Image for container backends.
+    pub image: Option<String>,
+    /// Working directory relative to the workspace root.
+    pub workdir: Option<String>,
+    /// Bytes fed to the command's stdin.
+    pub stdin: Option<Vec<u8>>,
+    /// Extra labels for the sandbox.
+    pub labels: BTreeMap<String, String>,
+    /// Live output: chunks are handed to this sink as the command writes
+    /// them. Not persisted.
+    #[serde(skip)]
+    pub output: Option<OutputSink>,
+}
+
+impl fmt::Debug for ExecutionRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExecutionRequest")
+            .field("command", &self.command)
+            .field("env", &self.env)
+            .field("files_in", &self.files_in)
+            .field("files_out", &self.files_out)
+            .field("limits", &self.limits)
+            .field("backend", &self.backend)
+            .field("image", &self.image)
+            .field("workdir", &self.workdir)
+            .field("stdin", &self.stdin.as_ref().map(Vec::len))
+            .field("labels", &self.labels)
+            .field("output", &self.output.is_some())
+            .finish()
+    }
+}
+
+impl PartialEq for ExecutionRequest {
+    fn eq(&self, other: &Self) -> bool {
+        // The sink is not data; compare everything else.
+        self.command == other.command
+            && self.env == other.env
+            && self.files_in == other.files_in
+            && self.files_out == other.files_out
+            && self.limits == other.limits
+            && self.backend == other.backend
+            && self.image == other.image
+            && self.workdir == other.workdir
+            && self.stdin == other.stdin
+            && self.labels == other.labels
+    }
+}
+
+impl ExecutionRequest {
+    /// A request running `argv`.
+    pub fn new<I, S>(argv: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            command: argv.into_iter().map(Into::into).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// A request running `sh -c SCRIPT`.
+    pub fn shell(script: impl Into<String>) -> Self {
+        Self::new(["sh".to_string(), "-c".to_string(), script.into()])
+    }
+
+    /// A request that only provisions a sandbox (no command).
+    pub fn sandbox_only() -> Self {
+        Self::default()
+    }
+
+    /// Adds an environment variable.
+    pub fn env(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
+        self.env.insert(k.into(), v.into());
+        self
+    }
+
+    /// Copies `host` into the sandbox at `sandbox` before the command.
+    pub fn file_in(mut self, host: impl Into<PathBuf>, sandbox: impl Into<String>) -> Self {
+        self.files_in.push(FileTransfer {
+            host: host.into(),
+            sandbox: sandbox.into(),
+        });
+        self
+    }
+
+    /// Copies `sandbox` out to `host` after the command.
+    pub fn file_out(mut self, sandbox: impl Into<String>, host: impl Into<PathBuf>) -> Self {
+        self.files_out.push(FileTransfer {
+            host: host.into(),
+            sandbox: sandbox.into(),
+        });
+        self
+    }
+
+    /// Sets the limits.
+    pub fn limits(mut self, limits: ResourceLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Sets the backend preference.
+    pub fn backend(mut self, backend: BackendPreference) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// Asks for the docker orchestrator (`true`) or the default (`false`).
+    pub fn use_docker(mut self, yes: bool) -> Self {
+        self.backend = if yes {
+            BackendPreference::Docker
+        } else {
+            BackendPreference::Default
+        };
+        self
+    }
+
+    /// Sets the image (container backends).
+    pub fn image(mut self, image: impl Into<String>) -> Self {
+        self.image = Some(image.into());
+        self
+    }
+
+    /// Sets the working directory.
+    pub fn workdir(mut self, dir: impl Into<String>) -> Self {
+        self.workdir = Some(dir.into());
+        self
+    }
+
+    /// Sets stdin.
+    pub fn stdin(mut self, data: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Some(data.into());
+        self
+    }
+
+    /// Adds a sandbox label.
+    pub fn label(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
+        self.labels.insert(k.into(), v.into());
+        self
+    }
+
+    /// Sets the live output sink.
+    pub fn output(mut self, sink: OutputSink) -> Self {
+        self.output = Some(sink);
+        self
+    }
+
+    /// The command to run, if the request has one.
+    pub fn command_spec(&self) -> Option<CommandSpec> {
+        if self.command.is_empty() {
+            return None;
+        }
+        let mut cmd = CommandSpec::new(self.command.clone());
+        cmd.env = self.env.clone();
+        cmd.workdir = self.workdir.clone();
+        cmd.stdin = self.stdin.clone();
+        cmd.output = self.output.clone();
+        Some(cmd)
+    }
+
+    /// Checks the request before anything is recorded: limits, command,
+    /// sandbox paths.
+    pub fn validate(&self) -> Result<(), CoreError> {
+        self.limits.validate()?;
+        if let Some(cmd) = self.command_spec() {
+            cmd.validate()?;
+        }
+        if let Some(w) = &self.workdir {
+            paths::sandbox_relative(w)?;
+        }
+        for f in self.files_in.iter().chain(&self.files_out) {
+            paths::sandbox_relative(&f.sandbox)?;
+            if f.host.as_os_str().is_empty() {
+                return Err(CoreError::invalid("empty host path in a file transfer"));
+            }
+        }
+        if let BackendPreference::Named(n) = &self.backend {
+            if n.is_empty() {
+                return Err(CoreError::invalid("empty backend name"));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,92 @@
+//! Unit tests of the record types: ids, transitions, request round trips.
+
+use std::time::Duration;
+
+use orchestrator_core::{OutputSink, ResourceLimits};
+use proptest::prelude::*;
+
+use super::*;
+
+#[test]
+fn ids() {
+    let a = ExecutionId::generate();
+    let b = ExecutionId::generate();
+    assert_ne!(a, b);
+    assert!(ExecutionId::new(a.as_str()).is_ok());
+    assert!(ExecutionId::new("../x").is_err());
+    assert!(ExecutionId::new("").is_err());
+    let json = serde_json::to_string(&a).unwrap();
+    assert_eq!(serde_json::from_str::<ExecutionId>(&json).unwrap(), a);
+    assert!(serde_json::from_str::<ExecutionId>("\"a/b\"").is_err());
+}
+
+#[test]
+fn transitions() {
+    use ExecutionState::*;
+    let mut r = ExecutionRecord::new(ExecutionId::generate(), ExecutionRequest::default());
+    assert!(r.transition(Running).is_err());
+    assert_eq!(r.state, Pending);
+    r.transition(Starting).unwrap();
+    assert!(r.started_at_ms.is_some());
+    r.transition(Running).unwrap();
+    r.transition(Completed).unwrap();
+    assert!(r.finished_at_ms.is_some());
+    for s in ExecutionState::ALL {
+        assert!(r.transition(s).is_err(), "completed -> {s}");
+    }
+    for s in ExecutionState::ALL {
+        assert_eq!(ExecutionState::parse(s.name()), Some(s));
+        if s.is_terminal() {
+            assert!(ExecutionState::ALL.iter().all(|n| !s.can_transition_to(*n)));
+        }
+    }
+}
+
+#[test]
+fn request_roundtrips_without_sink() {
+    let req = ExecutionRequest::shell("echo hi")
+        .env("A", "b")
+        .file_in("/tmp/x", "x")
+        .file_out("y", "/tmp/y")
+        .limits(
+            ResourceLimits::builder()
+                .memory_bytes(64 << 20)
+                .wall_timeout(Duration::from_millis(1500))
+                .strict(true)
+                .build()
+                .unwrap(),
+        )
+        .use_docker(true)
+        .image("busybox")
+        .stdin(b"in".to_vec())
+        .output(OutputSink::new(|_, _| {}));
+    let rec = ExecutionRecord::new(ExecutionId::generate(), req.clone());
+    let json = serde_json::to_string(&rec).unwrap();
+    let back: ExecutionRecord = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, rec);
+    assert!(back.request.output.is_none());
+    assert!(req.validate().is_ok());
+    assert!(ExecutionRequest::new(["x"])
+        .file_in("/a", "../b")
+        .validate()
+        .is_err());
+    assert!(ExecutionRequest::new(["x"])
+        .workdir("/abs")
+        .validate()
+        .is_err());
+}
+
+proptest! {
+    #[test]
+    fn random_transitions_keep_legal_states(steps in proptest::collection::vec(0usize..6, 0..20)) {
+        let mut r = ExecutionRecord::new(ExecutionId::generate(), ExecutionRequest::default());
+        for s in steps {
+            let next = ExecutionState::ALL[s];
+            let before = r.state;
+            match r.transition(next) {
+                Ok(()) => prop_assert!(before.can_transition_to(next)),
+                Err(_) => prop_assert_eq!(r.state, before),
+            }
+        }
+    }
+}
