@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use orchestrator_core::owner::Owner;
 use orchestrator_core::{Availability, Result, WorkspaceId};
 
 use crate::cgroup::{CgroupSupport, CgroupVersion};
 use crate::config::NativeConfig;
 use crate::error::NativeOrchestratorError;
-use crate::owner::{self, Owner};
-use crate::workspace::Workspace;
+use crate::workspace::{self, Workspace};
 
 /// The native backend. Cheap to clone (shared state).
 #[derive(Debug, Clone)]
@@ -28,6 +28,9 @@ pub(crate) struct Inner {
     pub cgroups: std::result::Result<CgroupSupport, String>,
     /// This process, as named in the ids of the workspaces it makes.
     pub owner: Owner,
+    /// [`workspace::name_prefix`] of `owner`, made once: every workspace
+    /// id starts with it.
+    pub name_prefix: String,
     pub workspaces: Mutex<HashMap<WorkspaceId, Arc<Workspace>>>,
 }
 
@@ -53,12 +56,14 @@ impl NativeOrchestrator {
             Ok(c) => tracing::debug!(version = ?c.version(), "native backend uses cgroups"),
             Err(why) => tracing::info!(%why, "native backend without cgroups: rlimit fallback"),
         }
+        let owner = Owner::current();
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
                 root,
                 cgroups,
-                owner: owner::current(),
+                name_prefix: workspace::name_prefix(&owner),
+                owner,
                 workspaces: Mutex::new(HashMap::new()),
             }),
         })
@@ -84,9 +89,12 @@ impl NativeOrchestrator {
     pub(crate) fn availability(&self) -> Availability {
         let probe = &self.inner.root;
         match std::fs::metadata(probe) {
-            Err(e) => Availability::no(format!("workspace root {} unusable: {e}", probe.display())),
+            Err(e) => Availability::unavailable(format!(
+                "workspace root {} unusable: {e}",
+                probe.display()
+            )),
             Ok(_) => match &self.inner.cgroups {
-                Ok(_) => Availability::yes(),
+                Ok(_) => Availability::Available,
                 Err(why) => Availability::degraded(format!(
                     "no writable cgroups ({why}); limits fall back to rlimits"
                 )),

@@ -3,30 +3,12 @@
 
 use std::path::Path;
 
+use orchestrator_core::owner::ProcStat;
+
 use crate::process::signal::{Pgid, Pid};
 
-pub(crate) struct Stat {
-    pub ppid: i32,
-    pub pgid: i32,
-    pub state: char,
-    pub start_time: u64,
-}
-
-/// Parses /proc/PID/stat; the command name may contain spaces and ')'.
-pub(crate) fn parse_stat(stat: &str) -> Option<Stat> {
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // f[0] is field 3 (state).
-    Some(Stat {
-        state: f.first()?.chars().next()?,
-        ppid: f.get(1)?.parse().ok()?,
-        pgid: f.get(2)?.parse().ok()?,
-        start_time: f.get(19)?.parse().ok()?,
-    })
-}
-
-/// All live pids with their stat.
-fn all_processes() -> Vec<(Pid, Stat)> {
+/// All pids with their stat.
+fn all_processes() -> Vec<(Pid, ProcStat)> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -34,7 +16,7 @@ fn all_processes() -> Vec<(Pid, Stat)> {
         let e = e.ok()?;
         let pid = Pid::new(e.file_name().to_str()?.parse().ok()?)?;
         let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-        Some((pid, parse_stat(&stat)?))
+        Some((pid, ProcStat::parse(&stat)?))
     })
     .collect()
 }
@@ -221,7 +203,7 @@ impl<'a> Matcher<'a> {
         };
         let live = ours
             && read_small(self.proc_file(pid, "stat"), &mut buf).is_ok()
-            && parse_stat(&String::from_utf8_lossy(&buf)).is_some_and(|s| s.state != 'Z');
+            && ProcStat::parse(&String::from_utf8_lossy(&buf)).is_some_and(|s| !s.is_zombie());
         self.buf = buf;
         live
     }
@@ -268,16 +250,6 @@ pub(crate) fn pipes_held_elsewhere(inodes: &[u64]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_stat_with_odd_names() {
-        let s = "123 (a) b) c) S 1 123 123 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 4242 1 1";
-        let st = parse_stat(s).unwrap();
-        assert_eq!(st.state, 'S');
-        assert_eq!(st.ppid, 1);
-        assert_eq!(st.pgid, 123);
-        assert_eq!(st.start_time, 4242);
-    }
 
     /// Every path of the scan finds a process by its working directory:
     /// the probed range, the listing of /proc, and the full listing after

@@ -9,11 +9,10 @@ use orchestrator_core::{Result, WorkspaceId};
 use crate::backend::Inner;
 use crate::cgroup::WorkspaceCgroup;
 use crate::error::NativeOrchestratorError;
-use crate::owner;
 use crate::process::signal::{kill_pids, kill_tree, Pid};
 use crate::procfs::{self, PidFloor};
 use crate::sync::{blocking, lock};
-use crate::workspace::Workspace;
+use crate::workspace::{owner_of, Workspace};
 use crate::NativeOrchestrator;
 
 /// Which cgroup [`NativeOrchestrator::remove_all`] should remove.
@@ -165,11 +164,10 @@ impl NativeOrchestrator {
     /// or already gone): leftovers are removed only when no live process
     /// owns them.
     fn tear_down_unknown(&self, id: &WorkspaceId) -> Result<()> {
-        match owner::owner_of(id.as_str()) {
-            Some((pid, start))
-                if (pid, start) != self.inner.owner && owner::is_alive(pid, start) =>
-            {
-                tracing::warn!(workspace = %id, owner = pid, "not cleaning a workspace owned by a live process");
+        match owner_of(id.as_str()) {
+            // An owner whose liveness cannot be told counts as alive.
+            Some(o) if o != self.inner.owner && !o.is_dead() => {
+                tracing::warn!(workspace = %id, owner = o.pid, "not cleaning a workspace owned by a live process");
                 Ok(())
             }
             _ => {
@@ -214,7 +212,7 @@ impl NativeOrchestrator {
     }
 
     /// `reap_orphans`: removes the workspaces under the root whose owner is
-    /// dead.
+    /// known to be dead (an owner that cannot be judged keeps its own).
     pub(crate) async fn reap(&self) -> Result<Vec<String>> {
         let this = self.clone();
         blocking(move || {
@@ -227,9 +225,8 @@ impl NativeOrchestrator {
                 if !name.starts_with("ws-") || WorkspaceId::new(name.clone()).is_err() {
                     continue;
                 }
-                let live = match owner::owner_of(&name) {
-                    Some(o) if o == this.inner.owner => true,
-                    Some((pid, start)) => owner::is_alive(pid, start),
+                let live = match owner_of(&name) {
+                    Some(o) => o == this.inner.owner || !o.is_dead(),
                     None => false,
                 };
                 if live {

@@ -1,17 +1,18 @@
 //! A workspace's state (directory, cgroup, limits, running commands), its
-//! lookup, and making one: a fresh id reserved by creating its directory.
+//! lookup, and making one: a fresh id, naming its owner, reserved by
+//! creating its directory.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use orchestrator_core::owner::Owner;
 use orchestrator_core::{Error, ProcessId, ResourceLimits, Result, WorkspaceId, WorkspaceSpec};
 
 use crate::cgroup::WorkspaceCgroup;
 use crate::error::NativeOrchestratorError;
 use crate::jobs::Background;
-use crate::owner;
 use crate::process::signal::{Pgid, Pid};
 use crate::sync::{lock, maybe_blocking};
 use crate::teardown::CgroupRef;
@@ -65,6 +66,19 @@ impl Workspace {
     }
 }
 
+/// The start of every workspace name `owner` makes: `ws-<owner token>`
+/// ([`Owner::token`]); [`owner_of`] reads it back.
+pub(crate) fn name_prefix(owner: &Owner) -> String {
+    format!("ws-{}", owner.token())
+}
+
+/// The owner a workspace name (`<name_prefix>-<unique part>`) names;
+/// `None` for a name not made that way.
+pub(crate) fn owner_of(name: &str) -> Option<Owner> {
+    let (owner, unique) = Owner::parse_token(name.strip_prefix("ws-")?)?;
+    (!unique.is_empty() && !unique.contains('-')).then_some(owner)
+}
+
 impl NativeOrchestrator {
     pub(crate) fn get(&self, id: &WorkspaceId) -> Result<Arc<Workspace>> {
         lock(&self.inner.workspaces)
@@ -87,9 +101,9 @@ impl NativeOrchestrator {
         }
     }
 
-    /// A fresh id, `<owner prefix>-<counter><nanos>` (hex): the owner is
-    /// part of the name, so recovery needs no metadata file (see
-    /// [`owner::owner_of`]). The counter is process-wide: two backends in
+    /// A fresh id, `<name prefix>-<counter><nanos>` (the unique part in
+    /// hex): the owner is part of the name, so recovery needs no metadata
+    /// file (see [`owner_of`]). The counter is process-wide: two backends in
     /// one process (the conformance suite makes one per case) never draw
     /// the same id, whatever the clock's resolution.
     fn new_id(&self) -> Result<WorkspaceId> {
@@ -99,8 +113,7 @@ impl NativeOrchestrator {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let prefix = owner::name_prefix(self.inner.owner);
-        WorkspaceId::new(format!("{prefix}-{n:x}{nanos:08x}"))
+        WorkspaceId::new(format!("{}-{n:x}{nanos:08x}", self.inner.name_prefix))
     }
 
     /// Reserves a new id by creating its directory exclusively, so an id
@@ -151,8 +164,7 @@ impl NativeOrchestrator {
 
     fn create_sync(&self, spec: &WorkspaceSpec) -> Result<Arc<Workspace>> {
         if let Some(l) = &spec.limits {
-            l.validate()?;
-            if l.strict || self.inner.config.strict {
+            if l.strict() || self.inner.config.strict {
                 self.report(l).check_strict()?;
             }
         }
