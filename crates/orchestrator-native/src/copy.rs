@@ -10,7 +10,7 @@
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
-use orchestrator_core::{paths, Error, Result, WorkspaceId};
+use orchestrator_core::{paths, Error, Result, SandboxPath, WorkspaceId};
 
 use crate::error::NativeOrchestratorError;
 use crate::sync::maybe_blocking;
@@ -22,7 +22,7 @@ impl NativeOrchestrator {
         &self,
         id: &WorkspaceId,
         host_path: &Path,
-        sandbox_path: &str,
+        sandbox_path: &SandboxPath,
     ) -> Result<()> {
         let ws = self.get_existing(id)?;
         let dest = paths::resolve_in_root(&ws.dir, sandbox_path)?;
@@ -35,15 +35,12 @@ impl NativeOrchestrator {
     pub(crate) async fn copy_out_of(
         &self,
         id: &WorkspaceId,
-        sandbox_path: &str,
+        sandbox_path: &SandboxPath,
         host_path: &Path,
     ) -> Result<()> {
         let ws = self.get_existing(id)?;
         let src = paths::resolve_in_root(&ws.dir, sandbox_path)?;
-        let dest = paths::host_copy_target(
-            host_path,
-            paths::sandbox_relative(sandbox_path)?.file_name(),
-        )?;
+        let dest = paths::host_copy_target(host_path, sandbox_path.file_name())?;
         let (md, quick) = small_file(&src);
         maybe_blocking(quick, move || copy_out(&src, &dest, &ws.dir, md)).await
     }
@@ -116,7 +113,7 @@ fn copy_tree(src: &Path, dst: &Path, links: Links<'_>) -> Result<()> {
             let rel = src
                 .strip_prefix(root)
                 .map_err(|_| Error::invalid("source outside the workspace"))?;
-            paths::resolve_in_root(root, &rel.to_string_lossy())?;
+            paths::resolve_in_root(root, &SandboxPath::new(rel.to_string_lossy())?)?;
         }
         symlink(&target, dst).map_err(|e| io("symlink", dst, e))?;
     } else if ft.is_dir() {

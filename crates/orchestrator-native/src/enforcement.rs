@@ -4,16 +4,23 @@
 
 use std::sync::Arc;
 
+use orchestrator_core::exec::cpu_seconds;
 use orchestrator_core::{
     LimitEntry, LimitKind, LimitReport, Mechanism, ResourceLimits, Result, WorkspaceId,
 };
 
 use crate::cgroup::CgroupVersion;
-use crate::process::command::overlay;
 use crate::process::spawn::Rlimit;
 use crate::sync::lock;
 use crate::workspace::Workspace;
 use crate::NativeOrchestrator;
+
+/// Limits written to a cgroup v2 (unified hierarchy) workspace cgroup.
+pub const CGROUP_V2: Mechanism = Mechanism::named("cgroup-v2");
+/// Limits written to cgroup v1 controller hierarchies (hybrid hosts).
+pub const CGROUP_V1: Mechanism = Mechanism::named("cgroup-v1");
+/// setrlimit(2) in each command's process, between fork and exec.
+pub const RLIMIT: Mechanism = Mechanism::named("rlimit");
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -23,8 +30,8 @@ fn is_root() -> bool {
 impl NativeOrchestrator {
     fn mechanism(&self) -> Option<Mechanism> {
         match &self.inner.cgroups {
-            Ok(c) if c.version() == CgroupVersion::V2 => Some(Mechanism::CgroupV2),
-            Ok(_) => Some(Mechanism::CgroupV1),
+            Ok(c) if c.version() == CgroupVersion::V2 => Some(CGROUP_V2),
+            Ok(_) => Some(CGROUP_V1),
             Err(_) => None,
         }
     }
@@ -52,7 +59,7 @@ impl NativeOrchestrator {
                     "memory limit with swap disabled; OOM kills detected".into(),
                 ),
                 None => (
-                    Some(Mechanism::Rlimit),
+                    Some(RLIMIT),
                     format!(
                         "RLIMIT_AS per process (address space, not RSS; OOM not detected): {}",
                         no_cg()
@@ -66,7 +73,7 @@ impl NativeOrchestrator {
             LimitKind::Pids => match cg {
                 Some(m) => (Some(m), "pids controller (processes and threads)".into()),
                 None if !is_root() => (
-                    Some(Mechanism::Rlimit),
+                    Some(RLIMIT),
                     format!(
                         "RLIMIT_NPROC counts every process of the user, not only the sandbox's: {}",
                         no_cg()
@@ -78,17 +85,17 @@ impl NativeOrchestrator {
                 ),
             },
             LimitKind::WallTimeout => (
-                Some(Mechanism::Runbox),
+                Some(Mechanism::RUNBOX),
                 "timer; the whole process tree is killed".into(),
             ),
             LimitKind::CpuTime => (
-                Some(Mechanism::Rlimit),
+                Some(RLIMIT),
                 "RLIMIT_CPU per process, whole seconds rounded up (SIGXCPU, then SIGKILL)".into(),
             ),
-            LimitKind::FileSize => (Some(Mechanism::Rlimit), "RLIMIT_FSIZE (SIGXFSZ)".into()),
-            LimitKind::OpenFiles => (Some(Mechanism::Rlimit), "RLIMIT_NOFILE".into()),
+            LimitKind::FileSize => (Some(RLIMIT), "RLIMIT_FSIZE (SIGXFSZ)".into()),
+            LimitKind::OpenFiles => (Some(RLIMIT), "RLIMIT_NOFILE".into()),
             LimitKind::OutputBytes => (
-                Some(Mechanism::Runbox),
+                Some(Mechanism::RUNBOX),
                 "captured output capped per stream; the command is stopped".into(),
             ),
             _ => (None, "limit kind unknown to the native backend".into()),
@@ -124,21 +131,21 @@ impl NativeOrchestrator {
                 hard: n,
             })
         };
-        if let Some(d) = l.file_size_bytes {
+        if let Some(d) = l.file_size_bytes() {
             push(libc::RLIMIT_FSIZE, d);
         }
-        if let Some(n) = l.open_files {
+        if let Some(n) = l.open_files() {
             push(libc::RLIMIT_NOFILE, n);
         }
         let cg = self.inner.cgroups.is_ok();
-        if let Some(m) = l.memory_bytes.filter(|_| !cg) {
+        if let Some(m) = l.memory_bytes().filter(|_| !cg) {
             push(libc::RLIMIT_AS, m);
         }
-        if let Some(n) = l.pids.filter(|_| !cg && !is_root()) {
+        if let Some(n) = l.pids().filter(|_| !cg && !is_root()) {
             push(libc::RLIMIT_NPROC, n);
         }
-        if let Some(d) = l.cpu_time {
-            let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        if let Some(d) = l.cpu_time() {
+            let secs = cpu_seconds(d);
             v.push(Rlimit {
                 resource: libc::RLIMIT_CPU,
                 soft: secs,
@@ -158,7 +165,7 @@ impl NativeOrchestrator {
         self.apply_limits_sync(&ws, limits)
     }
 
-    /// Checks `limits` (strictly when asked), writes those a cgroup
+    /// Reports `limits` (refusing in strict mode), writes those a cgroup
     /// enforces (making the workspace cgroup on first need) and merges them
     /// into the workspace's limits for later commands.
     pub(crate) fn apply_limits_sync(
@@ -166,13 +173,12 @@ impl NativeOrchestrator {
         ws: &Workspace,
         limits: &ResourceLimits,
     ) -> Result<LimitReport> {
-        limits.validate()?;
         let report = self.report(limits);
-        if limits.strict || self.inner.config.strict {
+        if limits.strict() || self.inner.config.strict {
             report.check_strict()?;
         }
         let wants_cgroup =
-            limits.memory_bytes.is_some() || limits.pids.is_some() || limits.cpus.is_some();
+            limits.memory_bytes().is_some() || limits.pids().is_some() || limits.cpus().is_some();
         let cgroup = match (&self.inner.cgroups, wants_cgroup) {
             (Ok(support), true) => {
                 let mut slot = lock(&ws.cgroup);
@@ -188,17 +194,18 @@ impl NativeOrchestrator {
             _ => None,
         };
         if let Some(cg) = &cgroup {
-            if let Some(m) = limits.memory_bytes {
+            if let Some(m) = limits.memory_bytes() {
                 cg.set_memory(m)?;
             }
-            if let Some(p) = limits.pids {
+            if let Some(p) = limits.pids() {
                 cg.set_pids(p)?;
             }
-            if let Some(c) = limits.cpus {
+            if let Some(c) = limits.cpus() {
                 cg.set_cpus(c)?;
             }
         }
-        overlay(&mut lock(&ws.limits), limits);
+        let mut current = lock(&ws.limits);
+        *current = current.overlay(limits);
         Ok(report)
     }
 }

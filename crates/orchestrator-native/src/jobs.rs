@@ -11,7 +11,6 @@ use orchestrator_core::{
 use tokio::sync::watch;
 
 use crate::process::capture::Shared;
-use crate::process::command;
 use crate::process::drive::{drive, not_started};
 use crate::process::signal::{kill_tree, Pgid};
 use crate::process::spawn::{spawn, SpawnPlan};
@@ -45,7 +44,7 @@ impl NativeOrchestrator {
     fn plan(&self, id: &WorkspaceId, cmd: &CommandSpec) -> Result<(Arc<Workspace>, SpawnPlan)> {
         let ws = self.get_existing(id)?;
         let limits = lock(&ws.limits).clone();
-        let plan = command::plan(&ws.dir, cmd, &limits, self.rlimits(&limits), ws.cgroup())?;
+        let plan = SpawnPlan::new(&ws.dir, cmd, &limits, self.rlimits(&limits), ws.cgroup())?;
         Ok((ws, plan))
     }
 
@@ -121,17 +120,8 @@ impl NativeOrchestrator {
         pid: &ProcessId,
     ) -> Result<ProcessSnapshot> {
         let bg = Self::background(&*self.get(id)?, pid)?;
-        let done = bg.result.borrow().clone();
-        Ok(match done {
-            Some(out) => ProcessSnapshot {
-                status: Some(out.status),
-                stdout: out.stdout,
-                stderr: out.stderr,
-                stdout_truncated: out.stdout_truncated,
-                stderr_truncated: out.stderr_truncated,
-            },
-            None => bg.shared.snapshot(None),
-        })
+        let done = bg.result.borrow().as_ref().map(ProcessSnapshot::from);
+        Ok(done.unwrap_or_else(|| bg.shared.snapshot(None)))
     }
 
     /// `wait_process`.

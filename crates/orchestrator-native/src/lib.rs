@@ -17,7 +17,7 @@
 //!
 //! let native = NativeOrchestrator::new(NativeConfig::default())?;
 //! let ws = native.create_workspace(&WorkspaceSpec::new()).await?;
-//! let out = native.run_command(&ws, &CommandSpec::shell("echo hi")).await?;
+//! let out = native.run_command(&ws, &CommandSpec::shell("echo hi").build()?).await?;
 //! assert_eq!(out.stdout, b"hi\n");
 //! native.cleanup(&ws).await?;
 //! # Ok(()) }
@@ -32,7 +32,6 @@ mod enforcement;
 mod error;
 mod jobs;
 mod orchestrator;
-mod owner;
 mod process;
 mod procfs;
 mod sync;
@@ -41,19 +40,44 @@ mod workspace;
 
 use std::sync::Arc;
 
-use orchestrator_core::{Orchestrator, Result};
+use orchestrator_core::{BackendOptions, Error, Orchestrator, Result};
 
 pub use backend::NativeOrchestrator;
 pub use cgroup::CgroupVersion;
 pub use config::{default_root, NativeConfig};
+pub use enforcement::{CGROUP_V1, CGROUP_V2, RLIMIT};
 pub use error::NativeOrchestratorError;
-pub use process::command::DEFAULT_OUTPUT_CAP;
+pub use orchestrator_core::exec::DEFAULT_OUTPUT_CAP;
 
 /// The name this backend registers under.
 pub const BACKEND_NAME: &str = "native";
 
-fn factory() -> Result<Arc<dyn Orchestrator>> {
-    Ok(Arc::new(NativeOrchestrator::new(NativeConfig::default())?))
+/// The settings the registry factory accepts (see [`NativeConfig`]).
+const SETTINGS: &[&str] = &["root", "strict"];
+
+/// The registry's factory: [`NativeConfig::default`] with these settings
+/// from `options` (no image, no warm pool):
+/// - `root`: the workspace root ([`NativeConfig::workspace_root`]);
+/// - `strict`: `true` or `false` ([`NativeConfig::strict`]).
+fn factory(options: &BackendOptions) -> Result<Arc<dyn Orchestrator>> {
+    options.check(BACKEND_NAME, SETTINGS, false)?;
+    let mut config = NativeConfig::default();
+    if let Some(root) = options.settings.get("root") {
+        if root.is_empty() {
+            return Err(Error::invalid(
+                "backend native: setting \"root\" must not be empty",
+            ));
+        }
+        config.workspace_root = root.into();
+    }
+    if let Some(strict) = options.settings.get("strict") {
+        config.strict = strict.parse().map_err(|_| {
+            Error::invalid(format!(
+                "backend native: setting \"strict\" is {strict:?}, expected true or false"
+            ))
+        })?;
+    }
+    Ok(Arc::new(NativeOrchestrator::new(config)?))
 }
 
 orchestrator_core::register_backend!(

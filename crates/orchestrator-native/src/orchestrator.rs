@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use orchestrator_core::{
     Availability, Capabilities, CommandSpec, ExecOutput, LimitReport, Orchestrator, ProcessId,
-    ProcessSnapshot, ResourceLimits, Result, WorkspaceId, WorkspaceSpec,
+    ProcessSnapshot, ResourceLimits, Result, SandboxPath, WorkspaceId, WorkspaceSpec,
 };
 
 use crate::{NativeOrchestrator, BACKEND_NAME};
@@ -45,14 +45,19 @@ impl Orchestrator for NativeOrchestrator {
         self.apply_limits(id, limits)
     }
 
-    async fn copy_to(&self, id: &WorkspaceId, host_path: &Path, sandbox_path: &str) -> Result<()> {
+    async fn copy_to(
+        &self,
+        id: &WorkspaceId,
+        host_path: &Path,
+        sandbox_path: &SandboxPath,
+    ) -> Result<()> {
         self.copy_into(id, host_path, sandbox_path).await
     }
 
     async fn copy_from(
         &self,
         id: &WorkspaceId,
-        sandbox_path: &str,
+        sandbox_path: &SandboxPath,
         host_path: &Path,
     ) -> Result<()> {
         self.copy_out_of(id, sandbox_path, host_path).await

@@ -6,10 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use orchestrator_core::{
-    CommandSpec, Error, ExitStatus, LimitKind, Mechanism, Orchestrator, ResourceLimits,
-    WorkspaceId, WorkspaceSpec,
+    CommandSpec, Error, ExitStatus, LimitKind, Orchestrator, ResourceLimits, WorkspaceId,
+    WorkspaceSpec,
 };
-use orchestrator_native::{CgroupVersion, NativeConfig, NativeOrchestrator};
+use orchestrator_native::{
+    CgroupVersion, NativeConfig, NativeOrchestrator, CGROUP_V1, CGROUP_V2, RLIMIT,
+};
 
 fn config(root: &std::path::Path, cgroups: bool) -> NativeConfig {
     NativeConfig {
@@ -33,7 +35,10 @@ async fn rlimit_fallback_reports_honestly_and_strict_refuses() {
     assert_eq!(n.cgroup_version(), None);
     assert!(n.cgroup_unavailable_reason().unwrap().contains("disabled"));
     let avail = n.is_available().await;
-    assert!(avail.available && avail.reason.is_some(), "{avail:?}");
+    assert!(
+        avail.is_available() && avail.reason().is_some(),
+        "{avail:?}"
+    );
     let caps = n.capabilities();
     assert!(!caps.enforces(LimitKind::Cpus));
     assert!(!caps.oom_detection);
@@ -51,7 +56,7 @@ async fn rlimit_fallback_reports_honestly_and_strict_refuses() {
     assert!(cpus.note.as_deref().unwrap().contains("cgroup"));
     assert_eq!(
         report.get(LimitKind::Memory).unwrap().enforced_by,
-        Some(Mechanism::Rlimit)
+        Some(RLIMIT)
     );
 
     // Strict: refused, and nothing changed (open files stay as before).
@@ -62,11 +67,11 @@ async fn rlimit_fallback_reports_honestly_and_strict_refuses() {
         .build()
         .unwrap();
     match n.apply_resource_limits(&ws, &strict).await {
-        Err(Error::LimitNotEnforceable { limit, .. }) => assert_eq!(limit, "cpus"),
+        Err(Error::LimitNotEnforceable { limit, .. }) => assert_eq!(limit, LimitKind::Cpus),
         other => panic!("{other:?}"),
     }
     let out = n
-        .run_command(&ws, &CommandSpec::shell("ulimit -n"))
+        .run_command(&ws, &CommandSpec::shell("ulimit -n").build().unwrap())
         .await
         .unwrap();
     assert_eq!(out.stdout_str().trim(), "64");
@@ -119,14 +124,14 @@ async fn cgroup_mode_reports_the_cgroup_version() {
         .await
         .unwrap();
     let want = match version {
-        CgroupVersion::V2 => Mechanism::CgroupV2,
-        CgroupVersion::V1 => Mechanism::CgroupV1,
+        CgroupVersion::V2 => CGROUP_V2,
+        CgroupVersion::V1 => CGROUP_V1,
     };
     for e in &report.entries {
-        assert_eq!(e.enforced_by, Some(want), "{e:?}");
+        assert_eq!(e.enforced_by, Some(want.clone()), "{e:?}");
     }
     let out = n
-        .run_command(&ws, &CommandSpec::shell("echo hi"))
+        .run_command(&ws, &CommandSpec::shell("echo hi").build().unwrap())
         .await
         .unwrap();
     assert!(
@@ -147,8 +152,8 @@ async fn orphans_of_dead_owners_are_reaped_live_ones_kept() {
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let dead_pid = child.id();
     child.wait().unwrap();
-    // Workspace names carry their owner: pid and start time, in hex.
-    let orphan = format!("ws-{dead_pid:x}-1-1");
+    // Workspace names carry their owner: pid and start time.
+    let orphan = format!("ws-{dead_pid}-1-1");
     let orphan = orphan.as_str();
     std::fs::create_dir_all(root.path().join(orphan).join("sub")).unwrap();
     // A name that names no owner is an orphan too.
@@ -183,9 +188,9 @@ async fn orphans_of_dead_owners_are_reaped_live_ones_kept() {
 async fn cleanup_by_id_removes_a_dead_owners_workspace() {
     let root = tempfile::tempdir().unwrap();
     let n = NativeOrchestrator::new(config(root.path(), true)).unwrap();
-    // A workspace left by an owner that is gone (pid 0x3fffffff never runs),
-    // with a process still in it.
-    let ws = WorkspaceId::new("ws-3fffffff-1-1").unwrap();
+    // A workspace left by an owner that is gone (pid 2^30 - 1 is above
+    // any pid_max), with a process still in it.
+    let ws = WorkspaceId::new("ws-1073741823-1-1").unwrap();
     let dir = root.path().join(ws.as_str());
     std::fs::create_dir_all(dir.join("sub")).unwrap();
     let mut sleeper = std::process::Command::new("sleep")
@@ -204,14 +209,8 @@ async fn cleanup_by_id_removes_a_dead_owners_workspace() {
         .spawn()
         .unwrap();
     let pid = owner.id();
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let start: u64 = stat[stat.rfind(')').unwrap() + 2..]
-        .split_whitespace()
-        .nth(19)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let theirs = WorkspaceId::new(format!("ws-{pid:x}-{start:x}-1")).unwrap();
+    let start = orchestrator_core::owner::process_start_time(pid).unwrap();
+    let theirs = WorkspaceId::new(format!("ws-{pid}-{start}-1")).unwrap();
     let their_dir = root.path().join(theirs.as_str());
     std::fs::create_dir_all(&their_dir).unwrap();
     n.cleanup(&theirs).await.unwrap();
@@ -231,7 +230,9 @@ async fn dropped_run_command_future_kills_the_tree() {
     let root = tempfile::tempdir().unwrap();
     let n = Arc::new(NativeOrchestrator::new(config(root.path(), true)).unwrap());
     let ws = n.create_workspace(&WorkspaceSpec::new()).await.unwrap();
-    let cmd = CommandSpec::shell("sleep 300 & echo $! > child.pid; sleep 300");
+    let cmd = CommandSpec::shell("sleep 300 & echo $! > child.pid; sleep 300")
+        .build()
+        .unwrap();
     let fut = n.run_command(&ws, &cmd);
     let _ = tokio::time::timeout(Duration::from_millis(500), fut).await;
     let pid_file = n.workspace_path(&ws).unwrap().join("child.pid");
@@ -254,7 +255,7 @@ async fn dropping_the_backend_removes_its_workspaces() {
     let n = NativeOrchestrator::new(config(root.path(), true)).unwrap();
     let ws = n.create_workspace(&WorkspaceSpec::new()).await.unwrap();
     let bg = n
-        .start_background(&ws, &CommandSpec::new(["sleep", "300"]))
+        .start_background(&ws, &CommandSpec::new(["sleep", "300"]).build().unwrap())
         .await
         .unwrap();
     let _ = bg;
@@ -270,17 +271,20 @@ async fn workdir_that_is_a_file_and_bad_ids() {
     let root = tempfile::tempdir().unwrap();
     let n = NativeOrchestrator::new(config(root.path(), true)).unwrap();
     let ws = n.create_workspace(&WorkspaceSpec::new()).await.unwrap();
-    n.run_command(&ws, &CommandSpec::shell("echo > f"))
+    n.run_command(&ws, &CommandSpec::shell("echo > f").build().unwrap())
         .await
         .unwrap();
     assert!(n
-        .run_command(&ws, &CommandSpec::new(["true"]).workdir("f"))
+        .run_command(
+            &ws,
+            &CommandSpec::new(["true"]).workdir("f").build().unwrap()
+        )
         .await
         .unwrap_err()
         .is_not_found());
     // A non-executable file is FailedToStart(PermissionDenied).
     let out = n
-        .run_command(&ws, &CommandSpec::new(["./f"]))
+        .run_command(&ws, &CommandSpec::new(["./f"]).build().unwrap())
         .await
         .unwrap();
     assert!(
@@ -316,7 +320,7 @@ async fn output_beyond_the_default_cap_is_dropped_not_killed() {
     let cap = orchestrator_native::DEFAULT_OUTPUT_CAP;
     let script = format!("head -c {} /dev/zero; echo done >&2", cap + (4 << 20));
     let out = n
-        .run_command(&ws, &CommandSpec::shell(script))
+        .run_command(&ws, &CommandSpec::shell(script).build().unwrap())
         .await
         .unwrap();
     // No limit was requested: the command runs to its end, the capture is
@@ -339,7 +343,9 @@ async fn escapee_that_left_group_and_directory_is_killed_at_cleanup() {
             &ws,
             &CommandSpec::shell(
                 "cd / && setsid sleep 300 > /dev/null 2>&1 & echo $! > \"$HOME/pid\"",
-            ),
+            )
+            .build()
+            .unwrap(),
         )
         .await
         .unwrap();

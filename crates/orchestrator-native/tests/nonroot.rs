@@ -15,7 +15,7 @@ use orchestrator_core::{
     CommandSpec, Error, ExitStatus, LimitKind, Mechanism, Orchestrator, ResourceLimits,
     WorkspaceSpec,
 };
-use orchestrator_native::{NativeConfig, NativeOrchestrator};
+use orchestrator_native::{NativeConfig, NativeOrchestrator, RLIMIT};
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -33,7 +33,7 @@ fn fallback(root: &Path, strict: bool) -> NativeOrchestrator {
 }
 
 fn all_limits(strict: bool) -> ResourceLimits {
-    let mut l = ResourceLimits::builder()
+    let l = ResourceLimits::builder()
         .memory_bytes(256 << 20)
         .cpus(0.5)
         .pids(64)
@@ -44,15 +44,19 @@ fn all_limits(strict: bool) -> ResourceLimits {
         .output_bytes(1 << 20)
         .build()
         .expect("limits");
-    l.strict = strict;
-    l
+    l.with_strict(strict)
 }
 
 /// `Max ...` lines of /proc/self/limits as seen by a command in the
 /// workspace: (soft, hard).
 async fn proc_limits(o: &NativeOrchestrator, id: &orchestrator_core::WorkspaceId) -> String {
     let out = o
-        .run_command(id, &CommandSpec::new(["cat", "/proc/self/limits"]))
+        .run_command(
+            id,
+            &CommandSpec::new(["cat", "/proc/self/limits"])
+                .build()
+                .unwrap(),
+        )
         .await
         .expect("run");
     assert_eq!(out.status, ExitStatus::Exited(0), "{}", out.stderr_str());
@@ -86,9 +90,9 @@ async fn report_is_honest_and_rlimits_really_apply() {
     assert!(!caps.enforces(LimitKind::Cpus));
     assert_eq!(caps.enforces(LimitKind::Pids), !is_root());
     let avail = o.is_available().await;
-    assert!(avail.available, "{avail:?}");
+    assert!(avail.is_available(), "{avail:?}");
     assert!(
-        avail.reason.as_deref().unwrap_or("").contains("rlimit"),
+        avail.reason().unwrap_or("").contains("rlimit"),
         "degraded availability should say why: {avail:?}"
     );
 
@@ -99,7 +103,7 @@ async fn report_is_honest_and_rlimits_really_apply() {
         .expect("non-strict apply reports, never fails");
     assert_eq!(report.entries.len(), 8, "{report:?}");
     let by = |k| report.get(k).unwrap_or_else(|| panic!("{k} missing"));
-    assert_eq!(by(LimitKind::Memory).enforced_by, Some(Mechanism::Rlimit));
+    assert_eq!(by(LimitKind::Memory).enforced_by, Some(RLIMIT));
     assert!(
         by(LimitKind::Memory)
             .note
@@ -122,7 +126,7 @@ async fn report_is_honest_and_rlimits_really_apply() {
             "RLIMIT_NPROC does not bind root"
         );
     } else {
-        assert_eq!(by(LimitKind::Pids).enforced_by, Some(Mechanism::Rlimit));
+        assert_eq!(by(LimitKind::Pids).enforced_by, Some(RLIMIT));
         assert!(by(LimitKind::Pids)
             .note
             .as_deref()
@@ -134,10 +138,10 @@ async fn report_is_honest_and_rlimits_really_apply() {
         LimitKind::FileSize,
         LimitKind::OpenFiles,
     ] {
-        assert_eq!(by(k).enforced_by, Some(Mechanism::Rlimit), "{k}");
+        assert_eq!(by(k).enforced_by, Some(RLIMIT), "{k}");
     }
     for k in [LimitKind::WallTimeout, LimitKind::OutputBytes] {
-        assert_eq!(by(k).enforced_by, Some(Mechanism::Runbox), "{k}");
+        assert_eq!(by(k).enforced_by, Some(Mechanism::RUNBOX), "{k}");
     }
     assert!(!report.all_enforced());
 
@@ -172,7 +176,7 @@ async fn strict_refuses_what_the_fallback_cannot_enforce() {
     // cpus cannot be enforced without a cgroup, whoever we are.
     match o.apply_resource_limits(&id, &all_limits(true)).await {
         Err(Error::LimitNotEnforceable { limit, reason }) => {
-            assert_eq!(limit, "cpus");
+            assert_eq!(limit, LimitKind::Cpus);
             assert!(reason.contains("cgroup"), "{reason}");
         }
         other => panic!("strict apply with cpus should fail: {other:?}"),
@@ -184,30 +188,36 @@ async fn strict_refuses_what_the_fallback_cannot_enforce() {
 
     // pids: refused for root (RLIMIT_NPROC does not bind root), enforced
     // by RLIMIT_NPROC otherwise.
-    let mut pids = ResourceLimits::builder().pids(32).build().unwrap();
-    pids.strict = true;
+    let pids = ResourceLimits::builder()
+        .pids(32)
+        .build()
+        .unwrap()
+        .with_strict(true);
     let res = o.apply_resource_limits(&id, &pids).await;
     if is_root() {
         assert!(
-            matches!(&res, Err(Error::LimitNotEnforceable { limit, .. }) if limit == "pids"),
+            matches!(&res, Err(Error::LimitNotEnforceable { limit, .. }) if *limit == LimitKind::Pids),
             "{res:?}"
         );
     } else {
         let report = res.expect("pids is enforceable by RLIMIT_NPROC");
         assert_eq!(
             report.get(LimitKind::Pids).unwrap().enforced_by,
-            Some(Mechanism::Rlimit)
+            Some(RLIMIT)
         );
     }
 
     // Strict limits on the spec: no workspace is made, nothing is left.
-    let mut cpus = ResourceLimits::builder().cpus(1.0).build().unwrap();
-    cpus.strict = true;
+    let cpus = ResourceLimits::builder()
+        .cpus(1.0)
+        .build()
+        .unwrap()
+        .with_strict(true);
     let res = o
         .create_workspace(&WorkspaceSpec::new().limits(cpus.clone()))
         .await;
     assert!(
-        matches!(&res, Err(Error::LimitNotEnforceable { limit, .. }) if limit == "cpus"),
+        matches!(&res, Err(Error::LimitNotEnforceable { limit, .. }) if *limit == LimitKind::Cpus),
         "{res:?}"
     );
     o.cleanup(&id).await.unwrap();
@@ -219,8 +229,7 @@ async fn strict_refuses_what_the_fallback_cannot_enforce() {
         .create_workspace(&WorkspaceSpec::new())
         .await
         .unwrap();
-    let mut lax = all_limits(false);
-    lax.strict = false;
+    let lax = all_limits(false).with_strict(false);
     let res = strict.apply_resource_limits(&id, &lax).await;
     assert!(
         matches!(&res, Err(Error::LimitNotEnforceable { .. })),
@@ -253,7 +262,10 @@ async fn memory_rlimit_fails_allocations_without_claiming_oom() {
         .unwrap();
     o.apply_resource_limits(&id, &l).await.unwrap();
     let out = o
-        .run_command(&id, &CommandSpec::new(["tail", "/dev/zero"]))
+        .run_command(
+            &id,
+            &CommandSpec::new(["tail", "/dev/zero"]).build().unwrap(),
+        )
         .await
         .unwrap();
     assert!(!out.status.success(), "{:?}", out.status);

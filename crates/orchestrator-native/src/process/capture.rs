@@ -3,46 +3,61 @@
 
 use std::sync::{Arc, Mutex};
 
-use orchestrator_core::{CappedBuffer, ExitStatus, OutputSink, ProcessSnapshot, Stream};
+use orchestrator_core::exec::{OutputCap, OutputCapture};
+use orchestrator_core::{ExitStatus, OutputSink, ProcessSnapshot, Stream};
 use tokio::io::AsyncReadExt;
+
+use crate::sync::lock;
 
 /// Output captured so far, shared between the driver and observers.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    capture: Mutex<(CappedBuffer, CappedBuffer)>,
-    /// The cap is a requested limit (see [`super::spawn::SpawnPlan::enforce_cap`]).
-    pub enforce: bool,
+    capture: Mutex<OutputCapture>,
+    /// The live sink when the cap is not a requested limit: that cap only
+    /// bounds what is kept in memory, so live output still sees every byte
+    /// (with a requested limit the capture emits what it keeps).
+    passthrough: Option<OutputSink>,
 }
 
 impl Shared {
     /// Nothing captured (a process that never started).
     pub fn empty() -> Self {
-        Self::new(0, false)
+        Self {
+            capture: Mutex::new(OutputCapture::empty()),
+            passthrough: None,
+        }
     }
 
-    pub(crate) fn new(cap: u64, enforce: bool) -> Self {
+    /// A capture with this cap, emitting live to `sink`.
+    pub(crate) fn new(cap: OutputCap, sink: Option<OutputSink>) -> Self {
+        let (kept, all) = if cap.enforced {
+            (sink, None)
+        } else {
+            (None, sink)
+        };
         Self {
-            capture: Mutex::new((CappedBuffer::new(cap), CappedBuffer::new(cap))),
-            enforce,
+            capture: Mutex::new(OutputCapture::new(cap, kept)),
+            passthrough: all,
         }
+    }
+
+    /// Takes one chunk; true when it went over a requested limit.
+    fn push(&self, stream: Stream, chunk: &[u8]) -> bool {
+        let over = lock(&self.capture).push(stream, chunk);
+        if let Some(s) = &self.passthrough {
+            s.emit(stream, chunk);
+        }
+        over
     }
 
     /// Output so far.
     pub fn snapshot(&self, status: Option<ExitStatus>) -> ProcessSnapshot {
-        let g = self.capture.lock().unwrap_or_else(|p| p.into_inner());
-        ProcessSnapshot {
-            status,
-            stdout: g.0.data().to_vec(),
-            stderr: g.1.data().to_vec(),
-            stdout_truncated: g.0.truncated(),
-            stderr_truncated: g.1.truncated(),
-        }
+        lock(&self.capture).snapshot(status)
     }
 
-    /// Takes everything captured (stdout, stderr), leaving empty buffers.
-    pub(crate) fn take(&self) -> (CappedBuffer, CappedBuffer) {
-        let mut g = self.capture.lock().unwrap_or_else(|p| p.into_inner());
-        std::mem::take(&mut *g)
+    /// Takes everything captured, leaving an empty capture.
+    pub(crate) fn take(&self) -> OutputCapture {
+        std::mem::replace(&mut *lock(&self.capture), OutputCapture::empty())
     }
 }
 
@@ -61,7 +76,6 @@ pub(crate) async fn read_output(
     mut stdout: Option<tokio::process::ChildStdout>,
     mut stderr: Option<tokio::process::ChildStderr>,
     shared: Arc<Shared>,
-    sink: Option<OutputSink>,
 ) -> bool {
     // Most commands print little: start small, grow while reads fill the
     // buffer (zeroing 64 KiB per stream up front is measurable per command).
@@ -93,19 +107,7 @@ pub(crate) async fn read_output(
                 continue;
             }
         };
-        let over = {
-            let mut g = shared.capture.lock().unwrap_or_else(|p| p.into_inner());
-            let b = match stream {
-                Stream::Stdout => &mut g.0,
-                Stream::Stderr => &mut g.1,
-            };
-            let kept = b.push(&buf[..n]);
-            if let Some(s) = &sink {
-                s.emit(stream, if shared.enforce { kept } else { &buf[..n] });
-            }
-            b.truncated() && shared.enforce
-        };
-        if over {
+        if shared.push(stream, &buf[..n]) {
             return true;
         }
         if n == buf.len() && buf.len() < READ_BUF_MAX {

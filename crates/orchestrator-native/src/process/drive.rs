@@ -5,6 +5,7 @@
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
+use orchestrator_core::exec::OutputCapture;
 use orchestrator_core::{ExecOutput, ExitStatus};
 
 use crate::process::capture::read_output;
@@ -35,12 +36,7 @@ pub(crate) async fn drive(mut r: Running) -> ExecOutput {
         }
     };
     tokio::pin!(sleep);
-    let reading = read_output(
-        r.stdout.take(),
-        r.stderr.take(),
-        r.shared.clone(),
-        r.sink.take(),
-    );
+    let reading = read_output(r.stdout.take(), r.stderr.take(), r.shared.clone());
     tokio::pin!(reading);
     let mut read_all = false;
     let ending = loop {
@@ -96,8 +92,8 @@ pub(crate) async fn drive(mut r: Running) -> ExecOutput {
     if let Some(t) = r.stdin_task.take() {
         t.abort();
     }
-    let (out, err) = r.shared.take();
-    let over_cap = r.shared.enforce && (out.truncated() || err.truncated());
+    let capture = r.shared.take();
+    let over_cap = capture.exceeded();
     let oom = r
         .cgroup
         .as_ref()
@@ -128,30 +124,10 @@ pub(crate) async fn drive(mut r: Running) -> ExecOutput {
         .as_ref()
         .and_then(|c| c.peak_memory(r.peak_handle.as_mut()));
     r.guard.armed = false;
-    let (stdout, stdout_truncated) = out.into_parts();
-    let (stderr, stderr_truncated) = err.into_parts();
-    ExecOutput {
-        status,
-        stdout,
-        stderr,
-        stdout_truncated,
-        stderr_truncated,
-        wall_time,
-        cpu_time,
-        peak_memory,
-    }
+    capture.finish(status, wall_time, cpu_time, peak_memory)
 }
 
 /// The result of a command that never started.
 pub(crate) fn not_started(status: ExitStatus) -> ExecOutput {
-    ExecOutput {
-        status,
-        stdout: Vec::new(),
-        stderr: Vec::new(),
-        stdout_truncated: false,
-        stderr_truncated: false,
-        wall_time: Duration::ZERO,
-        cpu_time: None,
-        peak_memory: None,
-    }
+    OutputCapture::empty().finish(status, Duration::ZERO, None, None)
 }

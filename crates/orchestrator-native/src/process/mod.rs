@@ -3,7 +3,6 @@
 //! output, driving it to an end, and signalling it.
 
 pub(crate) mod capture;
-pub(crate) mod command;
 pub(crate) mod drive;
 pub(crate) mod signal;
 pub(crate) mod spawn;

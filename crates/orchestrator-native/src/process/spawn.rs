@@ -1,13 +1,17 @@
-//! Starting a command: its own process group, a clean environment, the
-//! workspace cgroup joined and rlimits set between fork and exec.
+//! Starting a command: its plan (the command resolved against the
+//! workspace), its own process group, a clean environment, the workspace
+//! cgroup joined and rlimits set between fork and exec.
 
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use orchestrator_core::{ExitStatus, OutputSink, StartFailure};
+use orchestrator_core::exec::ResolvedCommand;
+use orchestrator_core::{
+    paths, CommandSpec, Error, ExitStatus, ResourceLimits, Result, StartFailure,
+};
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
 
@@ -26,19 +30,46 @@ pub(crate) struct Rlimit {
 
 /// Everything needed to start one command.
 pub(crate) struct SpawnPlan {
-    pub argv: Vec<String>,
-    pub env: Vec<(String, String)>,
+    /// Argv, environment, stdin, timeout, output cap and sink.
+    pub cmd: ResolvedCommand,
+    /// The working directory on the host.
     pub cwd: PathBuf,
-    pub stdin: Option<Vec<u8>>,
     pub rlimits: Vec<Rlimit>,
     pub cgroup: Option<Arc<WorkspaceCgroup>>,
-    pub output_cap: u64,
-    /// The cap is a requested limit: exceeding it stops the command
-    /// (`OutputLimitExceeded`). Otherwise it only bounds what is kept (the
-    /// rest is drained and dropped; live output still sees everything).
-    pub enforce_cap: bool,
-    pub sink: Option<OutputSink>,
-    pub timeout: Option<Duration>,
+}
+
+impl SpawnPlan {
+    /// The plan to start `cmd` in workspace directory `dir` (which exists),
+    /// under the workspace's `limits`; `rlimits` and `cgroup` are how this
+    /// host enforces them. A working directory that is not a directory is
+    /// NotFound.
+    pub(crate) fn new(
+        dir: &Path,
+        cmd: &CommandSpec,
+        limits: &ResourceLimits,
+        rlimits: Vec<Rlimit>,
+        cgroup: Option<Arc<WorkspaceCgroup>>,
+    ) -> Result<Self> {
+        let cwd = match cmd.workdir() {
+            Some(w) => {
+                let cwd = paths::resolve_in_root(dir, w)?;
+                if !cwd.is_dir() {
+                    return Err(Error::NotFound {
+                        what: "working directory",
+                        id: w.to_string(),
+                    });
+                }
+                cwd
+            }
+            None => dir.to_path_buf(),
+        };
+        Ok(Self {
+            cmd: ResolvedCommand::new(cmd, limits, &dir.to_string_lossy()),
+            cwd,
+            rlimits,
+            cgroup,
+        })
+    }
 }
 
 /// Kills the process group (and, while its leader lives, every descendant)
@@ -64,7 +95,6 @@ pub(crate) struct Running {
     pub shared: Arc<Shared>,
     pub stdout: Option<tokio::process::ChildStdout>,
     pub stderr: Option<tokio::process::ChildStderr>,
-    pub sink: Option<OutputSink>,
     /// Feeds stdin, when the command has some.
     pub stdin_task: Option<JoinHandle<()>>,
     /// The stdout/stderr pipes' descriptors (their inodes tell a slow
@@ -108,19 +138,20 @@ fn dev_null() -> Stdio {
 /// (FailedToStart); `Err` for backend failures.
 pub(crate) fn spawn(
     plan: SpawnPlan,
-) -> Result<Result<Running, ExitStatus>, NativeOrchestratorError> {
+) -> std::result::Result<std::result::Result<Running, ExitStatus>, NativeOrchestratorError> {
     let fds = match &plan.cgroup {
         Some(cg) => cg.attach_fds()?,
         None => Vec::new(),
     };
     let raw = cgroup::raw(&fds);
     let rlimits = plan.rlimits.clone();
-    let mut cmd = tokio::process::Command::new(&plan.argv[0]);
-    cmd.args(&plan.argv[1..])
+    let argv = &plan.cmd.argv;
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..])
         .env_clear()
-        .envs(plan.env.iter().map(|(k, v)| (k, v)))
+        .envs(&plan.cmd.env)
         .current_dir(&plan.cwd)
-        .stdin(if plan.stdin.is_some() {
+        .stdin(if plan.cmd.stdin.is_some() {
             Stdio::piped()
         } else {
             dev_null()
@@ -161,10 +192,10 @@ pub(crate) fn spawn(
             return match start_failure(&e) {
                 Some(reason) => Ok(Err(ExitStatus::FailedToStart {
                     reason,
-                    message: format!("{}: {e}", plan.argv[0]),
+                    message: format!("{}: {e}", argv[0]),
                 })),
                 None => Err(NativeOrchestratorError::Spawn {
-                    program: plan.argv[0].clone(),
+                    program: argv[0].clone(),
                     source: e,
                 }),
             }
@@ -177,13 +208,13 @@ pub(crate) fn spawn(
     let Some(pgid) = child.id().and_then(|p| Pgid::new(i32::try_from(p).ok()?)) else {
         let _ = child.start_kill();
         return Err(NativeOrchestratorError::Spawn {
-            program: plan.argv[0].clone(),
+            program: argv[0].clone(),
             source: std::io::Error::other("the spawned child has no usable pid"),
         });
     };
     let guard = TreeGuard { pgid, armed: true };
-    let shared = Arc::new(Shared::new(plan.output_cap, plan.enforce_cap));
-    let stdin_task = match (plan.stdin, child.stdin.take()) {
+    let shared = Arc::new(Shared::new(plan.cmd.output_cap, plan.cmd.sink));
+    let stdin_task = match (plan.cmd.stdin, child.stdin.take()) {
         (Some(data), Some(mut stdin)) => Some(tokio::spawn(async move {
             let _ = stdin.write_all(&data).await;
             let _ = stdin.shutdown().await;
@@ -203,11 +234,10 @@ pub(crate) fn spawn(
         child,
         pgid,
         shared,
-        sink: plan.sink,
         stdin_task,
         pipe_fds,
         started,
-        timeout: plan.timeout,
+        timeout: plan.cmd.timeout,
         cgroup: plan.cgroup,
         oom_before,
         cpu_before,
