@@ -40,6 +40,21 @@ pub enum NativeOrchestratorError {
         #[source]
         source: std::io::Error,
     },
+    /// A process `stop` killed was still running at its deadline (a
+    /// process in uninterruptible sleep ignores SIGKILL until it wakes).
+    #[error(
+        "process {process} (group {pgid}) still runs {waited:?} after SIGKILL: pids {alive:?}"
+    )]
+    Unkillable {
+        /// The background process.
+        process: String,
+        /// Its process group.
+        pgid: i32,
+        /// The pids of its tree still running.
+        alive: Vec<i32>,
+        /// How long `stop` waited.
+        waited: std::time::Duration,
+    },
     /// A blocking task panicked or was cancelled.
     #[error("internal task failed: {0}")]
     Task(String),

@@ -6,20 +6,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orchestrator_core::{
-    CommandSpec, Error, ExecOutput, ProcessId, ProcessSnapshot, Result, WorkspaceId,
+    CommandSpec, Error, ExecOutput, ProcessId, ProcessSnapshot, Result, WorkspaceId, STOP_DEADLINE,
 };
 use tokio::sync::watch;
 
+use crate::error::NativeOrchestratorError;
 use crate::process::capture::Shared;
 use crate::process::drive::{drive, not_started};
 use crate::process::signal::{kill_tree, Pgid};
 use crate::process::spawn::{spawn, SpawnPlan};
+use crate::procfs;
 use crate::sync::{blocking, lock};
 use crate::workspace::Workspace;
 use crate::NativeOrchestrator;
-
-/// How long `stop` waits for a killed process's driver to finish.
-const STOP_WAIT: Duration = Duration::from_secs(10);
 
 /// A background process.
 #[derive(Debug)]
@@ -146,19 +145,27 @@ impl NativeOrchestrator {
     }
 
     /// `stop`: one background process, or every process of the workspace.
+    /// Waits for the killed processes at most [`STOP_DEADLINE`] in all; one
+    /// still running then is an error naming it.
     pub(crate) async fn stop_processes(
         &self,
         id: &WorkspaceId,
         pid: Option<&ProcessId>,
     ) -> Result<()> {
         let ws = self.get(id)?;
-        let targets: Vec<Arc<Background>> = match pid {
-            Some(p) => vec![Self::background(&ws, p)?],
-            None => lock(&ws.background).values().cloned().collect(),
+        let targets: Vec<(ProcessId, Arc<Background>)> = match pid {
+            Some(p) => vec![(p.clone(), Self::background(&ws, p)?)],
+            None => lock(&ws.background)
+                .iter()
+                .map(|(p, b)| (p.clone(), b.clone()))
+                .collect(),
         };
         {
             let ws = ws.clone();
-            let groups: Vec<Pgid> = targets.iter().filter_map(|b| b.running_group()).collect();
+            let groups: Vec<Pgid> = targets
+                .iter()
+                .filter_map(|(_, b)| b.running_group())
+                .collect();
             let all = pid.is_none();
             blocking(move || {
                 for pgid in groups {
@@ -171,9 +178,31 @@ impl NativeOrchestrator {
             })
             .await?;
         }
-        for b in targets {
+        let deadline = tokio::time::Instant::now() + STOP_DEADLINE;
+        for (pid, b) in targets {
             let mut rx = b.result.clone();
-            let _ = tokio::time::timeout(STOP_WAIT, rx.wait_for(|v| v.is_some())).await;
+            if tokio::time::timeout_at(deadline, rx.wait_for(|v| v.is_some()))
+                .await
+                .is_ok()
+            {
+                continue;
+            }
+            // The driver has not finished: a slow drain of its pipes, or a
+            // process that SIGKILL has not ended (uninterruptible sleep).
+            // Only the latter is an error.
+            let Some(pgid) = b.running_group() else {
+                continue;
+            };
+            let alive = blocking(move || Ok(procfs::live_tree_of_group(pgid))).await?;
+            if !alive.is_empty() {
+                return Err(NativeOrchestratorError::Unkillable {
+                    process: pid.to_string(),
+                    pgid: pgid.get(),
+                    alive: alive.iter().map(|p| p.get()).collect(),
+                    waited: STOP_DEADLINE,
+                }
+                .into());
+            }
         }
         Ok(())
     }

@@ -43,6 +43,15 @@ pub(crate) fn tree_of_group(pgid: Pgid) -> Vec<Pid> {
     set
 }
 
+/// The processes of [`tree_of_group`] that still run (zombies are dead):
+/// what killing the group did not end.
+pub(crate) fn live_tree_of_group(pgid: Pgid) -> Vec<Pid> {
+    tree_of_group(pgid)
+        .into_iter()
+        .filter(|p| ProcStat::read(p.get().unsigned_abs()).is_some_and(|s| !s.is_zombie()))
+        .collect()
+}
+
 /// Reads a small /proc file into `buf` with as few syscalls as it takes:
 /// no `statx` for a size hint (/proc files report 0) and no small probe
 /// reads (std's `fs::read` does both).
