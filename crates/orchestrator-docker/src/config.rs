@@ -8,7 +8,7 @@ use std::time::Duration;
 
 /// The image used when a [`orchestrator_core::WorkspaceSpec`] names none:
 /// the busybox test image that `cargo xtask test-image` (or
-/// [`crate::ensure_test_image`]) builds.
+/// `ensure_test_image`, feature `test-util`) builds.
 pub const DEFAULT_IMAGE: &str = "runbox-testbox:latest";
 /// Network mode of workspace containers unless configured otherwise.
 pub const DEFAULT_NETWORK_MODE: &str = "none";
