@@ -39,10 +39,21 @@ pub struct DockerOrchestrator {
 
 impl DockerOrchestrator {
     /// A backend with this configuration. Fails only for a configuration
-    /// that cannot work (an unknown `DOCKER_HOST` scheme, an empty image).
+    /// that cannot work (an unknown `DOCKER_HOST` scheme, an empty image, a
+    /// warm pool without an image).
     pub fn new(config: DockerConfig) -> Result<Self> {
-        if config.default_image.trim().is_empty() {
+        if config
+            .default_image
+            .as_deref()
+            .is_some_and(|i| i.trim().is_empty())
+        {
             return Err(Error::invalid("docker default image is empty"));
+        }
+        if config.warm_pool > 0 && config.default_image.is_none() {
+            return Err(Error::invalid(
+                "a docker warm pool needs an image: set DockerConfig::default_image \
+                 (or RUNBOX_DOCKER_IMAGE)",
+            ));
         }
         if config.request_timeout.is_zero() || config.availability_timeout.is_zero() {
             return Err(Error::invalid(

@@ -13,7 +13,8 @@
 //!
 //! # async fn demo() -> orchestrator_core::Result<()> {
 //! let docker = DockerOrchestrator::new(DockerConfig::from_env())?;
-//! let id = docker.create_workspace(&WorkspaceSpec::new()).await?;
+//! let spec = WorkspaceSpec::new().image("debian:bookworm-slim");
+//! let id = docker.create_workspace(&spec).await?;
 //! let out = docker.run_command(&id, &CommandSpec::shell("echo hi")).await?;
 //! assert_eq!(out.stdout, b"hi\n");
 //! docker.cleanup(&id).await?;
@@ -47,8 +48,8 @@ mod workspace;
 
 pub use backend::DockerOrchestrator;
 pub use config::{
-    DockerConfig, PullEvent, PullProgress, DEFAULT_IMAGE, DEFAULT_NETWORK_MODE, LABEL_EXECUTION,
-    LABEL_WORKSPACE, MAX_WARM_POOL, OWNER_LABEL, OWNER_VALUE,
+    DockerConfig, PullEvent, PullProgress, DEFAULT_NETWORK_MODE, LABEL_EXECUTION, LABEL_WORKSPACE,
+    MAX_WARM_POOL, OWNER_LABEL, OWNER_VALUE,
 };
 pub use error::DockerOrchestratorError;
 pub use pool::PoolStats;

@@ -37,19 +37,23 @@ impl DockerOrchestrator {
         if lim.strict || self.config.strict_limits {
             limits::report(&lim).check_strict()?;
         }
-        let image = spec
-            .image
-            .clone()
-            .unwrap_or_else(|| self.config.default_image.clone());
+        let Some(image) = spec.image.as_ref().or(self.config.default_image.as_ref()) else {
+            return Err(Error::invalid(
+                "no image: set WorkspaceSpec::image or DockerConfig::default_image \
+                 (or RUNBOX_DOCKER_IMAGE)",
+            ));
+        };
         let mut made = None;
-        if self.config.warm_pool > 0 && pool::poolable(spec, &self.config.default_image) {
-            let docker = self.docker().await?;
-            made = self.take_pooled(&docker, spec, &lim).await;
+        if let Some(pool_image) = self.pool_image() {
+            if pool::poolable(spec, pool_image) {
+                let docker = self.docker().await?;
+                made = self.take_pooled(&docker, pool_image, spec, &lim).await;
+            }
         }
         let pooled = made.is_some();
         let (id, container) = match made {
             Some(m) => m,
-            None => self.create_cold(spec, &lim, &image).await?,
+            None => self.create_cold(spec, &lim, image).await?,
         };
         let ws = Arc::new(Ws {
             container: container.clone(),

@@ -30,6 +30,8 @@ pub(crate) struct RefillCtx {
     pub docker: Docker,
     pub config: Arc<DockerConfig>,
     pub owner: Owner,
+    /// The pool's image ([`DockerConfig::default_image`]).
+    pub image: String,
 }
 
 /// Starts refills until ready + in flight reach `size` (a closed pool gets
@@ -139,7 +141,7 @@ async fn refill(shared: Weak<Shared>, ctx: Arc<RefillCtx>) {
         if e.status_code() == Some(404) {
             // The image is gone: the next cold create pulls it again.
             if let Some(s) = shared.upgrade() {
-                lock(&s.images).remove(&ctx.config.default_image);
+                lock(&s.images).remove(&ctx.image);
             }
         }
     }
@@ -161,7 +163,7 @@ async fn make(ctx: &RefillCtx, guard: &mut RefillGuard) -> Result<Pooled, E> {
     guard.creating = Some(name.clone());
     let recipe = Recipe {
         id: &id,
-        image: &ctx.config.default_image,
+        image: &ctx.image,
         labels: &BTreeMap::new(),
         execution_id: None,
         limits: &ResourceLimits::default(),

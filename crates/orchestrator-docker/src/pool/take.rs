@@ -17,12 +17,22 @@ use crate::limits;
 use crate::DockerOrchestrator;
 
 impl DockerOrchestrator {
-    /// Starts refills so the warm pool returns to its size.
-    fn top_up(&self, docker: &Docker) {
+    /// The warm pool's image; `None` when the pool is off (`new` refuses
+    /// a pool without an image).
+    pub(crate) fn pool_image(&self) -> Option<&str> {
+        self.config
+            .default_image
+            .as_deref()
+            .filter(|_| self.config.warm_pool > 0)
+    }
+
+    /// Starts refills of `image` so the warm pool returns to its size.
+    fn top_up(&self, docker: &Docker, image: &str) {
         top_up(&self.shared, self.config.warm_pool, || RefillCtx {
             docker: docker.clone(),
             config: self.refill_config.clone(),
             owner: self.owner.clone(),
+            image: image.to_string(),
         });
     }
 
@@ -33,6 +43,7 @@ impl DockerOrchestrator {
     pub(crate) async fn take_pooled(
         &self,
         docker: &Docker,
+        image: &str,
         spec: &WorkspaceSpec,
         lim: &ResourceLimits,
     ) -> Option<(WorkspaceId, String)> {
@@ -44,7 +55,7 @@ impl DockerOrchestrator {
             }
             p
         };
-        self.top_up(docker);
+        self.top_up(docker, image);
         let p = taken?;
         let guard = Taken {
             container: Some(p.container.clone()),
@@ -130,17 +141,17 @@ impl DockerOrchestrator {
     /// when the pool is off.
     pub async fn warm_up(&self) -> Result<()> {
         let size = self.config.warm_pool;
-        if size == 0 {
+        let Some(image) = self.pool_image() else {
             return Ok(());
-        }
-        self.ensure_image_cached(&self.config.default_image).await?;
+        };
+        self.ensure_image_cached(image).await?;
         let docker = self.docker().await?;
         let mut refilled = self.shared.refilled.subscribe();
         let failures = lock(&self.shared.pool).refill_failures;
         let limit = self.config.request_timeout * (2 + size as u32);
         let until = Instant::now() + limit;
         loop {
-            self.top_up(&docker);
+            self.top_up(&docker, image);
             {
                 let st = lock(&self.shared.pool);
                 if st.ready.len() >= size {
