@@ -73,13 +73,9 @@ impl DockerOrchestrator {
         id: &WorkspaceId,
         cmd: &CommandSpec,
     ) -> Result<ProcessId> {
-        let ws = self.ws(id)?;
-        cmd.validate()?;
-        let ctx = self.ctx(&ws).await?;
-        let (plan, capture) = self.plan(&ws, &ctx, cmd).await?;
+        let (ws, ctx, plan, capture) = self.prepare(id, cmd).await?;
         let n = ws.next_proc.fetch_add(1, Ordering::Relaxed) + 1;
         let pid = ProcessId::new(format!("p{n}"))?;
-        let capture = Arc::new(Mutex::new(capture));
         let (stop_tx, stop_rx) = watch::channel(false);
         let (done_tx, done_rx) = watch::channel(None);
         let cap2 = capture.clone();

@@ -102,7 +102,7 @@ pub(crate) fn resolve_inside(root: &Path, rel: &[String]) -> Result<(), String> 
         .map_err(|e| e.to_string())
 }
 
-/// Extracts `archive` into a fresh staging directory under `stage_parent`
+/// Extracts `archive` into a fresh staging directory under `stage_root`
 /// and returns the staged top-level entry. All entries must share one
 /// top-level name. On error the staging directory is removed.
 fn extract_staged(archive: impl Read, stage_root: &Path) -> Result<PathBuf, E> {

@@ -2,8 +2,6 @@
 //! [`ExecOutput`], with its session killed if the caller drops the future
 //! before the command ended.
 
-use std::sync::{Arc, Mutex};
-
 use orchestrator_core::{CommandSpec, ExecOutput, Result, WorkspaceId};
 
 use super::kill::kill_session;
@@ -45,11 +43,7 @@ impl DockerOrchestrator {
         id: &WorkspaceId,
         cmd: &CommandSpec,
     ) -> Result<ExecOutput> {
-        let ws = self.ws(id)?;
-        cmd.validate()?;
-        let ctx = self.ctx(&ws).await?;
-        let (plan, capture) = self.plan(&ws, &ctx, cmd).await?;
-        let capture = Arc::new(Mutex::new(capture));
+        let (_, ctx, plan, capture) = self.prepare(id, cmd).await?;
         let mut guard = KillOnDrop {
             ctx: Some(ctx.clone()),
             tag: plan.tag.clone(),

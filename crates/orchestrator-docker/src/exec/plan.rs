@@ -3,9 +3,10 @@
 //! and the wrapper invocation that carries them into the container.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use orchestrator_core::{paths, CommandSpec, OutputSink, Result};
+use orchestrator_core::{paths, CommandSpec, OutputSink, Result, WorkspaceId};
 
 use super::{Capture, Ctx};
 use crate::container::{lock, WORKSPACE_DIR};
@@ -47,14 +48,22 @@ pub(crate) struct ExecPlan {
 }
 
 impl DockerOrchestrator {
-    /// Validates a command and resolves it into an exec plan.
-    pub(crate) async fn plan(
+    /// What running `cmd` in workspace `id` needs: the workspace, how to
+    /// reach its container, the plan and an empty capture.
+    pub(crate) async fn prepare(
         &self,
-        ws: &Ws,
-        ctx: &Ctx,
+        id: &WorkspaceId,
         cmd: &CommandSpec,
-    ) -> Result<(ExecPlan, Capture)> {
+    ) -> Result<(Arc<Ws>, Ctx, ExecPlan, Arc<Mutex<Capture>>)> {
+        let ws = self.ws(id)?;
         cmd.validate()?;
+        let ctx = self.ctx(&ws).await?;
+        let (plan, capture) = self.plan(&ws, &ctx, cmd).await?;
+        Ok((ws, ctx, plan, Arc::new(Mutex::new(capture))))
+    }
+
+    /// Resolves a validated command into an exec plan.
+    async fn plan(&self, ws: &Ws, ctx: &Ctx, cmd: &CommandSpec) -> Result<(ExecPlan, Capture)> {
         let workdir = match &cmd.workdir {
             None => WORKSPACE_DIR.to_string(),
             Some(w) => {
