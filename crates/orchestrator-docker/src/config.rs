@@ -6,10 +6,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The image used when a [`orchestrator_core::WorkspaceSpec`] names none:
-/// the busybox test image that `cargo xtask test-image` (or
-/// [`crate::ensure_test_image`]) builds.
-pub const DEFAULT_IMAGE: &str = "runbox-testbox:latest";
 /// Network mode of workspace containers unless configured otherwise.
 pub const DEFAULT_NETWORK_MODE: &str = "none";
 /// Label carried by every container this backend creates.
@@ -69,8 +65,11 @@ pub struct DockerConfig {
     /// Daemon address (`unix:///var/run/docker.sock`, `tcp://host:2375`).
     /// `None`: `DOCKER_HOST`, else the local default socket.
     pub host: Option<String>,
-    /// Image for workspaces whose spec names none.
-    pub default_image: String,
+    /// Image for workspaces whose spec names none, and of the warm pool.
+    /// `None` (the default): a spec without an image is
+    /// [`orchestrator_core::Error::InvalidInput`], and the warm pool cannot
+    /// be switched on.
+    pub default_image: Option<String>,
     /// Labels added to every container (on top of runbox's own).
     pub labels: BTreeMap<String, String>,
     /// Docker network mode of workspace containers (`none` isolates them).
@@ -107,7 +106,7 @@ impl Default for DockerConfig {
     fn default() -> Self {
         Self {
             host: None,
-            default_image: DEFAULT_IMAGE.to_string(),
+            default_image: None,
             labels: BTreeMap::new(),
             network_mode: DEFAULT_NETWORK_MODE.to_string(),
             request_timeout: Duration::from_secs(5),
@@ -140,7 +139,7 @@ impl DockerConfig {
         }
         if let Ok(i) = std::env::var("RUNBOX_DOCKER_IMAGE") {
             if !i.is_empty() {
-                c.default_image = i;
+                c.default_image = Some(i);
             }
         }
         if let Ok(n) = std::env::var("RUNBOX_DOCKER_NETWORK") {
@@ -158,7 +157,7 @@ impl DockerConfig {
     }
     /// Sets the default image.
     pub fn default_image(mut self, image: impl Into<String>) -> Self {
-        self.default_image = image.into();
+        self.default_image = Some(image.into());
         self
     }
     /// Adds a label to every container.

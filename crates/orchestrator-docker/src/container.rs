@@ -18,7 +18,7 @@ use crate::config::{
     LABEL_OWNER_START, LABEL_WORKSPACE, OWNER_LABEL, OWNER_VALUE,
 };
 use crate::error::DockerOrchestratorError as E;
-use crate::exec::DEFAULT_PATH;
+use crate::exec::base_env;
 use crate::limits;
 use crate::owner::Owner;
 
@@ -123,11 +123,12 @@ pub(crate) async fn create(
         image: Some(r.image.to_string()),
         entrypoint: Some(vec!["sh".into(), "-c".into(), KEEPALIVE.into()]),
         cmd: Some(vec![]),
-        env: Some(vec![
-            format!("PATH={DEFAULT_PATH}"),
-            format!("HOME={WORKSPACE_DIR}"),
-            "LANG=C.UTF-8".into(),
-        ]),
+        env: Some(
+            base_env()
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect(),
+        ),
         working_dir: Some(WORKSPACE_DIR.into()),
         labels: Some(labels),
         stop_timeout: Some(1),

@@ -13,7 +13,8 @@
 //!
 //! # async fn demo() -> orchestrator_core::Result<()> {
 //! let docker = DockerOrchestrator::new(DockerConfig::from_env())?;
-//! let id = docker.create_workspace(&WorkspaceSpec::new()).await?;
+//! let spec = WorkspaceSpec::new().image("debian:bookworm-slim");
+//! let id = docker.create_workspace(&spec).await?;
 //! let out = docker.run_command(&id, &CommandSpec::shell("echo hi")).await?;
 //! assert_eq!(out.stdout, b"hi\n");
 //! docker.cleanup(&id).await?;
@@ -25,29 +26,38 @@
 #![deny(missing_docs)]
 
 mod archive;
+mod backend;
+mod background;
 mod client;
 mod config;
 mod container;
 mod error;
 mod exec;
-mod image;
+mod images;
 mod limits;
 mod orchestrator;
 mod owner;
 mod pool;
+mod reap;
+mod resolve;
 mod scripts;
+#[cfg(feature = "test-util")]
+mod test_image;
+mod transfer;
+mod workspace;
 
+pub use backend::DockerOrchestrator;
 pub use config::{
-    DockerConfig, PullEvent, PullProgress, DEFAULT_IMAGE, DEFAULT_NETWORK_MODE, LABEL_EXECUTION,
-    LABEL_WORKSPACE, MAX_WARM_POOL, OWNER_LABEL, OWNER_VALUE,
+    DockerConfig, PullEvent, PullProgress, DEFAULT_NETWORK_MODE, LABEL_EXECUTION, LABEL_WORKSPACE,
+    MAX_WARM_POOL, OWNER_LABEL, OWNER_VALUE,
 };
 pub use error::DockerOrchestratorError;
-pub use image::{ensure_test_image, TestImageOptions, TEST_IMAGE};
-pub use orchestrator::DockerOrchestrator;
 pub use pool::PoolStats;
 
-#[doc(hidden)]
+#[cfg(feature = "test-util")]
 pub use archive::{build_archive_for_tests, extract_archive_for_tests};
+#[cfg(feature = "test-util")]
+pub use test_image::{ensure_test_image, TestImageOptions, TEST_IMAGE};
 
 fn registry_factory(
 ) -> orchestrator_core::Result<std::sync::Arc<dyn orchestrator_core::Orchestrator>> {

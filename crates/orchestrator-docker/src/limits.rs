@@ -4,6 +4,7 @@
 //! (Docker cannot change a running container's ulimits); wall timeout and
 //! output cap enforced by runbox while it streams the exec.
 
+use bollard::models::ContainerUpdateBody;
 use orchestrator_core::{LimitEntry, LimitKind, LimitReport, Mechanism, ResourceLimits};
 
 /// Processes runbox itself keeps in every container (docker-init, the
@@ -34,6 +35,19 @@ pub(crate) struct CgroupFields {
     pub memory_swap: Option<i64>,
     pub nano_cpus: Option<i64>,
     pub pids_limit: Option<i64>,
+}
+
+impl CgroupFields {
+    /// The `update_container` request that sets these fields.
+    pub fn update_body(&self) -> ContainerUpdateBody {
+        ContainerUpdateBody {
+            memory: self.memory,
+            memory_swap: self.memory_swap,
+            nano_cpus: self.nano_cpus,
+            pids_limit: self.pids_limit,
+            ..Default::default()
+        }
+    }
 }
 
 pub(crate) fn cgroup_fields(l: &ResourceLimits) -> CgroupFields {

@@ -20,7 +20,10 @@ async fn backend() -> Option<DockerOrchestrator> {
 }
 
 async fn assert_unavailable_fast(host: String) {
-    let b = DockerOrchestrator::new(DockerConfig::new().host(host.clone())).expect("backend");
+    let config = DockerConfig::new()
+        .host(host.clone())
+        .default_image(TEST_IMAGE);
+    let b = DockerOrchestrator::new(config).expect("backend");
     let t = Instant::now();
     let a = b.is_available().await;
     let took = t.elapsed();
@@ -65,6 +68,25 @@ async fn missing_dead_and_silent_sockets_are_unavailable_within_2s() {
     acceptor.abort();
     // A dead TCP daemon.
     assert_unavailable_fast("tcp://127.0.0.1:9".to_string()).await;
+}
+
+#[tokio::test]
+async fn no_image_is_invalid_input_before_the_daemon() {
+    // A daemon that never answers: reaching it would take the request
+    // deadline and end as Unavailable, not InvalidInput at once.
+    let dir = tempfile::tempdir().unwrap();
+    let silent = dir.path().join("silent.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&silent).unwrap();
+    let host = format!("unix://{}", silent.display());
+    let b = DockerOrchestrator::new(DockerConfig::new().host(&host)).expect("backend");
+    let t = Instant::now();
+    let e = b.create_workspace(&WorkspaceSpec::new()).await.unwrap_err();
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    assert!(matches!(e, Error::InvalidInput(_)), "{e:?}");
+    assert!(e.to_string().contains("no image"), "{e}");
+    // A warm pool needs an image to fill it with.
+    let e = DockerOrchestrator::new(DockerConfig::new().host(&host).warm_pool(1)).unwrap_err();
+    assert!(matches!(e, Error::InvalidInput(_)), "{e:?}");
 }
 
 #[tokio::test]

@@ -1,99 +1,19 @@
-//! Images: making sure a workspace image exists (pulling it with progress
-//! when missing) and building the busybox test image.
+//! The busybox test image (feature `test-util`): `runbox-testbox:latest`,
+//! built `FROM scratch` with the host's static busybox through the daemon's
+//! build API, since no image can be pulled on our machines.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bollard::Docker;
 use futures_util::StreamExt;
 
-use crate::client::{deadline, negotiated};
+use crate::client::negotiated;
 use crate::config::{DockerConfig, PullEvent, PullProgress};
 use crate::error::DockerOrchestratorError as E;
+use crate::images::image_exists;
 
 /// The tag of the test image.
 pub const TEST_IMAGE: &str = "runbox-testbox:latest";
-
-/// Whether `image` exists locally.
-pub(crate) async fn image_exists(
-    docker: &Docker,
-    config: &DockerConfig,
-    image: &str,
-) -> Result<bool, E> {
-    match deadline(
-        &config.host_description(),
-        "inspect image",
-        config.request_timeout,
-        docker.inspect_image(image),
-    )
-    .await
-    {
-        Ok(_) => Ok(true),
-        Err(e) if e.status_code() == Some(404) => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
-/// Pulls `image`, reporting progress; the whole pull has `config.pull_timeout`.
-pub(crate) async fn pull(
-    docker: &Docker,
-    config: &DockerConfig,
-    image: &str,
-    progress: Option<&PullProgress>,
-) -> Result<(), E> {
-    let (name, tag) = split_tag(image);
-    let opts = bollard::query_parameters::CreateImageOptionsBuilder::default()
-        .from_image(name)
-        .tag(tag)
-        .build();
-    tracing::info!(image, "pulling image");
-    let work = async {
-        let mut stream = docker.create_image(Some(opts), None, None);
-        while let Some(item) = stream.next().await {
-            let info = item.map_err(|e| E::ImagePull {
-                image: image.to_string(),
-                reason: e.to_string(),
-            })?;
-            if let Some(err) = info.error_detail.as_ref().and_then(|d| d.message.clone()) {
-                return Err(E::ImagePull {
-                    image: image.to_string(),
-                    reason: err,
-                });
-            }
-            if let Some(p) = progress {
-                let detail = info.progress_detail.as_ref();
-                p.emit(&PullEvent {
-                    image: image.to_string(),
-                    layer: info.id.clone(),
-                    status: info.status.clone().unwrap_or_default(),
-                    current: detail.and_then(|d| d.current).map(|v| v.max(0) as u64),
-                    total: detail.and_then(|d| d.total).map(|v| v.max(0) as u64),
-                });
-            }
-        }
-        Ok(())
-    };
-    match tokio::time::timeout(config.pull_timeout, work).await {
-        Err(_) => Err(E::ImagePull {
-            image: image.to_string(),
-            reason: format!("no result within {:?}", config.pull_timeout),
-        }),
-        Ok(r) => r,
-    }
-}
-
-/// `name:tag` → (`name`, `tag`), defaulting the tag to `latest`; a digest
-/// (`name@sha256:...`) is kept whole.
-fn split_tag(image: &str) -> (&str, &str) {
-    if image.contains('@') {
-        return (image, "");
-    }
-    let last_slash = image.rfind('/').map_or(0, |i| i + 1);
-    match image[last_slash..].rfind(':') {
-        Some(i) => (&image[..last_slash + i], &image[last_slash + i + 1..]),
-        None => (image, "latest"),
-    }
-}
 
 /// Options of [`ensure_test_image`].
 #[derive(Debug, Clone, Default)]
@@ -277,15 +197,6 @@ pub async fn ensure_test_image(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tags_split() {
-        assert_eq!(split_tag("busybox"), ("busybox", "latest"));
-        assert_eq!(split_tag("busybox:1.36"), ("busybox", "1.36"));
-        assert_eq!(split_tag("reg:5000/a/b"), ("reg:5000/a/b", "latest"));
-        assert_eq!(split_tag("reg:5000/a/b:x"), ("reg:5000/a/b", "x"));
-        assert_eq!(split_tag("a@sha256:00"), ("a@sha256:00", ""));
-    }
 
     #[test]
     fn static_elf_detection() {
