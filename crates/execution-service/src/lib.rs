@@ -25,7 +25,6 @@
 // The modules are private: every public item has one path, at the crate
 // root.
 mod error;
-mod owner;
 mod record;
 mod service;
 mod store;
@@ -39,7 +38,6 @@ use orchestrator_native as _;
 pub mod guide {}
 
 pub use error::ServiceError;
-pub use owner::{Liveness, OwnerInfo};
 pub use record::{
     BackendPreference, ExecutionId, ExecutionRecord, ExecutionRequest, ExecutionState,
     FileTransfer, InvalidTransition, LimitSummary, ResultSummary,

@@ -3,19 +3,22 @@
 //!
 //! The parts live by concern: [`ExecutionId`] (id), the [`ExecutionState`]
 //! machine (state), what was asked (request), how it ended and how its
-//! limits were enforced (summary), and the record itself with its
+//! limits were enforced (summary), serde for the core types a record holds
+//! (limits_serde, path_serde, owner_serde), and the record itself with its
 //! transitions (here).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use orchestrator_core::owner::Owner;
 use orchestrator_core::WorkspaceId;
 use serde::{Deserialize, Serialize};
 
-use crate::owner::OwnerInfo;
 use crate::service::DOCKER_BACKEND;
 
 mod id;
 mod limits_serde;
+mod owner_serde;
+mod path_serde;
 mod request;
 mod state;
 mod summary;
@@ -58,7 +61,8 @@ pub struct ExecutionRecord {
     /// Why it failed or was cancelled (or a teardown problem).
     pub error: Option<String>,
     /// The process that started it (for crash recovery).
-    pub owner: Option<OwnerInfo>,
+    #[serde(default, with = "owner_serde")]
+    pub owner: Option<Owner>,
     /// When it was submitted (ms since the epoch).
     pub created_at_ms: u64,
     /// When `start` began.

@@ -4,8 +4,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-use super::limits_serde;
-use orchestrator_core::{paths, CommandSpec, Error as CoreError, OutputSink, ResourceLimits};
+use super::{limits_serde, path_serde};
+use orchestrator_core::{
+    CommandSpec, CommandSpecBuilder, Error as CoreError, OutputSink, ResourceLimits, SandboxPath,
+};
 use serde::{Deserialize, Serialize};
 
 /// A file to copy between the host and the sandbox.
@@ -13,8 +15,10 @@ use serde::{Deserialize, Serialize};
 pub struct FileTransfer {
     /// The host path.
     pub host: PathBuf,
-    /// The sandbox path, relative to the workspace root.
-    pub sandbox: String,
+    /// The sandbox path, relative to the workspace root (stored as its
+    /// text).
+    #[serde(with = "path_serde")]
+    pub sandbox: SandboxPath,
 }
 
 /// Which backend should run an execution.
@@ -34,6 +38,12 @@ pub enum BackendPreference {
 
 /// What to run: the command, its files, limits and backend. Plain data with
 /// a builder; everything but the live output sink is persisted.
+///
+/// Sandbox paths and limits are typed, so they are valid wherever a request
+/// exists. The builder methods that take a sandbox path as text parse it at
+/// once; a path they cannot parse is held back and reported by
+/// [`ExecutionRequest::validate`] (and so by `submit` and `execute`), with
+/// the error [`SandboxPath::new`] gives.
 #[derive(Clone, Default, Serialize, Deserialize)]
 pub struct ExecutionRequest {
     /// Program and arguments. Empty: provision the sandbox only (`start`
@@ -53,7 +63,8 @@ pub struct ExecutionRequest {
     /// Image for container backends.
     pub image: Option<String>,
     /// Working directory relative to the workspace root.
-    pub workdir: Option<String>,
+    #[serde(default, with = "path_serde::option")]
+    pub workdir: Option<SandboxPath>,
     /// Bytes fed to the command's stdin.
     pub stdin: Option<Vec<u8>>,
     /// Extra labels for the sandbox.
@@ -62,6 +73,9 @@ pub struct ExecutionRequest {
     /// them. Not persisted.
     #[serde(skip)]
     pub output: Option<OutputSink>,
+    /// The first sandbox path a builder method could not parse, as given.
+    #[serde(skip)]
+    rejected_path: Option<String>,
 }
 
 impl fmt::Debug for ExecutionRequest {
@@ -78,6 +92,7 @@ impl fmt::Debug for ExecutionRequest {
             .field("stdin", &self.stdin.as_ref().map(Vec::len))
             .field("labels", &self.labels)
             .field("output", &self.output.is_some())
+            .field("rejected_path", &self.rejected_path)
             .finish()
     }
 }
@@ -95,6 +110,7 @@ impl PartialEq for ExecutionRequest {
             && self.workdir == other.workdir
             && self.stdin == other.stdin
             && self.labels == other.labels
+            && self.rejected_path == other.rejected_path
     }
 }
 
@@ -127,21 +143,37 @@ impl ExecutionRequest {
         self
     }
 
+    /// Parses a sandbox path given to a builder method; an unparsable one
+    /// is held back for [`Self::validate`].
+    fn sandbox_path(&mut self, raw: &str) -> Option<SandboxPath> {
+        match SandboxPath::new(raw) {
+            Ok(p) => Some(p),
+            Err(_) => {
+                self.rejected_path.get_or_insert_with(|| raw.to_string());
+                None
+            }
+        }
+    }
+
     /// Copies `host` into the sandbox at `sandbox` before the command.
-    pub fn file_in(mut self, host: impl Into<PathBuf>, sandbox: impl Into<String>) -> Self {
-        self.files_in.push(FileTransfer {
-            host: host.into(),
-            sandbox: sandbox.into(),
-        });
+    pub fn file_in(mut self, host: impl Into<PathBuf>, sandbox: impl AsRef<str>) -> Self {
+        if let Some(sandbox) = self.sandbox_path(sandbox.as_ref()) {
+            self.files_in.push(FileTransfer {
+                host: host.into(),
+                sandbox,
+            });
+        }
         self
     }
 
     /// Copies `sandbox` out to `host` after the command.
-    pub fn file_out(mut self, sandbox: impl Into<String>, host: impl Into<PathBuf>) -> Self {
-        self.files_out.push(FileTransfer {
-            host: host.into(),
-            sandbox: sandbox.into(),
-        });
+    pub fn file_out(mut self, sandbox: impl AsRef<str>, host: impl Into<PathBuf>) -> Self {
+        if let Some(sandbox) = self.sandbox_path(sandbox.as_ref()) {
+            self.files_out.push(FileTransfer {
+                host: host.into(),
+                sandbox,
+            });
+        }
         self
     }
 
@@ -174,8 +206,10 @@ impl ExecutionRequest {
     }
 
     /// Sets the working directory.
-    pub fn workdir(mut self, dir: impl Into<String>) -> Self {
-        self.workdir = Some(dir.into());
+    pub fn workdir(mut self, dir: impl AsRef<str>) -> Self {
+        if let Some(dir) = self.sandbox_path(dir.as_ref()) {
+            self.workdir = Some(dir);
+        }
         self
     }
 
@@ -197,31 +231,48 @@ impl ExecutionRequest {
         self
     }
 
-    /// The command to run, if the request has one.
-    pub fn command_spec(&self) -> Option<CommandSpec> {
+    /// The command to run, not yet built: `None` for a request without one.
+    pub(crate) fn command_builder(&self) -> Option<CommandSpecBuilder> {
         if self.command.is_empty() {
             return None;
         }
         let mut cmd = CommandSpec::new(self.command.clone());
-        cmd.env = self.env.clone();
-        cmd.workdir = self.workdir.clone();
-        cmd.stdin = self.stdin.clone();
-        cmd.output = self.output.clone();
+        for (k, v) in &self.env {
+            cmd = cmd.env(k.clone(), v.clone());
+        }
+        if let Some(w) = &self.workdir {
+            cmd = cmd.workdir(w.as_str());
+        }
+        if let Some(stdin) = &self.stdin {
+            cmd = cmd.stdin(stdin.clone());
+        }
+        if let Some(sink) = &self.output {
+            cmd = cmd.output(sink.clone());
+        }
         Some(cmd)
     }
 
-    /// Checks the request before anything is recorded: limits, command,
-    /// sandbox paths.
+    /// The command to run, if the request has one. This is where the
+    /// request's argv, environment and stdin become a [`CommandSpec`], and
+    /// so where they are checked.
+    pub fn command_spec(&self) -> Result<Option<CommandSpec>, CoreError> {
+        self.command_builder()
+            .map(CommandSpecBuilder::build)
+            .transpose()
+    }
+
+    /// Checks what the types do not: a sandbox path a builder method could
+    /// not parse, the command (see [`Self::command_spec`]), host paths and
+    /// the backend name. `submit` and `execute` call it before anything is
+    /// recorded.
     pub fn validate(&self) -> Result<(), CoreError> {
-        self.limits.validate()?;
-        if let Some(cmd) = self.command_spec() {
-            cmd.validate()?;
+        if let Some(raw) = &self.rejected_path {
+            // Parsed again for its error: core errors are not `Clone`, so
+            // the builder keeps the text, not the error.
+            SandboxPath::new(raw)?;
         }
-        if let Some(w) = &self.workdir {
-            paths::sandbox_relative(w)?;
-        }
+        self.command_spec()?;
         for f in self.files_in.iter().chain(&self.files_out) {
-            paths::sandbox_relative(&f.sandbox)?;
             if f.host.as_os_str().is_empty() {
                 return Err(CoreError::invalid("empty host path in a file transfer"));
             }

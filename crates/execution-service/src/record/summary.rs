@@ -1,6 +1,6 @@
 //! What the record keeps of a run: [`ResultSummary`] and [`LimitSummary`].
 
-use orchestrator_core::{ExecOutput, LimitReport};
+use orchestrator_core::{ExecOutput, LimitReport, Mechanism};
 use serde::{Deserialize, Serialize};
 
 /// How the command ended, as stored in the record.
@@ -73,9 +73,15 @@ impl LimitSummary {
             .map(|e| Self {
                 kind: e.kind.name().to_string(),
                 requested: e.requested.to_string(),
-                enforced_by: e.enforced_by.map(|m| m.name().to_string()),
+                enforced_by: e.enforced_by.as_ref().map(|m| m.name().to_string()),
                 note: e.note.clone(),
             })
             .collect()
+    }
+
+    /// The mechanism that enforces it, by its stored name (`None` when
+    /// unenforced).
+    pub fn mechanism(&self) -> Option<Mechanism> {
+        self.enforced_by.as_deref().map(Mechanism::from_name)
     }
 }

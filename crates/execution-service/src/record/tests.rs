@@ -76,6 +76,71 @@ fn request_roundtrips_without_sink() {
         .is_err());
 }
 
+/// A stored record as JSON, with one field of its request replaced.
+fn stored_with(field: &str, value: serde_json::Value) -> serde_json::Value {
+    let rec = ExecutionRecord::new(ExecutionId::generate(), ExecutionRequest::new(["true"]));
+    let mut json = serde_json::to_value(&rec).unwrap();
+    json["request"][field] = value;
+    json
+}
+
+#[test]
+fn stored_records_with_invalid_inputs_are_errors() {
+    let load = |json: serde_json::Value| serde_json::from_value::<ExecutionRecord>(json);
+    let err = load(stored_with(
+        "limits",
+        serde_json::json!({"memory_bytes": 0}),
+    ))
+    .unwrap_err();
+    assert!(err.to_string().contains("memory"), "{err}");
+    let err = load(stored_with("limits", serde_json::json!({"cpus": -1.0}))).unwrap_err();
+    assert!(err.to_string().contains("cpus"), "{err}");
+    let escape = serde_json::json!([{"host": "/tmp/x", "sandbox": "../x"}]);
+    let err = load(stored_with("files_in", escape)).unwrap_err();
+    assert!(err.to_string().contains("sandbox path"), "{err}");
+    let err = load(stored_with("workdir", "/abs".into())).unwrap_err();
+    assert!(err.to_string().contains("sandbox path"), "{err}");
+    let ok = load(stored_with("workdir", "./a/./b".into())).unwrap();
+    assert_eq!(ok.request.workdir.unwrap().as_str(), "a/b");
+}
+
+#[test]
+fn owners_keep_their_stored_field_names() {
+    // A record written before the boot id was kept still loads.
+    let mut json = serde_json::to_value(ExecutionRecord::new(
+        ExecutionId::generate(),
+        ExecutionRequest::default(),
+    ))
+    .unwrap();
+    json["owner"] = serde_json::json!({"pid": 42, "start_time": 7, "host": "h"});
+    let rec: ExecutionRecord = serde_json::from_value(json).unwrap();
+    let owner = rec.owner.clone().unwrap();
+    assert_eq!(
+        (owner.pid, owner.start_time, owner.boot_id),
+        (42, Some(7), None)
+    );
+    assert_eq!(owner.host.as_deref(), Some("h"));
+    let mut rec = rec;
+    rec.owner = Some(orchestrator_core::owner::Owner::current());
+    let json = serde_json::to_value(&rec).unwrap();
+    for field in ["pid", "start_time", "host"] {
+        assert!(json["owner"].get(field).is_some(), "{json}");
+    }
+    let back: ExecutionRecord = serde_json::from_value(json).unwrap();
+    assert_eq!(back.owner, rec.owner);
+}
+
+#[test]
+fn limit_summaries_name_their_mechanism() {
+    let s = LimitSummary {
+        kind: "memory".into(),
+        requested: "64 bytes".into(),
+        enforced_by: Some("cgroup-v2".into()),
+        note: None,
+    };
+    assert_eq!(s.mechanism().unwrap().name(), "cgroup-v2");
+}
+
 proptest! {
     #[test]
     fn random_transitions_keep_legal_states(steps in proptest::collection::vec(0usize..6, 0..20)) {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use orchestrator_core::{registry, Orchestrator};
+use orchestrator_core::{registry, BackendOptions, Orchestrator};
 use orchestrator_native::{NativeConfig, NativeOrchestrator, BACKEND_NAME as NATIVE_BACKEND};
 use tokio::sync::watch;
 
@@ -13,18 +13,18 @@ use super::{ExecutionService, Inner};
 use crate::error::ServiceError;
 use crate::store::{ExecutionStore, MemoryStore};
 
-/// Where a backend comes from: injected, or created from the registry when
-/// the service is built.
+/// Where a backend comes from: injected, or created from the registry with
+/// options when the service is built.
 enum BackendSource {
     Instance(Arc<dyn Orchestrator>),
-    Registered(String),
+    Registered(String, BackendOptions),
 }
 
 impl BackendSource {
     fn resolve(self) -> Result<Arc<dyn Orchestrator>, ServiceError> {
         match self {
             BackendSource::Instance(o) => Ok(o),
-            BackendSource::Registered(name) => create_backend(&name),
+            BackendSource::Registered(name, options) => create_backend(&name, &options),
         }
     }
 }
@@ -103,6 +103,7 @@ impl ExecutionServiceBuilder {
     pub fn orchestrator_named(mut self, name: impl Into<String>) -> Self {
         self.default = Some(DefaultChoice::Backend(BackendSource::Registered(
             name.into(),
+            BackendOptions::default(),
         )));
         self
     }
@@ -132,6 +133,28 @@ impl ExecutionServiceBuilder {
         self
     }
 
+    /// Adds the registered backend `name`, created with `options` when the
+    /// service is built, under that name. Any registered backend is
+    /// configured this way; [`Self::default_backend`] with the same name
+    /// makes it the default.
+    ///
+    /// ```
+    /// # use execution_service::ExecutionService;
+    /// use orchestrator_core::BackendOptions;
+    /// let service = ExecutionService::builder()
+    ///     .registered("native", BackendOptions::new())
+    ///     .default_backend("native")
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(service.default_backend_name(), "native");
+    /// ```
+    pub fn registered(mut self, name: impl Into<String>, options: BackendOptions) -> Self {
+        let name = name.into();
+        self.backends
+            .push((Some(name.clone()), BackendSource::Registered(name, options)));
+        self
+    }
+
     /// Adds the docker orchestrator (seed: `docker_orchestrator=`): the
     /// backend named [`DOCKER_BACKEND`]. Default: none.
     pub fn docker_orchestrator(self, docker: Arc<dyn Orchestrator>) -> Self {
@@ -142,7 +165,7 @@ impl ExecutionServiceBuilder {
     pub fn docker_orchestrator_named(mut self, name: impl Into<String>) -> Self {
         self.backends.push((
             Some(DOCKER_BACKEND.to_string()),
-            BackendSource::Registered(name.into()),
+            BackendSource::Registered(name.into(), BackendOptions::default()),
         ));
         self
     }
@@ -200,15 +223,22 @@ impl ExecutionServiceBuilder {
     }
 }
 
-/// Creates a registered backend by name with its default configuration.
-pub fn create_backend(name: &str) -> Result<Arc<dyn Orchestrator>, ServiceError> {
-    match registry::find(name) {
-        None => Err(ServiceError::UnknownBackend {
+/// Creates a registered backend by name with `options`
+/// ([`BackendOptions::default`] for its default configuration). An
+/// unregistered name is [`ServiceError::UnknownBackend`] listing the
+/// registered ones; options the backend refuses, or a failure to
+/// initialise, is [`ServiceError::Orchestrator`] (operation `create`).
+pub fn create_backend(
+    name: &str,
+    options: &BackendOptions,
+) -> Result<Arc<dyn Orchestrator>, ServiceError> {
+    if registry::find(name).is_none() {
+        return Err(ServiceError::UnknownBackend {
             name: name.to_string(),
             available: registry::names().into_iter().map(String::from).collect(),
-        }),
-        Some(reg) => (reg.factory)().map_err(|e| ServiceError::backend("create", name, e)),
+        });
     }
+    registry::create_with(name, options).map_err(|e| ServiceError::backend("create", name, e))
 }
 
 /// The default orchestrator: the native backend with its default

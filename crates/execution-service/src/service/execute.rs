@@ -98,13 +98,25 @@ impl ExecutionService {
             let orch = backend.orchestrator.clone();
             span2.record("backend", tracing::field::display(&backend.name));
 
-            let Some(mut cmd) = record.request.command_spec() else {
+            let Some(mut cmd) = record.request.command_builder() else {
                 guard.disarm();
                 return Err(ServiceError::InvalidRequest(
                     orchestrator_core::Error::invalid("execute needs a command"),
                 ));
             };
-            cmd.output = sink;
+            if let Some(sink) = sink {
+                cmd = cmd.output(sink);
+            }
+            let cmd = match cmd.build() {
+                Ok(cmd) => cmd,
+                Err(e) => {
+                    let res = self
+                        .fail_running(&record, &backend, ServiceError::InvalidRequest(e))
+                        .await;
+                    guard.disarm();
+                    return Err(res);
+                }
+            };
             let output = match orch.run_command(&ws, &cmd).await {
                 Ok(o) => o,
                 Err(e) => {

@@ -1,11 +1,11 @@
 //! [`ExecutionService::recover`]: cleaning up after processes that died
 //! holding executions.
 
+use orchestrator_core::owner::Liveness;
 use orchestrator_core::WorkspaceId;
 use tracing::Instrument;
 
 use crate::error::ServiceError;
-use crate::owner::Liveness;
 use crate::record::{ExecutionId, ExecutionRecord, ExecutionState};
 use crate::store::ListFilter;
 

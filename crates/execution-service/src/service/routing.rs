@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use orchestrator_core::{Orchestrator, WorkspaceId};
+use orchestrator_core::{BackendOptions, Orchestrator, WorkspaceId};
 
 use super::{create_backend, ExecutionService};
 use crate::error::ServiceError;
@@ -144,7 +144,7 @@ impl ExecutionService {
             (Ok(b), _) => Ok(b),
             (Err(_), Some(name)) => Ok(Backend {
                 name: name.clone(),
-                orchestrator: create_backend(name)?,
+                orchestrator: create_backend(name, &BackendOptions::default())?,
             }),
             (Err(e), None) => Err(e),
         }

@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
+use orchestrator_core::owner::Owner;
 use orchestrator_core::{LimitReport, Orchestrator, ResourceLimits, WorkspaceId, WorkspaceSpec};
 use tracing::Instrument;
 
 use crate::error::ServiceError;
-use crate::owner::OwnerInfo;
 use crate::record::{ExecutionId, ExecutionRecord, ExecutionState, LimitSummary};
 use crate::store::{ExecutionStore, StoreError};
 
@@ -89,7 +89,7 @@ impl ExecutionService {
         let mut claim = rec.clone();
         transition(&mut claim, ExecutionState::Starting, "start")?;
         claim.backend = Some(backend.clone());
-        claim.owner = Some(OwnerInfo::current());
+        claim.owner = Some(Owner::current());
         let mut rec = match self.inner.store.update(&claim).await {
             Ok(r) => r,
             Err(StoreError::Conflict { .. }) => {
@@ -158,7 +158,7 @@ impl ExecutionService {
                 .and_then(|report| {
                     // A backend that reports an unenforced limit in strict
                     // mode instead of failing is held to it here.
-                    if limits.strict {
+                    if limits.strict() {
                         report.check_strict()?;
                     }
                     Ok(report)
@@ -177,7 +177,14 @@ impl ExecutionService {
         rec.limits_applied = LimitSummary::from_report(&limit_report);
 
         if start_command {
-            if let Some(cmd) = rec.request.command_spec() {
+            let cmd = match rec.request.command_spec() {
+                Ok(cmd) => cmd,
+                Err(e) => {
+                    let err = ServiceError::InvalidRequest(e);
+                    return Err(self.abort_start(id, &orch, Some(&ws), err).await);
+                }
+            };
+            if let Some(cmd) = cmd {
                 match orch.start_background(&ws, &cmd).await {
                     Ok(pid) => rec.process_id = Some(pid.to_string()),
                     Err(e) => {

@@ -185,7 +185,7 @@ pub(crate) mod suite {
             stdout_truncated: false,
             stderr_truncated: true,
         });
-        r.owner = Some(crate::owner::OwnerInfo::current());
+        r.owner = Some(orchestrator_core::owner::Owner::current());
         s.insert(&r).await.unwrap();
         assert_eq!(s.get(&r.id).await.unwrap(), Some(r.clone()));
         let missing = ExecutionId::new("ex-missing").unwrap();

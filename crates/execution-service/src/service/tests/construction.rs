@@ -57,3 +57,37 @@ async fn works_with_sqlite_store() {
     assert_eq!(svc.get(&res.execution_id).await.unwrap(), res.record);
     assert!(native.live_workspaces().is_empty());
 }
+
+#[tokio::test]
+async fn registered_backends_are_created_with_their_options() {
+    let root = tempfile::tempdir().unwrap();
+    let options = BackendOptions::new().setting("root", root.path().to_str().unwrap());
+    let svc = ExecutionService::builder()
+        .registered("native", options)
+        .default_backend("native")
+        .build()
+        .unwrap();
+    assert_eq!(svc.default_backend_name(), "native");
+    let id = svc.submit(ExecutionRequest::sandbox_only()).await.unwrap();
+    let ws = svc.start(&id, StartOptions::default()).await.unwrap();
+    let dir = svc.orchestrator().workspace_path(&ws).unwrap();
+    assert!(dir.starts_with(root.path()), "{}", dir.display());
+    svc.complete(&id, CompleteOptions::default()).await.unwrap();
+    assert!(!dir.exists());
+
+    // The backend's factory judges the options; the service names it.
+    let err = ExecutionService::builder()
+        .registered("native", BackendOptions::new().pool_size(2))
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(&err, ServiceError::Orchestrator { operation: "create", backend, .. } if backend == "native"),
+        "{err:?}"
+    );
+    assert_eq!(err.kind(), "invalid_input");
+    let err = ExecutionService::builder()
+        .registered("no-such-backend", BackendOptions::new())
+        .build()
+        .unwrap_err();
+    assert_eq!(unknown_backend(&err).0, "no-such-backend");
+}

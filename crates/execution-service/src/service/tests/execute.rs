@@ -89,10 +89,11 @@ async fn execute_rejects_bad_requests_without_records() {
     for req in [
         ExecutionRequest::sandbox_only(),
         ExecutionRequest::new(["x"]).file_in("/etc/hosts", "../escape"),
-        ExecutionRequest::new(["x"]).limits(ResourceLimits {
-            memory_bytes: Some(0),
-            ..ResourceLimits::default()
-        }),
+        ExecutionRequest::new(["x"]).workdir("/abs"),
+        // Limits cannot be out of range (the builder refuses them); a
+        // command can, until it is built.
+        ExecutionRequest::new(["x"]).env("A=B", "v"),
+        ExecutionRequest::new([""]),
     ] {
         let err = svc.execute(req).await.unwrap_err();
         assert_eq!(err.kind(), "invalid_request", "{err}");

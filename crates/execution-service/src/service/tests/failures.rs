@@ -156,10 +156,7 @@ async fn strict_limit_not_enforceable_fails_and_tears_down() {
         ..full_capabilities()
     };
     let f = fixture_with(FakeOrchestrator::named("native").with_capabilities(caps));
-    let strict = ResourceLimits {
-        strict: true,
-        ..limits()
-    };
+    let strict = limits().with_strict(true);
     let id = f
         .svc
         .submit(ExecutionRequest::new(["true"]).limits(strict.clone()))

@@ -6,17 +6,17 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use orchestrator_core::owner::Owner;
 use orchestrator_core::testing::{
     full_capabilities, ok_output, Call, FakeError, FakeOrchestrator, Op,
 };
 use orchestrator_core::{
-    Capabilities, Error as CoreError, ExecOutput, ExitStatus, Orchestrator, OutputSink,
-    ResourceLimits, Stream, WorkspaceSpec,
+    BackendOptions, Capabilities, Error as CoreError, ExecOutput, ExitStatus, Orchestrator,
+    OutputSink, ResourceLimits, Stream, WorkspaceSpec,
 };
 
 use super::{CompleteOptions, ExecutionService, StartOptions, DOCKER_BACKEND};
 use crate::error::ServiceError;
-use crate::owner::{process_start_time, OwnerInfo};
 use crate::record::{
     BackendPreference, ExecutionId, ExecutionRecord, ExecutionRequest, ExecutionState,
 };
@@ -74,16 +74,11 @@ fn limits() -> ResourceLimits {
         .unwrap()
 }
 
-fn dead_owner() -> OwnerInfo {
+fn dead_owner() -> Owner {
     let mut child = std::process::Command::new("true").spawn().unwrap();
-    let pid = child.id();
-    let start = process_start_time(pid);
+    let owner = Owner::of_pid(child.id()).expect("an unreaped child has a /proc entry");
     child.wait().unwrap();
-    OwnerInfo {
-        pid,
-        start_time: start,
-        host: OwnerInfo::current().host,
-    }
+    owner
 }
 
 fn assert_backend_error(err: &ServiceError, op: Op, backend: &str) {

@@ -110,7 +110,7 @@ async fn a_record_naming_an_unconfigured_backend_is_refused() {
     rec.transition(ExecutionState::Running).unwrap();
     rec.backend = Some("gone".into());
     rec.sandbox_id = Some("ws-gone".into());
-    rec.owner = Some(OwnerInfo::current());
+    rec.owner = Some(Owner::current());
     svc.store().insert(&rec).await.unwrap();
     for err in [
         svc.complete(&rec.id, CompleteOptions::default())
