@@ -48,7 +48,7 @@ pub use limits::{
 };
 pub use orchestrator::{Orchestrator, STOP_DEADLINE};
 pub use paths::SandboxPath;
-pub use registry::{BackendOptions, BackendRegistration};
+pub use registry::{BackendOptions, BackendRegistration, Progress, ProgressEvent};
 pub use types::{
     Availability, Capabilities, CappedBuffer, CommandSpec, CommandSpecBuilder, ExecOutput,
     ExitStatus, OutputSink, ProcessId, ProcessSnapshot, SinkFn, StartFailure, Stream, WorkspaceId,

@@ -11,12 +11,51 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::orchestrator::Orchestrator;
 
+/// One step of a long preparation a backend reports while it works (an
+/// image pull, a root filesystem being built), for a progress display.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgressEvent {
+    /// What is being prepared ("image runbox-testbox:latest").
+    pub task: String,
+    /// The part the event is about (a layer), when it is about one.
+    pub item: Option<String>,
+    /// The backend's status text ("Downloading", "Pull complete").
+    pub status: String,
+    /// Bytes (or units) done, when known.
+    pub current: Option<u64>,
+    /// Bytes (or units) in total, when known.
+    pub total: Option<u64>,
+}
+
+/// A callback receiving [`ProgressEvent`]s; it runs on the backend's task,
+/// so it must be short.
+#[derive(Clone)]
+pub struct Progress(Arc<dyn Fn(&ProgressEvent) + Send + Sync>);
+
+impl Progress {
+    /// Wraps a callback.
+    pub fn new(f: impl Fn(&ProgressEvent) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
+    /// Hands one event to the callback.
+    pub fn emit(&self, event: &ProgressEvent) {
+        (self.0)(event)
+    }
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress(..)")
+    }
+}
+
 /// Options for creating a backend by name: the same for every backend, so
 /// callers (the CLI, the server) configure any registered backend without
 /// knowing which one it is. A backend uses what applies to it, ignores
 /// `image` when it runs no images, and answers [`Error::InvalidInput`] for
 /// a `pool_size` or a setting it does not understand.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct BackendOptions {
     /// The default image of container backends.
     pub image: Option<String>,
@@ -25,6 +64,8 @@ pub struct BackendOptions {
     pub pool_size: Option<usize>,
     /// Backend-specific settings, by name.
     pub settings: BTreeMap<String, String>,
+    /// Where the backend reports long preparations (image pulls).
+    pub progress: Option<Progress>,
 }
 
 impl BackendOptions {
@@ -40,6 +81,11 @@ impl BackendOptions {
     /// Sets the warm pool size.
     pub fn pool_size(mut self, n: usize) -> Self {
         self.pool_size = Some(n);
+        self
+    }
+    /// Sets the progress callback.
+    pub fn progress(mut self, progress: Progress) -> Self {
+        self.progress = Some(progress);
         self
     }
     /// Sets a backend-specific setting.
