@@ -184,3 +184,27 @@ impl NativeOrchestrator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_their_owner() {
+        let me = Owner::current();
+        let name = format!("{}-1f00", name_prefix(&me));
+        assert_eq!(owner_of(&name), Some(me.clone()));
+        // Written by another process: its pid and start time come back.
+        let other = owner_of("ws-42-4242-1").unwrap();
+        assert_eq!((other.pid, other.start_time), (42, Some(4242)));
+        for not_ours in [
+            "ws-orphan-1",
+            "ws-42-4242",
+            "ws-42-4242-",
+            "ws-42-1-2-3",
+            "x-42-1-2",
+        ] {
+            assert_eq!(owner_of(not_ours), None, "{not_ours}");
+        }
+    }
+}

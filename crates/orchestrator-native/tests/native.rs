@@ -411,3 +411,28 @@ async fn concurrent_backends_on_one_root_never_share_or_remove_workspaces() {
         .collect();
     assert!(left.is_empty(), "workspaces left after cleanup: {left:?}");
 }
+
+/// The registry's factory takes the settings `root` and `strict` and refuses
+/// others, and a warm pool.
+#[tokio::test]
+async fn registry_factory_takes_root_and_strict() {
+    use orchestrator_core::{registry, BackendOptions};
+    let root = tempfile::tempdir().unwrap();
+    let canonical = root.path().canonicalize().unwrap();
+    let options = BackendOptions::new()
+        .setting("root", root.path().to_string_lossy())
+        .setting("strict", "true");
+    let n = registry::create_with("native", &options).unwrap();
+    let ws = n.create_workspace(&WorkspaceSpec::new()).await.unwrap();
+    assert!(n.workspace_path(&ws).unwrap().starts_with(&canonical));
+    n.cleanup(&ws).await.unwrap();
+    for bad in [
+        BackendOptions::new().setting("image", "x"),
+        BackendOptions::new().setting("strict", "yes"),
+        BackendOptions::new().setting("root", ""),
+        BackendOptions::new().pool_size(2),
+    ] {
+        let e = registry::create_with("native", &bad).unwrap_err();
+        assert!(matches!(e, Error::InvalidInput(_)), "{bad:?}: {e:?}");
+    }
+}
