@@ -1,0 +1,11 @@
+//! The suite's cases, one module per area of the contract.
+
+pub mod background;
+pub mod concurrency;
+pub mod copy;
+pub mod io;
+pub mod isolation;
+pub mod lifecycle;
+pub mod limits;
+pub mod paths;
+pub mod process;
