@@ -8,13 +8,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bollard::Docker;
+use orchestrator_core::owner::Owner;
 use orchestrator_core::{Availability, Error, Result, WorkspaceId};
 
 use crate::client::{connect, deadline};
 use crate::config::{DockerConfig, MAX_WARM_POOL};
 use crate::container::{self, lock};
 use crate::error::DockerOrchestratorError as E;
-use crate::owner::Owner;
 use crate::pool::Shared;
 use crate::workspace::Ws;
 
@@ -120,12 +120,12 @@ impl DockerOrchestrator {
             Ok::<_, E>(())
         };
         match tokio::time::timeout(limit, check).await {
-            Ok(Ok(())) => Availability::yes(),
-            Ok(Err(E::Timeout { .. })) | Err(_) => Availability::no(format!(
+            Ok(Ok(())) => Availability::Available,
+            Ok(Err(E::Timeout { .. })) | Err(_) => Availability::unavailable(format!(
                 "the docker daemon at {} did not answer within {limit:?}",
                 self.host
             )),
-            Ok(Err(e)) => Availability::no(e.to_string()),
+            Ok(Err(e)) => Availability::unavailable(e.to_string()),
         }
     }
 

@@ -6,26 +6,24 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use orchestrator_core::exec::OutputCapture;
 use orchestrator_core::{
     CommandSpec, Error, ExecOutput, ExitStatus, ProcessId, ProcessSnapshot, Result, StartFailure,
-    WorkspaceId,
+    WorkspaceId, STOP_DEADLINE,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::container::lock;
 use crate::error::DockerOrchestratorError as E;
-use crate::exec::{self, Capture};
+use crate::exec;
 use crate::workspace::Ws;
 use crate::DockerOrchestrator;
-
-/// How long stop waits for a stopped process to be reported ended.
-const STOP_WAIT: Duration = Duration::from_secs(20);
 
 /// A background process.
 #[derive(Debug)]
 pub(crate) struct Bg {
-    capture: Arc<Mutex<Capture>>,
+    capture: Arc<Mutex<OutputCapture>>,
     stop_tx: watch::Sender<bool>,
     done: watch::Receiver<Option<ExecOutput>>,
     task: Mutex<Option<JoinHandle<()>>>,
@@ -89,7 +87,9 @@ impl DockerOrchestrator {
                     reason: StartFailure::Other,
                     message: e.to_string(),
                 };
-                lock(&cap2).output(status, Duration::ZERO)
+                lock(&cap2)
+                    .clone()
+                    .finish(status, Duration::ZERO, None, None)
             });
             let _ = done_tx.send(Some(out));
         });
@@ -107,23 +107,11 @@ impl DockerOrchestrator {
     pub(crate) fn snapshot(&self, id: &WorkspaceId, pid: &ProcessId) -> Result<ProcessSnapshot> {
         let ws = self.ws(id)?;
         let bg = proc(&ws, pid)?;
-        if let Some(out) = bg.done.borrow().clone() {
-            return Ok(ProcessSnapshot {
-                status: Some(out.status),
-                stdout: out.stdout,
-                stderr: out.stderr,
-                stdout_truncated: out.stdout_truncated,
-                stderr_truncated: out.stderr_truncated,
-            });
+        if let Some(out) = &*bg.done.borrow() {
+            return Ok(ProcessSnapshot::from(out));
         }
-        let c = lock(&bg.capture);
-        Ok(ProcessSnapshot {
-            status: None,
-            stdout: c.stdout.data().to_vec(),
-            stderr: c.stderr.data().to_vec(),
-            stdout_truncated: c.stdout.truncated(),
-            stderr_truncated: c.stderr.truncated(),
-        })
+        let so_far = lock(&bg.capture).snapshot(None);
+        Ok(so_far)
     }
 
     /// `wait_process`: the result once the process ended, `None` when
@@ -140,41 +128,46 @@ impl DockerOrchestrator {
     }
 
     /// `stop`: kills one background process, or everything runbox started
-    /// in the workspace, and waits for the end to be reported.
+    /// in the workspace, and waits at most [`STOP_DEADLINE`] in all for the
+    /// ends to be reported; a process still running then is an error naming
+    /// it.
     pub(crate) async fn stop_processes(
         &self,
         id: &WorkspaceId,
         pid: Option<&ProcessId>,
     ) -> Result<()> {
         let ws = self.ws(id)?;
-        match pid {
-            Some(pid) => {
-                let bg = proc(&ws, pid)?;
-                if bg.done.borrow().is_some() {
-                    return Ok(());
-                }
-                let _ = bg.stop_tx.send(true);
-                if bg.wait_done(Some(STOP_WAIT)).await.is_none() {
-                    return Err(E::Helper {
-                        container: ws.container.clone(),
-                        reason: format!(
-                            "process {pid} did not end within {STOP_WAIT:?} of being stopped"
-                        ),
-                    }
-                    .into());
-                }
+        let stopped: Vec<(ProcessId, Arc<Bg>)> = match pid {
+            Some(pid) => vec![(pid.clone(), proc(&ws, pid)?)],
+            None => lock(&ws.procs)
+                .iter()
+                .map(|(p, bg)| (p.clone(), bg.clone()))
+                .collect(),
+        };
+        for (_, bg) in &stopped {
+            let _ = bg.stop_tx.send(true);
+        }
+        if pid.is_none() {
+            let ctx = self.ctx(&ws).await?;
+            exec::kill_all(&ctx).await?;
+        }
+        let until = tokio::time::Instant::now() + STOP_DEADLINE;
+        let mut running = Vec::new();
+        for (p, bg) in &stopped {
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            if bg.wait_done(Some(left)).await.is_none() {
+                running.push(p.to_string());
             }
-            None => {
-                let all: Vec<Arc<Bg>> = lock(&ws.procs).values().cloned().collect();
-                for bg in &all {
-                    let _ = bg.stop_tx.send(true);
-                }
-                let ctx = self.ctx(&ws).await?;
-                exec::kill_all(&ctx).await?;
-                for bg in &all {
-                    let _ = bg.wait_done(Some(STOP_WAIT)).await;
-                }
+        }
+        if !running.is_empty() {
+            return Err(E::Helper {
+                container: ws.container.clone(),
+                reason: format!(
+                    "process {} did not end within {STOP_DEADLINE:?} of being stopped",
+                    running.join(", ")
+                ),
             }
+            .into());
         }
         Ok(())
     }

@@ -6,9 +6,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use orchestrator_core::{Progress, ProgressEvent};
+
 /// Network mode of workspace containers unless configured otherwise.
 pub const DEFAULT_NETWORK_MODE: &str = "none";
-/// Label carried by every container this backend creates.
+/// Label carried by every container this backend creates; also the prefix
+/// of the owner's labels ([`orchestrator_core::owner::Owner::labels`]):
+/// `io.runbox.owner.pid`, `.start`, `.boot` and `.host`.
 pub const OWNER_LABEL: &str = "io.runbox.owner";
 /// Value of [`OWNER_LABEL`].
 pub const OWNER_VALUE: &str = "runbox";
@@ -18,10 +22,6 @@ pub const LABEL_WORKSPACE: &str = "io.runbox.workspace";
 /// Label holding the execution id of a container created cold for a spec
 /// that has one (a pooled container carries it in its name instead).
 pub const LABEL_EXECUTION: &str = "io.runbox.execution";
-pub(crate) const LABEL_OWNER_PID: &str = "io.runbox.owner.pid";
-pub(crate) const LABEL_OWNER_START: &str = "io.runbox.owner.start";
-pub(crate) const LABEL_OWNER_BOOT: &str = "io.runbox.owner.boot";
-pub(crate) const LABEL_OWNER_HOST: &str = "io.runbox.owner.host";
 
 /// One progress message of an image pull, for a CLI to render.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +46,20 @@ impl PullProgress {
     /// Wraps a callback. It runs on the pulling task: keep it short.
     pub fn new(f: impl Fn(&PullEvent) + Send + Sync + 'static) -> Self {
         Self(Arc::new(f))
+    }
+
+    /// Hands pull events to a registry caller's [`Progress`] (the image
+    /// as the task, the layer as the item).
+    pub fn reporting_to(progress: Progress) -> Self {
+        Self::new(move |e| {
+            progress.emit(&ProgressEvent {
+                task: format!("image {}", e.image),
+                item: e.layer.clone(),
+                status: e.status.clone(),
+                current: e.current,
+                total: e.total,
+            })
+        })
     }
 
     pub(crate) fn emit(&self, event: &PullEvent) {

@@ -10,17 +10,14 @@ use std::time::{Duration, Instant};
 use bollard::models::{ContainerCreateBody, ContainerSummary, HostConfig};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
 use bollard::Docker;
+use orchestrator_core::exec::{DEFAULT_LANG, DEFAULT_PATH};
+use orchestrator_core::owner::Owner;
 use orchestrator_core::{ResourceLimits, WorkspaceId};
 
 use crate::client::deadline;
-use crate::config::{
-    DockerConfig, LABEL_EXECUTION, LABEL_OWNER_BOOT, LABEL_OWNER_HOST, LABEL_OWNER_PID,
-    LABEL_OWNER_START, LABEL_WORKSPACE, OWNER_LABEL, OWNER_VALUE,
-};
+use crate::config::{DockerConfig, LABEL_EXECUTION, LABEL_WORKSPACE, OWNER_LABEL, OWNER_VALUE};
 use crate::error::DockerOrchestratorError as E;
-use crate::exec::base_env;
 use crate::limits;
-use crate::owner::Owner;
 
 /// The container's main process, under docker-init: prepares runbox's
 /// helper directory, then idles (commands run as execs). Doing the setup
@@ -70,6 +67,19 @@ pub(crate) fn is_live(c: &ContainerSummary) -> bool {
             .any(|n| live.iter().any(|l| l == n.trim_start_matches('/')))
 }
 
+/// The owner a container's labels name (`None` without them).
+pub(crate) fn owner_of(c: &ContainerSummary) -> Option<Owner> {
+    let labels = c.labels.as_ref()?;
+    Owner::from_label_fn(OWNER_LABEL, |k| labels.get(k).map(String::as_str))
+}
+
+/// Whether this process may remove a container of `owner`: the owner is
+/// this process or is known to be gone (an owner on another host never
+/// is).
+pub(crate) fn gone_or_me(owner: &Owner) -> bool {
+    *owner == Owner::current() || owner.is_dead()
+}
+
 /// A name part no other backend of this process draws (the counter is
 /// process-wide, so a coarse clock cannot make two backends collide).
 pub(crate) fn unique(pid: u32) -> String {
@@ -85,6 +95,17 @@ pub(crate) fn unique(pid: u32) -> String {
 /// The name of a workspace's container as created.
 pub(crate) fn name_of(id: &WorkspaceId) -> String {
     format!("runbox-{id}")
+}
+
+/// The container's own environment, for anything started outside runbox's
+/// exec wrapper (`docker exec` by hand): what a command without variables
+/// of its own gets.
+fn container_env() -> Vec<String> {
+    vec![
+        format!("PATH={DEFAULT_PATH}"),
+        format!("HOME={WORKSPACE_DIR}"),
+        format!("LANG={DEFAULT_LANG}"),
+    ]
 }
 
 /// What a workspace container is made of.
@@ -114,21 +135,13 @@ pub(crate) async fn create(
     if let Some(e) = r.execution_id {
         labels.insert(LABEL_EXECUTION.into(), e.to_string());
     }
-    labels.insert(LABEL_OWNER_PID.into(), owner.pid.to_string());
-    labels.insert(LABEL_OWNER_START.into(), owner.start.clone());
-    labels.insert(LABEL_OWNER_BOOT.into(), owner.boot.clone());
-    labels.insert(LABEL_OWNER_HOST.into(), owner.host.clone());
+    labels.extend(owner.labels(OWNER_LABEL));
     let cg = limits::cgroup_fields(r.limits);
     let body = ContainerCreateBody {
         image: Some(r.image.to_string()),
         entrypoint: Some(vec!["sh".into(), "-c".into(), KEEPALIVE.into()]),
         cmd: Some(vec![]),
-        env: Some(
-            base_env()
-                .into_iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect(),
-        ),
+        env: Some(container_env()),
         working_dir: Some(WORKSPACE_DIR.into()),
         labels: Some(labels),
         stop_timeout: Some(1),
@@ -272,5 +285,25 @@ pub(crate) fn remove_blocking(
         });
     if spawned.is_ok() {
         let _ = rx.recv_timeout(limit);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_labels_keep_their_names() {
+        let labels = Owner::current().labels(OWNER_LABEL);
+        let keys: Vec<&str> = labels.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "io.runbox.owner.boot",
+                "io.runbox.owner.host",
+                "io.runbox.owner.pid",
+                "io.runbox.owner.start"
+            ]
+        );
     }
 }

@@ -131,14 +131,14 @@ impl From<DockerOrchestratorError> for Error {
         match e {
             DockerOrchestratorError::Config(msg) => Error::InvalidInput(msg),
             DockerOrchestratorError::Unreachable { .. } => Error::Unavailable {
-                backend: "docker".into(),
+                backend: crate::BACKEND_NAME.into(),
                 reason: e.to_string(),
             },
             DockerOrchestratorError::UnsafeArchive { entry, reason } => Error::PathEscapesSandbox {
                 path: entry.into(),
                 reason,
             },
-            other => Error::backend("docker", other),
+            other => Error::backend(crate::BACKEND_NAME, other),
         }
     }
 }

@@ -15,7 +15,9 @@
 //! let docker = DockerOrchestrator::new(DockerConfig::from_env())?;
 //! let spec = WorkspaceSpec::new().image("debian:bookworm-slim");
 //! let id = docker.create_workspace(&spec).await?;
-//! let out = docker.run_command(&id, &CommandSpec::shell("echo hi")).await?;
+//! let out = docker
+//!     .run_command(&id, &CommandSpec::shell("echo hi").build()?)
+//!     .await?;
 //! assert_eq!(out.stdout, b"hi\n");
 //! docker.cleanup(&id).await?;
 //! # Ok(()) }
@@ -36,7 +38,6 @@ mod exec;
 mod images;
 mod limits;
 mod orchestrator;
-mod owner;
 mod pool;
 mod reap;
 mod resolve;
@@ -52,6 +53,7 @@ pub use config::{
     MAX_WARM_POOL, OWNER_LABEL, OWNER_VALUE,
 };
 pub use error::DockerOrchestratorError;
+pub use limits::DOCKER;
 pub use pool::PoolStats;
 
 #[cfg(feature = "test-util")]
@@ -59,15 +61,39 @@ pub use archive::{build_archive_for_tests, extract_archive_for_tests};
 #[cfg(feature = "test-util")]
 pub use test_image::{ensure_test_image, TestImageOptions, TEST_IMAGE};
 
+/// The backend's registered name.
+pub const BACKEND_NAME: &str = "docker";
+
+/// The settings the registry factory accepts: `host`, the daemon address
+/// ([`DockerConfig::host`]).
+const SETTINGS: &[&str] = &["host"];
+
+/// The registry's factory: [`DockerConfig::from_env`], then the options:
+/// `image` as [`DockerConfig::default_image`], `pool_size` as
+/// [`DockerConfig::warm_pool`], `progress` receiving image pulls, and the
+/// [`SETTINGS`].
 fn registry_factory(
+    options: &orchestrator_core::BackendOptions,
 ) -> orchestrator_core::Result<std::sync::Arc<dyn orchestrator_core::Orchestrator>> {
-    Ok(std::sync::Arc::new(DockerOrchestrator::new(
-        DockerConfig::from_env(),
-    )?))
+    options.check(BACKEND_NAME, SETTINGS, true)?;
+    let mut config = DockerConfig::from_env();
+    if let Some(image) = &options.image {
+        config = config.default_image(image.clone());
+    }
+    if let Some(size) = options.pool_size {
+        config = config.warm_pool(size);
+    }
+    if let Some(host) = options.settings.get("host") {
+        config = config.host(host.clone());
+    }
+    if let Some(progress) = options.progress.clone() {
+        config = config.pull_progress(PullProgress::reporting_to(progress));
+    }
+    Ok(std::sync::Arc::new(DockerOrchestrator::new(config)?))
 }
 
 orchestrator_core::register_backend!(
-    "docker",
+    BACKEND_NAME,
     "workspaces are Docker containers (bollard; opt-in, needs a daemon)",
     registry_factory
 );

@@ -5,28 +5,18 @@
 //! output cap enforced by runbox while it streams the exec.
 
 use bollard::models::ContainerUpdateBody;
+use orchestrator_core::exec::cpu_seconds;
 use orchestrator_core::{LimitEntry, LimitKind, LimitReport, Mechanism, ResourceLimits};
+
+/// Docker enforces the limit (the container's HostConfig).
+pub const DOCKER: Mechanism = Mechanism::named("docker");
+/// An rlimit the exec wrapper sets for each command.
+const RLIMIT: Mechanism = Mechanism::named("rlimit");
 
 /// Processes runbox itself keeps in every container (docker-init, the
 /// keep-alive shell and its `sleep`, one exec wrapper), added on top of the
 /// requested pids limit so the command gets what was asked for.
 pub(crate) const PIDS_RESERVE: u64 = 4;
-
-/// Combines newly applied limits with those in force: what `new` sets wins,
-/// what it leaves unset stays.
-pub(crate) fn merge(current: &ResourceLimits, new: &ResourceLimits) -> ResourceLimits {
-    ResourceLimits {
-        memory_bytes: new.memory_bytes.or(current.memory_bytes),
-        cpus: new.cpus.or(current.cpus),
-        pids: new.pids.or(current.pids),
-        wall_timeout: new.wall_timeout.or(current.wall_timeout),
-        cpu_time: new.cpu_time.or(current.cpu_time),
-        file_size_bytes: new.file_size_bytes.or(current.file_size_bytes),
-        open_files: new.open_files.or(current.open_files),
-        output_bytes: new.output_bytes.or(current.output_bytes),
-        strict: new.strict,
-    }
-}
 
 /// The HostConfig / update fields for the cgroup-backed limits.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -52,11 +42,11 @@ impl CgroupFields {
 
 pub(crate) fn cgroup_fields(l: &ResourceLimits) -> CgroupFields {
     CgroupFields {
-        memory: l.memory_bytes.map(|b| b as i64),
+        memory: l.memory_bytes().map(|b| b as i64),
         // Swap off: memory+swap equal to memory.
-        memory_swap: l.memory_bytes.map(|b| b as i64),
-        nano_cpus: l.cpus.map(|c| (c * 1e9).round() as i64),
-        pids_limit: l.pids.map(|n| (n + PIDS_RESERVE) as i64),
+        memory_swap: l.memory_bytes().map(|b| b as i64),
+        nano_cpus: l.cpus().map(|c| (c * 1e9).round() as i64),
+        pids_limit: l.pids().map(|n| (n + PIDS_RESERVE) as i64),
     }
 }
 
@@ -72,14 +62,13 @@ pub(crate) struct ExecRlimits {
 
 pub(crate) fn exec_rlimits(l: &ResourceLimits) -> ExecRlimits {
     ExecRlimits {
-        nofile: l.open_files.map_or("-".into(), |n| n.to_string()),
+        nofile: l.open_files().map_or("-".into(), |n| n.to_string()),
         fsize_blocks: l
-            .file_size_bytes
+            .file_size_bytes()
             .map_or("-".into(), |b| (b / 512).max(1).to_string()),
-        cpu_secs: l.cpu_time.map_or("-".into(), |d| {
-            let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-            s.max(1).to_string()
-        }),
+        cpu_secs: l
+            .cpu_time()
+            .map_or("-".into(), |d| cpu_seconds(d).to_string()),
     }
 }
 
@@ -92,32 +81,32 @@ pub(crate) fn report(requested: &ResourceLimits) -> LimitReport {
         .map(|(kind, value)| {
             let (by, note) = match kind {
                 LimitKind::Memory => (
-                    Mechanism::Docker,
+                    DOCKER,
                     "HostConfig.Memory with MemorySwap equal to it (no swap); OOM kills are read from the container's memory cgroup".to_string(),
                 ),
-                LimitKind::Cpus => (Mechanism::Docker, "HostConfig.NanoCpus (CFS quota)".to_string()),
+                LimitKind::Cpus => (DOCKER, "HostConfig.NanoCpus (CFS quota)".to_string()),
                 LimitKind::Pids => (
-                    Mechanism::Docker,
+                    DOCKER,
                     format!("HostConfig.PidsLimit = requested + {PIDS_RESERVE} for runbox's init, keep-alive and exec wrapper"),
                 ),
                 LimitKind::WallTimeout => (
-                    Mechanism::Runbox,
+                    Mechanism::RUNBOX,
                     "runbox timer; the command's whole session is killed inside the container".to_string(),
                 ),
                 LimitKind::CpuTime => (
-                    Mechanism::Rlimit,
+                    RLIMIT,
                     "RLIMIT_CPU set by the exec wrapper (`ulimit -t`, whole seconds rounded up)".to_string(),
                 ),
                 LimitKind::FileSize => (
-                    Mechanism::Rlimit,
+                    RLIMIT,
                     "RLIMIT_FSIZE set by the exec wrapper (`ulimit -f`, 512-byte blocks rounded down)".to_string(),
                 ),
                 LimitKind::OpenFiles => (
-                    Mechanism::Rlimit,
+                    RLIMIT,
                     "RLIMIT_NOFILE set by the exec wrapper (`ulimit -n`)".to_string(),
                 ),
                 LimitKind::OutputBytes => (
-                    Mechanism::Runbox,
+                    Mechanism::RUNBOX,
                     "runbox caps each captured stream and stops the command beyond it".to_string(),
                 ),
                 _ => {
@@ -177,18 +166,5 @@ mod tests {
         assert_eq!(x.fsize_blocks, "1");
         assert_eq!(x.nofile, "32");
         assert!(report(&ResourceLimits::default()).entries.is_empty());
-    }
-
-    #[test]
-    fn merge_keeps_unset() {
-        let a = ResourceLimits::builder()
-            .memory_bytes(64 << 20)
-            .pids(5)
-            .build()
-            .unwrap();
-        let b = ResourceLimits::builder().pids(7).build().unwrap();
-        let m = merge(&a, &b);
-        assert_eq!(m.memory_bytes, Some(64 << 20));
-        assert_eq!(m.pids, Some(7));
     }
 }

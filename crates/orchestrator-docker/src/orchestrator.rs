@@ -6,16 +6,16 @@ use std::time::Duration;
 
 use orchestrator_core::{
     async_trait, Availability, Capabilities, CommandSpec, ExecOutput, LimitReport, Orchestrator,
-    ProcessId, ProcessSnapshot, ResourceLimits, Result, WorkspaceId, WorkspaceSpec,
+    ProcessId, ProcessSnapshot, ResourceLimits, Result, SandboxPath, WorkspaceId, WorkspaceSpec,
 };
 
 use crate::limits;
-use crate::DockerOrchestrator;
+use crate::{DockerOrchestrator, BACKEND_NAME};
 
 #[async_trait]
 impl Orchestrator for DockerOrchestrator {
     fn name(&self) -> &str {
-        "docker"
+        BACKEND_NAME
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -45,14 +45,19 @@ impl Orchestrator for DockerOrchestrator {
         self.apply_limits(id, requested).await
     }
 
-    async fn copy_to(&self, id: &WorkspaceId, host_path: &Path, sandbox_path: &str) -> Result<()> {
+    async fn copy_to(
+        &self,
+        id: &WorkspaceId,
+        host_path: &Path,
+        sandbox_path: &SandboxPath,
+    ) -> Result<()> {
         self.upload(id, host_path, sandbox_path).await
     }
 
     async fn copy_from(
         &self,
         id: &WorkspaceId,
-        sandbox_path: &str,
+        sandbox_path: &SandboxPath,
         host_path: &Path,
     ) -> Result<()> {
         self.download(id, sandbox_path, host_path).await

@@ -7,10 +7,7 @@ use bollard::models::ContainerSummary;
 use bollard::query_parameters::ListContainersOptionsBuilder;
 use orchestrator_core::{Result, WorkspaceId};
 
-use crate::config::{
-    LABEL_OWNER_BOOT, LABEL_OWNER_HOST, LABEL_OWNER_PID, LABEL_OWNER_START, LABEL_WORKSPACE,
-    OWNER_LABEL, OWNER_VALUE,
-};
+use crate::config::{LABEL_WORKSPACE, OWNER_LABEL, OWNER_VALUE};
 use crate::container;
 use crate::error::DockerOrchestratorError as E;
 use crate::DockerOrchestrator;
@@ -44,8 +41,9 @@ impl DockerOrchestrator {
     }
 
     /// `reap_orphans`: removes runbox containers whose owner process is
-    /// gone (or is this process, without a live workspace or pool holding
-    /// them).
+    /// gone (a zombie counts as gone; an owner on another host is never
+    /// judged), or is this process without a live workspace or pool
+    /// holding them.
     pub(crate) async fn reap(&self) -> Result<Vec<String>> {
         let mut removed = Vec::new();
         for c in self.list(OWNER_LABEL, OWNER_VALUE).await? {
@@ -53,26 +51,15 @@ impl DockerOrchestrator {
             if container::is_live(&c) {
                 continue;
             }
-            let labels = c.labels.clone().unwrap_or_default();
-            let get = |k: &str| labels.get(k).cloned().unwrap_or_default();
-            let pid = get(LABEL_OWNER_PID).parse::<u32>().ok();
-            let start = get(LABEL_OWNER_START);
-            let is_me = pid == Some(self.owner.pid)
-                && start == self.owner.start
-                && get(LABEL_OWNER_BOOT) == self.owner.boot;
-            let orphan = is_me
-                || self
-                    .owner
-                    .is_alive(pid, &start, &get(LABEL_OWNER_BOOT), &get(LABEL_OWNER_HOST))
-                    == Some(false);
-            if !orphan {
+            let Some(owner) = container::owner_of(&c).filter(container::gone_or_me) else {
                 continue;
-            }
+            };
+            let workspace = c.labels.as_ref().and_then(|l| l.get(LABEL_WORKSPACE));
             let desc = format!(
                 "{} of workspace {} (owner pid {} gone)",
                 container_description(&c),
-                get(LABEL_WORKSPACE),
-                get(LABEL_OWNER_PID)
+                workspace.map_or("", String::as_str),
+                owner.pid
             );
             self.remove(&cid).await?;
             tracing::info!(%desc, "reaped orphan");

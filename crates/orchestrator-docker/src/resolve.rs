@@ -2,9 +2,9 @@
 //! the `RESOLVE` helper script follows them there and its verdicts become
 //! the contract's errors.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use orchestrator_core::{Error, Result};
+use orchestrator_core::{Error, Result, SandboxPath};
 
 use crate::error::DockerOrchestratorError as E;
 use crate::exec::{self, Ctx};
@@ -19,17 +19,16 @@ fn escape(path: &str, reason: impl Into<String>) -> Error {
 }
 
 impl DockerOrchestrator {
-    /// The absolute container path of `rel` (shown as `shown` in errors);
-    /// `mode` is the script's: `from`, `to` or `dir`.
+    /// The absolute container path of `path`; `mode` is the script's:
+    /// `from`, `to` or `dir`.
     pub(crate) async fn resolve(
         &self,
         ctx: &Ctx,
         mode: &str,
-        shown: &str,
-        rel: &Path,
+        path: &SandboxPath,
     ) -> Result<String> {
-        let rel_s = rel.to_string_lossy().to_string();
-        let (code, out, err) = exec::helper(ctx, scripts::RESOLVE, &[mode, &rel_s]).await?;
+        let shown = &path.to_string();
+        let (code, out, err) = exec::helper(ctx, scripts::RESOLVE, &[mode, path.as_str()]).await?;
         let msg = String::from_utf8_lossy(&out).trim().to_string();
         match code {
             0 => Ok(msg),

@@ -8,7 +8,7 @@ use bollard::query_parameters::{
     DownloadFromContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
-use orchestrator_core::{paths, Error, Result, WorkspaceId};
+use orchestrator_core::{paths, Error, Result, SandboxPath, WorkspaceId};
 
 use crate::archive;
 use crate::client::deadline;
@@ -25,11 +25,10 @@ impl DockerOrchestrator {
         &self,
         id: &WorkspaceId,
         host_path: &Path,
-        sandbox_path: &str,
+        sandbox_path: &SandboxPath,
     ) -> Result<()> {
         let ws = self.ws(id)?;
-        let rel = paths::sandbox_relative(sandbox_path)?;
-        if rel.as_os_str().is_empty() {
+        if sandbox_path.is_root() {
             return Err(Error::invalid(
                 "cannot replace the workspace root; name a path inside it",
             ));
@@ -41,7 +40,7 @@ impl DockerOrchestrator {
             });
         }
         let ctx = self.ctx(&ws).await?;
-        let dest = self.resolve(&ctx, "to", sandbox_path, &rel).await?;
+        let dest = self.resolve(&ctx, "to", sandbox_path).await?;
         let (parent, base) = match dest.rsplit_once('/') {
             Some((p, b)) if !b.is_empty() => (
                 if p.is_empty() {
@@ -58,7 +57,7 @@ impl DockerOrchestrator {
         let sn = stage_name.clone();
         let tar = tokio::task::spawn_blocking(move || archive::build(&host, &sn))
             .await
-            .map_err(|e| Error::backend("docker", e))??;
+            .map_err(|e| Error::backend(crate::BACKEND_NAME, e))??;
         let opts = UploadToContainerOptionsBuilder::default()
             .path(&parent)
             .build();
@@ -99,14 +98,13 @@ impl DockerOrchestrator {
     pub(crate) async fn download(
         &self,
         id: &WorkspaceId,
-        sandbox_path: &str,
+        sandbox_path: &SandboxPath,
         host_path: &Path,
     ) -> Result<()> {
         let ws = self.ws(id)?;
-        let rel = paths::sandbox_relative(sandbox_path)?;
-        let host_path = &paths::host_copy_target(host_path, rel.file_name())?;
+        let host_path = &paths::host_copy_target(host_path, sandbox_path.file_name())?;
         let ctx = self.ctx(&ws).await?;
-        let src = self.resolve(&ctx, "from", sandbox_path, &rel).await?;
+        let src = self.resolve(&ctx, "from", sandbox_path).await?;
         let opts = DownloadFromContainerOptionsBuilder::default()
             .path(&src)
             .build();
@@ -130,7 +128,7 @@ impl DockerOrchestrator {
         let host = host_path.to_path_buf();
         tokio::task::spawn_blocking(move || archive::extract(&tar[..], &host))
             .await
-            .map_err(|e| Error::backend("docker", e))??;
+            .map_err(|e| Error::backend(crate::BACKEND_NAME, e))??;
         Ok(())
     }
 }

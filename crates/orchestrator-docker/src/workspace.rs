@@ -33,8 +33,7 @@ impl DockerOrchestrator {
     /// else one created and started for it.
     pub(crate) async fn create(&self, spec: &WorkspaceSpec) -> Result<WorkspaceId> {
         let lim = spec.limits.clone().unwrap_or_default();
-        lim.validate()?;
-        if lim.strict || self.config.strict_limits {
+        if lim.strict() || self.config.strict_limits {
             limits::report(&lim).check_strict()?;
         }
         let Some(image) = spec.image.as_ref().or(self.config.default_image.as_ref()) else {
@@ -118,10 +117,9 @@ impl DockerOrchestrator {
         id: &WorkspaceId,
         requested: &ResourceLimits,
     ) -> Result<LimitReport> {
-        requested.validate()?;
         let ws = self.ws(id)?;
         let report = limits::report(requested);
-        if requested.strict || self.config.strict_limits {
+        if requested.strict() || self.config.strict_limits {
             report.check_strict()?;
         }
         let cg = limits::cgroup_fields(requested);
@@ -135,14 +133,15 @@ impl DockerOrchestrator {
         }
         {
             let mut cur = lock(&ws.limits);
-            *cur = limits::merge(&cur, requested);
+            *cur = cur.overlay(requested);
         }
         tracing::debug!(workspace = %id, ?requested, "limits applied");
         Ok(report)
     }
 
     /// `cleanup`: removes the workspace's container; for a workspace this
-    /// backend does not hold, whatever carries its label.
+    /// backend does not hold, the containers carrying its label whose owner
+    /// is this process or is gone (another live owner's stay).
     pub(crate) async fn remove_workspace(&self, id: &WorkspaceId) -> Result<()> {
         let ws = lock(&self.workspaces).remove(id);
         if let Some(ws) = &ws {
@@ -152,11 +151,13 @@ impl DockerOrchestrator {
             self.remove(&ws.container).await?;
             container::live_remove(&[&ws.container]);
         } else {
-            // Not one of ours (another process's, or already cleaned up):
-            // whatever carries its label goes.
             for c in self.list(LABEL_WORKSPACE, id.as_str()).await? {
-                if let Some(cid) = &c.id {
+                let Some(cid) = &c.id else { continue };
+                // A container naming no owner is not taken either.
+                if container::owner_of(&c).is_some_and(|o| container::gone_or_me(&o)) {
                     self.remove(cid).await?;
+                } else {
+                    tracing::info!(workspace = %id, container = %cid, "cleanup leaves a container of another live owner");
                 }
             }
         }

@@ -14,7 +14,7 @@ static IMAGE_LOCK: tokio::sync::Mutex<bool> = tokio::sync::Mutex::const_new(fals
 async fn factory() -> Result<Arc<dyn Orchestrator>> {
     let config = DockerConfig::from_env().default_image(TEST_IMAGE);
     let backend = DockerOrchestrator::new(config.clone())?;
-    if backend.is_available().await.available {
+    if backend.is_available().await.is_available() {
         let mut built = IMAGE_LOCK.lock().await;
         if !*built {
             ensure_test_image(&config, &TestImageOptions::default()).await?;

@@ -17,7 +17,7 @@ async fn factory() -> Result<Arc<dyn Orchestrator>> {
         .default_image(TEST_IMAGE)
         .warm_pool(2);
     let backend = DockerOrchestrator::new(config.clone())?;
-    if backend.is_available().await.available {
+    if backend.is_available().await.is_available() {
         {
             let mut built = IMAGE_LOCK.lock().await;
             if !*built {

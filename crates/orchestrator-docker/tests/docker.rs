@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use orchestrator_core::{
-    CommandSpec, Error, ExitStatus, Orchestrator, ResourceLimits, StartFailure, WorkspaceSpec,
+    CommandSpec, Error, ExitStatus, Orchestrator, ResourceLimits, SandboxPath, StartFailure,
+    WorkspaceSpec,
 };
 use orchestrator_docker::{
     DockerConfig, DockerOrchestrator, DockerOrchestratorError, PullProgress, TEST_IMAGE,
@@ -19,6 +20,10 @@ async fn backend() -> Option<DockerOrchestrator> {
     common::backend(DockerConfig::new().default_image(TEST_IMAGE)).await
 }
 
+fn sp(path: &str) -> SandboxPath {
+    SandboxPath::new(path).unwrap()
+}
+
 async fn assert_unavailable_fast(host: String) {
     let config = DockerConfig::new()
         .host(host.clone())
@@ -27,9 +32,9 @@ async fn assert_unavailable_fast(host: String) {
     let t = Instant::now();
     let a = b.is_available().await;
     let took = t.elapsed();
-    assert!(!a.available, "{host}: {a:?}");
+    assert!(!a.is_available(), "{host}: {a:?}");
     assert!(took < Duration::from_secs(2), "{host}: took {took:?}");
-    let reason = a.reason.unwrap_or_default();
+    let reason = a.reason().unwrap_or_default().to_string();
     assert!(!reason.is_empty());
     // Operations fail quickly too, as Unavailable or a timeout.
     let t = Instant::now();
@@ -165,25 +170,30 @@ async fn labels_limits_at_create_and_permission_denied() {
         format!("67108864 67108864 36 500000000 none true exec-42 qa runbox {id}")
     );
     let out = b
-        .run_command(&id, &CommandSpec::shell("ulimit -n"))
+        .run_command(&id, &CommandSpec::shell("ulimit -n").build().unwrap())
         .await
         .unwrap();
     assert_eq!(out.stdout, b"50\n");
     // No network.
     let out = b
-        .run_command(&id, &CommandSpec::shell("ls /sys/class/net"))
+        .run_command(
+            &id,
+            &CommandSpec::shell("ls /sys/class/net").build().unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(out.stdout_str().trim(), "lo");
     // A file that is not executable: permission denied, not "not found".
     b.run_command(
         &id,
-        &CommandSpec::shell("echo 'echo hi' > script; chmod 644 script"),
+        &CommandSpec::shell("echo 'echo hi' > script; chmod 644 script")
+            .build()
+            .unwrap(),
     )
     .await
     .unwrap();
     let out = b
-        .run_command(&id, &CommandSpec::new(["./script"]))
+        .run_command(&id, &CommandSpec::new(["./script"]).build().unwrap())
         .await
         .unwrap();
     match out.status {
@@ -194,7 +204,7 @@ async fn labels_limits_at_create_and_permission_denied() {
     }
     // A script exiting 127 by itself is an exit, not a start failure.
     let out = b
-        .run_command(&id, &CommandSpec::shell("exit 127"))
+        .run_command(&id, &CommandSpec::shell("exit 127").build().unwrap())
         .await
         .unwrap();
     assert_eq!(out.status, ExitStatus::Exited(127));
@@ -209,14 +219,14 @@ async fn hostile_symlink_chain_is_rejected_by_copy_from_and_copy_to() {
     let out = b
         .run_command(
             &id,
-            &CommandSpec::shell("mkdir -p t/d && ln -s . t/sub && ln -s ../sub/.. t/d/s && ln -s ../sub/../.. t/d/s2 && echo x > t/f"),
+            &CommandSpec::shell("mkdir -p t/d && ln -s . t/sub && ln -s ../sub/.. t/d/s && ln -s ../sub/../.. t/d/s2 && echo x > t/f").build().unwrap(),
         )
         .await
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     let host = tempfile::tempdir().unwrap();
     let e = b
-        .copy_from(&id, "t", &host.path().join("out"))
+        .copy_from(&id, &sp("t"), &host.path().join("out"))
         .await
         .unwrap_err();
     assert!(matches!(e, Error::PathEscapesSandbox { .. }), "{e:?}");
@@ -228,35 +238,41 @@ async fn hostile_symlink_chain_is_rejected_by_copy_from_and_copy_to() {
     std::fs::write(host.path().join("f"), b"payload").unwrap();
     // t/d/s leads to the workspace root (inside the workspace, outside t):
     // fine for paths, but t/d/s2 leads one level further, out of it.
-    b.copy_to(&id, &host.path().join("f"), "t/d/s/planted")
+    b.copy_to(&id, &host.path().join("f"), &sp("t/d/s/planted"))
         .await
         .unwrap();
     let out = b
-        .run_command(&id, &CommandSpec::shell("cat planted"))
+        .run_command(&id, &CommandSpec::shell("cat planted").build().unwrap())
         .await
         .unwrap();
     assert_eq!(out.stdout, b"payload");
     let e = b
-        .copy_to(&id, &host.path().join("f"), "t/d/s2/planted")
+        .copy_to(&id, &host.path().join("f"), &sp("t/d/s2/planted"))
         .await
         .unwrap_err();
     assert!(matches!(e, Error::PathEscapesSandbox { .. }), "{e:?}");
     let e = b
-        .copy_from(&id, "t/d/s2", &host.path().join("out2"))
+        .copy_from(&id, &sp("t/d/s2"), &host.path().join("out2"))
         .await
         .unwrap_err();
     assert!(matches!(e, Error::PathEscapesSandbox { .. }), "{e:?}");
     let e = b
-        .run_command(&id, &CommandSpec::new(["true"]).workdir("t/d/s2"))
+        .run_command(
+            &id,
+            &CommandSpec::new(["true"])
+                .workdir("t/d/s2")
+                .build()
+                .unwrap(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(e, Error::PathEscapesSandbox { .. }), "{e:?}");
     // Inside links are fine to go through.
-    b.copy_to(&id, &host.path().join("f"), "t/sub/via-link")
+    b.copy_to(&id, &host.path().join("f"), &sp("t/sub/via-link"))
         .await
         .unwrap();
     let out = b
-        .run_command(&id, &CommandSpec::shell("cat t/via-link"))
+        .run_command(&id, &CommandSpec::shell("cat t/via-link").build().unwrap())
         .await
         .unwrap();
     assert_eq!(out.stdout, b"payload");
@@ -267,7 +283,9 @@ async fn hostile_symlink_chain_is_rejected_by_copy_from_and_copy_to() {
 async fn dropped_run_command_kills_its_command() {
     let Some(b) = backend().await else { return };
     let id = b.create_workspace(&WorkspaceSpec::new()).await.unwrap();
-    let cmd = CommandSpec::shell("echo $$ > pid; sleep 1000");
+    let cmd = CommandSpec::shell("echo $$ > pid; sleep 1000")
+        .build()
+        .unwrap();
     let fut = b.run_command(&id, &cmd);
     let _ = tokio::time::timeout(Duration::from_millis(1500), fut).await;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -275,7 +293,9 @@ async fn dropped_run_command_kills_its_command() {
         let out = b
             .run_command(
                 &id,
-                &CommandSpec::shell("p=$(cat pid); [ -d /proc/$p ] && echo alive || echo dead"),
+                &CommandSpec::shell("p=$(cat pid); [ -d /proc/$p ] && echo alive || echo dead")
+                    .build()
+                    .unwrap(),
             )
             .await
             .unwrap();
@@ -335,7 +355,7 @@ async fn reap_orphans_removes_dead_owners_only_and_drop_cleans_up() {
         "other backend's workspace was reaped"
     );
     let out = b
-        .run_command(&live, &CommandSpec::shell("echo ok"))
+        .run_command(&live, &CommandSpec::shell("echo ok").build().unwrap())
         .await
         .unwrap();
     assert_eq!(out.stdout, b"ok\n");
@@ -347,4 +367,72 @@ async fn reap_orphans_removes_dead_owners_only_and_drop_cleans_up() {
     );
     b.cleanup(&live).await.unwrap();
     assert!(b.residue(&live).await.unwrap().is_empty());
+}
+
+/// Creates a stopped runbox container of workspace `ws` whose owner labels
+/// name `owner`.
+fn container_owned_by(name: &str, ws: &str, owner: &orchestrator_core::owner::Owner) {
+    let _ = docker_cli(&["rm", "-f", name]);
+    let mut args = vec![
+        "create".to_string(),
+        "--name".into(),
+        name.into(),
+        "--label".into(),
+        "io.runbox.owner=runbox".into(),
+        "--label".into(),
+        format!("io.runbox.workspace={ws}"),
+    ];
+    for (k, v) in owner.labels("io.runbox.owner") {
+        args.extend(["--label".to_string(), format!("{k}={v}")]);
+    }
+    args.extend([TEST_IMAGE.to_string(), "true".into()]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert!(!docker_cli(&refs).trim().is_empty());
+}
+
+#[tokio::test]
+async fn cleanup_takes_a_foreign_workspace_only_from_a_gone_owner() {
+    use orchestrator_core::owner::Owner;
+    use orchestrator_core::WorkspaceId;
+
+    let Some(b) = backend().await else { return };
+    let me = std::process::id();
+    // Another live process owns this one: cleanup leaves it (and is Ok).
+    let mut owner = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let live = Owner::of_pid(owner.id()).unwrap();
+    let (name, ws) = (
+        format!("runbox-live-owner-{me}"),
+        format!("dk-live-owner-{me}"),
+    );
+    container_owned_by(&name, &ws, &live);
+    let id = WorkspaceId::new(&ws).unwrap();
+    b.cleanup(&id).await.unwrap();
+    assert_eq!(
+        b.residue(&id).await.unwrap().len(),
+        1,
+        "a live owner's container went"
+    );
+    // Once that owner is a zombie it counts as gone.
+    owner.kill().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !orchestrator_core::owner::ProcStat::read(owner.id()).is_some_and(|s| s.is_zombie()) {
+        assert!(Instant::now() < deadline, "the owner never became a zombie");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    b.cleanup(&id).await.unwrap();
+    assert!(
+        b.residue(&id).await.unwrap().is_empty(),
+        "a zombie owner's container stayed"
+    );
+    owner.wait().unwrap();
+    // This process's own containers go too.
+    container_owned_by(&name, &ws, &Owner::current());
+    b.cleanup(&id).await.unwrap();
+    assert!(
+        b.residue(&id).await.unwrap().is_empty(),
+        "this process's container stayed"
+    );
 }

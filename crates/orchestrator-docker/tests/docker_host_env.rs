@@ -17,7 +17,7 @@ async fn docker_host_dead_socket_unavailable_within_2s() {
     let t = Instant::now();
     let a = b.is_available().await;
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
-    assert!(!a.available);
-    let reason = a.reason.unwrap_or_default();
+    assert!(!a.is_available());
+    let reason = a.reason().unwrap_or_default();
     assert!(reason.contains("dead.sock"), "{reason}");
 }

@@ -96,7 +96,12 @@ async fn a_pooled_container_is_handed_out_and_refilled() {
     );
     assert_eq!(name, format!("runbox-{id}"));
     let out = b
-        .run_command(&id, &CommandSpec::shell("echo hi > f; cat f; pwd"))
+        .run_command(
+            &id,
+            &CommandSpec::shell("echo hi > f; cat f; pwd")
+                .build()
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(out.stdout_str(), "hi\n/workspace\n");
@@ -144,7 +149,7 @@ async fn limits_in_the_spec_are_enforced_on_a_pooled_container() {
     assert_eq!(got.trim(), "50331648 50331648 36 500000000 none");
     // Per-exec rlimits come from the spec too.
     let out = b
-        .run_command(&id, &CommandSpec::shell("ulimit -n"))
+        .run_command(&id, &CommandSpec::shell("ulimit -n").build().unwrap())
         .await
         .unwrap();
     assert_eq!(out.stdout, b"50\n");
@@ -152,7 +157,10 @@ async fn limits_in_the_spec_are_enforced_on_a_pooled_container() {
     let out = b
         .run_command(
             &id,
-            &CommandSpec::new(["tail", "/dev/zero"]).timeout(Duration::from_secs(60)),
+            &CommandSpec::new(["tail", "/dev/zero"])
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
         )
         .await
         .unwrap();
@@ -195,7 +203,7 @@ async fn an_execution_id_goes_into_a_pooled_containers_name() {
     ]);
     assert_eq!(by_name.trim(), cid);
     let out = b
-        .run_command(&id, &CommandSpec::shell("echo ok"))
+        .run_command(&id, &CommandSpec::shell("echo ok").build().unwrap())
         .await
         .unwrap();
     assert_eq!(out.stdout, b"ok\n");
@@ -282,7 +290,7 @@ async fn reap_orphans_keeps_another_live_instances_pool() {
     let id = a.create_workspace(&WorkspaceSpec::new()).await.unwrap();
     assert_eq!(a.pool_stats().hits, 1);
     let out = a
-        .run_command(&id, &CommandSpec::shell("echo alive"))
+        .run_command(&id, &CommandSpec::shell("echo alive").build().unwrap())
         .await
         .unwrap();
     assert_eq!(out.stdout, b"alive\n");
@@ -310,7 +318,7 @@ async fn a_dead_pooled_container_is_never_handed_out() {
     // The dead one was removed.
     assert!(!of_test(test).iter().any(|(c, _)| *c == dead));
     let out = b
-        .run_command(&id, &CommandSpec::shell("echo fine"))
+        .run_command(&id, &CommandSpec::shell("echo fine").build().unwrap())
         .await
         .unwrap();
     assert_eq!(out.stdout, b"fine\n");

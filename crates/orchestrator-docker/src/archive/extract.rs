@@ -13,6 +13,8 @@ use std::io::Read;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
+use orchestrator_core::SandboxPath;
+
 use crate::error::DockerOrchestratorError as E;
 
 fn unsafe_entry(entry: &str, reason: impl Into<String>) -> E {
@@ -97,7 +99,8 @@ fn lexical_target(link_dir: &[String], target: &Path) -> Option<Vec<String>> {
 /// [`orchestrator_core::paths::resolve_in_root`]); Err when the path leaves
 /// `root`, uses an absolute link, or loops.
 pub(crate) fn resolve_inside(root: &Path, rel: &[String]) -> Result<(), String> {
-    orchestrator_core::paths::resolve_in_root(root, &rel.join("/"))
+    let rel = SandboxPath::new(rel.join("/")).map_err(|e| e.to_string())?;
+    orchestrator_core::paths::resolve_in_root(root, &rel)
         .map(|_| ())
         .map_err(|e| e.to_string())
 }

@@ -7,8 +7,8 @@ use bollard::container::LogOutput;
 use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::ExecConfig;
 use futures_util::StreamExt;
+use orchestrator_core::exec::DEFAULT_PATH;
 
-use super::plan::DEFAULT_PATH;
 use super::Ctx;
 use crate::client::deadline;
 use crate::error::DockerOrchestratorError as E;

@@ -7,13 +7,13 @@
 //! container. When even that exec cannot start (a fork bomb at the pids
 //! limit), the pids limit is raised for the moment of the kill.
 //!
-//! `plan` resolves a command, `stream` runs it, `status` turns what it saw
-//! into an [`orchestrator_core::ExecOutput`]; `capture` keeps its output,
-//! `helper` runs runbox's own short scripts, `kill` ends sessions, and
+//! `plan` resolves a command, `stream` runs it (its output kept in the
+//! core's [`orchestrator_core::exec::OutputCapture`]), `status` turns what
+//! it saw into an [`orchestrator_core::ExecOutput`]; `helper` runs runbox's
+//! own short scripts, `kill` ends sessions, and
 //! `foreground` is `run_command`. This file holds what they share: how to
 //! reach the container.
 
-mod capture;
 mod foreground;
 mod helper;
 mod kill;
@@ -34,10 +34,8 @@ use crate::scripts;
 use crate::workspace::Ws;
 use crate::DockerOrchestrator;
 
-pub(crate) use capture::Capture;
 pub(crate) use helper::helper;
 pub(crate) use kill::kill_all;
-pub(crate) use plan::base_env;
 pub(crate) use status::finish;
 pub(crate) use stream::run;
 

@@ -4,12 +4,13 @@
 
 use std::sync::{Arc, Mutex};
 
+use orchestrator_core::exec::OutputCapture;
 use orchestrator_core::{ExecOutput, ExitStatus, StartFailure};
 
 use super::helper::helper;
 use super::plan::ExecPlan;
 use super::stream::{Ending, RawResult};
-use super::{Capture, Ctx};
+use super::Ctx;
 use crate::container::lock;
 use crate::error::DockerOrchestratorError as E;
 use crate::scripts;
@@ -38,7 +39,7 @@ pub(crate) async fn finish(
     ctx: &Ctx,
     plan: &ExecPlan,
     raw: RawResult,
-    capture: &Arc<Mutex<Capture>>,
+    capture: &Arc<Mutex<OutputCapture>>,
 ) -> Result<ExecOutput, E> {
     let status = match raw.ending {
         Ending::TimedOut => ExitStatus::TimedOut,
@@ -56,7 +57,7 @@ pub(crate) async fn finish(
                     .await
                     .map(|(_, out, _)| String::from_utf8_lossy(&out).trim().to_string())
                     .unwrap_or_default();
-                let program = plan.argv.first().cloned().unwrap_or_default();
+                let program = plan.cmd.argv.first().cloned().unwrap_or_default();
                 match why.as_str() {
                     "notfound" => ExitStatus::FailedToStart {
                         reason: StartFailure::NotFound,
@@ -68,7 +69,7 @@ pub(crate) async fn finish(
                     },
                     "other" => ExitStatus::FailedToStart {
                         reason: StartFailure::Other,
-                        message: String::from_utf8_lossy(lock(capture).stderr.data())
+                        message: String::from_utf8_lossy(&lock(capture).snapshot(None).stderr)
                             .trim()
                             .to_string(),
                     },
@@ -87,5 +88,7 @@ pub(crate) async fn finish(
             Some(c) => ExitStatus::Exited(c as i32),
         },
     };
-    Ok(lock(capture).output(status, raw.wall))
+    // A clone: `process_status` reads the capture until the result is
+    // published.
+    Ok(lock(capture).clone().finish(status, raw.wall, None, None))
 }

@@ -8,15 +8,16 @@ use bollard::container::LogOutput;
 use bollard::exec::StartExecResults;
 use bollard::models::ExecConfig;
 use futures_util::StreamExt;
+use orchestrator_core::exec::{OutputCapture, DEFAULT_PATH};
 use orchestrator_core::Stream;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
-use super::capture::on_chunk;
 use super::helper::{create_and_start, exit_code};
 use super::kill::kill_session;
-use super::plan::{wrapper_argv, ExecPlan, DEFAULT_PATH};
-use super::{Capture, Ctx};
+use super::plan::{wrapper_argv, ExecPlan};
+use super::Ctx;
+use crate::container::lock;
 use crate::error::DockerOrchestratorError as E;
 
 /// How long output is still read after a kill (a process that left the
@@ -47,7 +48,7 @@ pub(crate) struct RawResult {
 pub(crate) async fn run(
     ctx: &Ctx,
     plan: &ExecPlan,
-    capture: &Arc<Mutex<Capture>>,
+    capture: &Arc<Mutex<OutputCapture>>,
     mut stop: Option<watch::Receiver<bool>>,
 ) -> Result<RawResult, E> {
     let config = ExecConfig {
@@ -72,7 +73,7 @@ pub(crate) async fn run(
             reason: "exec started detached".into(),
         });
     };
-    let stdin = plan.stdin.clone().unwrap_or_default();
+    let stdin = plan.cmd.stdin.clone().unwrap_or_default();
     let writer = tokio::spawn(async move {
         if !stdin.is_empty() {
             let _ = input.write_all(&stdin).await;
@@ -83,6 +84,7 @@ pub(crate) async fn run(
         std::future::pending::<()>().await;
     });
     let timeout_at = plan
+        .cmd
         .timeout
         .map(|t| tokio::time::Instant::from_std(start + t));
     let mut ending = Ending::Exited;
@@ -115,12 +117,12 @@ pub(crate) async fn run(
         tokio::select! {
             item = output.next() => match item {
                 Some(Ok(LogOutput::StdOut { message })) | Some(Ok(LogOutput::Console { message })) => {
-                    if on_chunk(capture, plan.sink.as_ref(), Stream::Stdout, &message) && ending == Ending::Exited {
+                    if lock(capture).push(Stream::Stdout, &message) && ending == Ending::Exited {
                         ending = Ending::OutputCap;
                     }
                 }
                 Some(Ok(LogOutput::StdErr { message })) => {
-                    if on_chunk(capture, plan.sink.as_ref(), Stream::Stderr, &message) && ending == Ending::Exited {
+                    if lock(capture).push(Stream::Stderr, &message) && ending == Ending::Exited {
                         ending = Ending::OutputCap;
                     }
                 }

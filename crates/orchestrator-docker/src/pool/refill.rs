@@ -12,13 +12,13 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bollard::Docker;
+use orchestrator_core::owner::Owner;
 use orchestrator_core::{ResourceLimits, WorkspaceId};
 
 use super::{Pooled, Shared};
 use crate::config::DockerConfig;
 use crate::container::{self, lock, Recipe};
 use crate::error::DockerOrchestratorError as E;
-use crate::owner::Owner;
 
 /// How long a cancelled refill keeps looking for a container whose create
 /// request was in flight (the daemon finishes it anyway).

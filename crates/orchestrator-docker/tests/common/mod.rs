@@ -11,14 +11,14 @@ static IMAGE_LOCK: tokio::sync::Mutex<bool> = tokio::sync::Mutex::const_new(fals
 pub async fn backend(config: DockerConfig) -> Option<DockerOrchestrator> {
     let b = DockerOrchestrator::new(config.clone()).expect("backend");
     let avail = b.is_available().await;
-    if !avail.available {
+    if !avail.is_available() {
         if std::env::var("RUNBOX_REQUIRE_DOCKER").as_deref() == Ok("1") {
             panic!(
                 "docker unavailable and RUNBOX_REQUIRE_DOCKER=1: {:?}",
-                avail.reason
+                avail.reason()
             );
         }
-        eprintln!("SKIPPED: docker unavailable: {:?}", avail.reason);
+        eprintln!("SKIPPED: docker unavailable: {:?}", avail.reason());
         return None;
     }
     let mut built = IMAGE_LOCK.lock().await;
