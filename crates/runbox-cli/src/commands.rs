@@ -1,13 +1,13 @@
 //! `runbox backends`, `list`, `show` and `gc`.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use execution_service::{
     ExecutionId, ExecutionRecord, ExecutionService, ExecutionStore, ListFilter, RecoveredExecution,
     RecoveryReport, SqliteStore,
 };
-use orchestrator_core::{registry, Capabilities, Orchestrator};
+use orchestrator_core::{registry, BackendOptions, Capabilities};
+use orchestrator_native::BACKEND_NAME as DEFAULT_BACKEND;
 use serde_json::{json, Value};
 
 use crate::error::CliError;
@@ -62,12 +62,13 @@ pub async fn backends(json_out: bool) -> Result<u8, CliError> {
     let mut tasks = Vec::new();
     for reg in registry::backends() {
         tasks.push(tokio::spawn(async move {
-            let made = tokio::task::spawn_blocking(move || (reg.factory)()).await;
+            let made =
+                tokio::task::spawn_blocking(move || (reg.factory)(&BackendOptions::new())).await;
             let (available, reason, caps) = match made {
                 Ok(Ok(o)) => {
                     let caps = o.capabilities();
                     let a = availability(o.as_ref()).await;
-                    (a.available, a.reason, Some(caps))
+                    (a.is_available(), a.reason().map(str::to_string), Some(caps))
                 }
                 Ok(Err(e)) => (false, Some(format!("cannot create it: {e}")), None),
                 Err(e) => (false, Some(format!("cannot create it: {e}")), None),
@@ -94,7 +95,7 @@ pub async fn backends(json_out: bool) -> Result<u8, CliError> {
                 json!({
                     "name": name,
                     "description": desc,
-                    "default": *name == "native",
+                    "default": *name == DEFAULT_BACKEND,
                     "available": available,
                     "reason": reason,
                     "capabilities": caps.as_ref().map(capabilities_json),
@@ -104,7 +105,11 @@ pub async fn backends(json_out: bool) -> Result<u8, CliError> {
         print_json(&json!({ "backends": list }));
     } else {
         for (name, desc, available, reason, caps) in &rows {
-            let default = if *name == "native" { " (default)" } else { "" };
+            let default = if *name == DEFAULT_BACKEND {
+                " (default)"
+            } else {
+                ""
+            };
             let state = if *available {
                 "available"
             } else {
@@ -192,13 +197,16 @@ fn record_json(r: &ExecutionRecord, full: bool) -> Value {
             m.insert("limits".into(), Value::Object(limits));
             m.insert("env".into(), json!(req.env));
             m.insert("image".into(), json!(req.image));
-            m.insert("workdir".into(), json!(req.workdir));
+            m.insert(
+                "workdir".into(),
+                json!(req.workdir.as_ref().map(|w| w.to_string())),
+            );
             m.insert(
                 "copy_in".into(),
                 json!(req
                     .files_in
                     .iter()
-                    .map(|f| json!({"host": f.host.display().to_string(), "sandbox": f.sandbox}))
+                    .map(|f| json!({"host": f.host.display().to_string(), "sandbox": f.sandbox.to_string()}))
                     .collect::<Vec<_>>()),
             );
             m.insert(
@@ -206,7 +214,7 @@ fn record_json(r: &ExecutionRecord, full: bool) -> Value {
                 json!(req
                     .files_out
                     .iter()
-                    .map(|f| json!({"sandbox": f.sandbox, "host": f.host.display().to_string()}))
+                    .map(|f| json!({"sandbox": f.sandbox.to_string(), "host": f.host.display().to_string()}))
                     .collect::<Vec<_>>()),
             );
             m.insert(
@@ -391,19 +399,19 @@ fn recovered_text(verb: &str, r: &RecoveredExecution) -> String {
     )
 }
 
-/// `runbox gc [--json]`: the service's recovery, on native and (when its
-/// daemon answers) docker.
+/// `runbox gc [--json]`: the service's recovery, on every registered
+/// backend that is available (the others are reported as skipped).
 pub async fn gc(dir: &Path, json_out: bool) -> Result<u8, CliError> {
     let store = open_store(dir)?;
     let mut builder = ExecutionService::builder().store(store);
     let mut skipped: Vec<(String, String)> = Vec::new();
-    if registry::find("docker").is_some() {
-        match registry::create("docker") {
-            Ok(d) => match check_available(d.as_ref()).await {
-                Ok(()) => builder = builder.docker_orchestrator(d as Arc<dyn Orchestrator>),
-                Err(r) => skipped.push(("docker".into(), r)),
+    for reg in registry::backends() {
+        match registry::create(reg.name) {
+            Ok(b) => match check_available(b.as_ref()).await {
+                Ok(()) => builder = builder.backend_named(reg.name, b),
+                Err(r) => skipped.push((reg.name.into(), r)),
             },
-            Err(e) => skipped.push(("docker".into(), e.to_string())),
+            Err(e) => skipped.push((reg.name.into(), e.to_string())),
         }
     }
     let service = builder

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use execution_service::ServiceError;
-use orchestrator_core::Error as CoreError;
+use orchestrator_core::{Error as CoreError, LimitKind};
 
 /// Exit code when runbox itself failed (bad flag, invalid limit, backend
 /// unavailable, strict limit not enforceable, ...).
@@ -80,9 +80,21 @@ pub fn core_message(e: &CoreError) -> String {
     }
 }
 
-/// The flag of a limit, by [`orchestrator_core::LimitKind::name`].
-pub fn limit_flag(name: &str) -> String {
-    format!("--{}", name.replace('_', "-"))
+/// The flag that sets a limit: flag names live here, not in the core.
+pub fn limit_flag(kind: LimitKind) -> &'static str {
+    match kind {
+        LimitKind::Memory => "--memory",
+        LimitKind::Cpus => "--cpus",
+        LimitKind::Pids => "--pids",
+        LimitKind::WallTimeout => "--timeout",
+        LimitKind::CpuTime => "--cpu-time",
+        LimitKind::FileSize => "--file-size",
+        LimitKind::OpenFiles => "--open-files",
+        LimitKind::OutputBytes => "--output-limit",
+        // A limit kind this CLI has no flag for: blame the strict switch
+        // that made it an error.
+        _ => "--strict",
+    }
 }
 
 /// The full chain of an error, `a: b: c`, skipping repeats.
@@ -109,7 +121,10 @@ pub fn from_service(e: &ServiceError, backend: &str) -> CliError {
             operation, source, ..
         } => {
             let flag = match (*operation, source) {
-                (_, CoreError::LimitNotEnforceable { limit, .. }) => Some(limit_flag(limit)),
+                (_, CoreError::LimitNotEnforceable { limit, .. }) => {
+                    Some(limit_flag(*limit).to_string())
+                }
+                (_, CoreError::NotFound { what: "image", .. }) => Some("--image".to_string()),
                 ("copy_to", _) => Some("--copy-in".to_string()),
                 ("copy_from", _) => Some("--copy-out".to_string()),
                 ("create", _) | ("create_workspace", _) => Some("--backend".to_string()),
@@ -132,9 +147,7 @@ pub fn from_service(e: &ServiceError, backend: &str) -> CliError {
             err
         }
         ServiceError::InvalidRequest(core) => CliError::new("invalid_input", core_message(core)),
-        ServiceError::UnknownBackend { .. } | ServiceError::MissingDockerOrchestrator => {
-            CliError::new(kind, e.to_string()).on("--backend")
-        }
+        ServiceError::UnknownBackend { .. } => CliError::new(kind, e.to_string()).on("--backend"),
         other => CliError::new(kind, chain(other)),
     }
 }

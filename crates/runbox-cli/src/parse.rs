@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use orchestrator_core::ResourceLimits;
+use orchestrator_core::{LimitKind, LimitValue, ResourceLimits, SandboxPath};
 
 /// Splits `"64M"` into `("64", "M")`: the leading number (digits and at most
 /// one dot) and the rest.
@@ -115,58 +115,59 @@ fn cores(s: &str) -> Result<f64, String> {
     }
 }
 
-/// `v` if it is a valid limit once `set` puts it into otherwise empty
-/// limits; else the core's reason.
-fn limit<T: Copy>(v: T, set: fn(&mut ResourceLimits, T)) -> Result<T, String> {
-    let mut l = ResourceLimits::default();
-    set(&mut l, v);
-    l.validate().map_err(|e| crate::error::core_message(&e))?;
+/// `v` if it is a valid limit of this kind on its own; else the core's
+/// reason.
+fn limit<T: Copy>(kind: LimitKind, v: T, value: fn(T) -> LimitValue) -> Result<T, String> {
+    ResourceLimits::builder()
+        .limit(kind, value(v))
+        .and_then(|b| b.build())
+        .map_err(|e| crate::error::core_message(&e))?;
     Ok(v)
 }
 
 /// `--memory`: a size within the memory limit's range.
 pub fn memory(s: &str) -> Result<u64, String> {
-    limit(size(s)?, |l, v| l.memory_bytes = Some(v))
+    limit(LimitKind::Memory, size(s)?, LimitValue::Bytes)
 }
 
 /// `--cpus`: cores within the cpus limit's range.
 pub fn cpus(s: &str) -> Result<f64, String> {
-    limit(cores(s)?, |l, v| l.cpus = Some(v))
+    limit(LimitKind::Cpus, cores(s)?, LimitValue::Cpus)
 }
 
 /// `--pids`: a count within the pids limit's range.
 pub fn pids(s: &str) -> Result<u64, String> {
-    limit(count(s)?, |l, v| l.pids = Some(v))
+    limit(LimitKind::Pids, count(s)?, LimitValue::Count)
 }
 
 /// `--timeout`: a duration within the wall timeout's range.
 pub fn timeout(s: &str) -> Result<Duration, String> {
-    limit(duration(s)?, |l, v| l.wall_timeout = Some(v))
+    limit(LimitKind::WallTimeout, duration(s)?, LimitValue::Duration)
 }
 
 /// `--cpu-time`: a duration within the cpu time limit's range.
 pub fn cpu_time(s: &str) -> Result<Duration, String> {
-    limit(duration(s)?, |l, v| l.cpu_time = Some(v))
+    limit(LimitKind::CpuTime, duration(s)?, LimitValue::Duration)
 }
 
 /// `--file-size`: a size within the file size limit's range.
 pub fn file_size(s: &str) -> Result<u64, String> {
-    limit(size(s)?, |l, v| l.file_size_bytes = Some(v))
+    limit(LimitKind::FileSize, size(s)?, LimitValue::Bytes)
 }
 
 /// `--open-files`: a count within the open files limit's range.
 pub fn open_files(s: &str) -> Result<u64, String> {
-    limit(count(s)?, |l, v| l.open_files = Some(v))
+    limit(LimitKind::OpenFiles, count(s)?, LimitValue::Count)
 }
 
 /// `--output-limit`: a size within the output limit's range.
 pub fn output_limit(s: &str) -> Result<u64, String> {
-    limit(size(s)?, |l, v| l.output_bytes = Some(v))
+    limit(LimitKind::OutputBytes, size(s)?, LimitValue::Bytes)
 }
 
 /// Checks a sandbox path: relative, no `..`, not empty.
 fn sandbox_path(p: &str, spec: &str) -> Result<String, String> {
-    orchestrator_core::paths::sandbox_relative(p).map_err(|e| {
+    SandboxPath::new(p).map_err(|e| {
         format!(
             "invalid sandbox path {p:?} in {spec:?}: {}",
             crate::error::core_message(&e)

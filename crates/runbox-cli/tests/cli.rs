@@ -1038,6 +1038,8 @@ fn docker_run() {
     let (c, j) = sb.json(&[
         "--backend",
         "docker",
+        "--image",
+        "runbox-testbox:latest",
         "--timeout",
         "500ms",
         "--",

@@ -19,11 +19,11 @@ pub async fn figures(o: &Opts, figures: &mut Vec<Figure>) -> Result<(), BoxError
     let config = DockerConfig::from_env();
     let docker = DockerOrchestrator::new(config.clone())?;
     let avail = docker.is_available().await;
-    if !avail.available {
+    if !avail.is_available() {
         let mut f = figure("docker lifecycle", "ms", Vec::new());
         f.note = Some(format!(
             "skipped: no docker daemon ({})",
-            avail.reason.unwrap_or_default()
+            avail.reason().unwrap_or_default()
         ));
         figures.push(f);
         return Ok(());
@@ -32,7 +32,7 @@ pub async fn figures(o: &Opts, figures: &mut Vec<Figure>) -> Result<(), BoxError
         orchestrator_docker::ensure_test_image(&config, &TestImageOptions::default()).await?;
     let n = if o.quick { 3 } else { 20 };
     let spec = WorkspaceSpec::new().image(image.clone());
-    let true_cmd = CommandSpec::new(["true"]);
+    let true_cmd = CommandSpec::new(["true"]).build()?;
     let pooled = DockerOrchestrator::new(
         config
             .clone()

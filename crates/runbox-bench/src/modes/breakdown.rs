@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use orchestrator_core::{CommandSpec, Orchestrator, WorkspaceSpec};
+use orchestrator_core::{CommandSpec, Orchestrator, SandboxPath, WorkspaceSpec};
 
 use crate::figures::figure;
 use crate::timed::native::{bare_spawn, host_dirs};
@@ -29,19 +29,20 @@ pub async fn native() -> Result<(), BoxError> {
     // Wall time and CPU time (this process, children excluded) per step.
     let mut wall: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
     let mut cpu = vec![0.0f64; names.len()];
-    let cmd = CommandSpec::new(["/bin/true"]);
+    let cmd = CommandSpec::new(["/bin/true"]).build()?;
+    let input = SandboxPath::new("in")?;
     for i in 0..n {
         let mut marks = Vec::with_capacity(6);
         let mark = || (Instant::now(), cpu_ms().0);
         marks.push(mark());
         let id = native.create_workspace(&WorkspaceSpec::new()).await?;
         marks.push(mark());
-        native.copy_to(&id, &dir.join("input.txt"), "in").await?;
+        native.copy_to(&id, &dir.join("input.txt"), &input).await?;
         marks.push(mark());
         native.run_command(&id, &cmd).await?;
         marks.push(mark());
         let out = dir.join(format!("o{i}"));
-        native.copy_from(&id, "in", &out).await?;
+        native.copy_from(&id, &input, &out).await?;
         marks.push(mark());
         native.cleanup(&id).await?;
         marks.push(mark());

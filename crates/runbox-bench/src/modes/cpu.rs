@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use execution_service::{ExecutionService, MemoryStore};
-use orchestrator_core::{CommandSpec, Orchestrator, WorkspaceSpec};
+use orchestrator_core::{CommandSpec, Orchestrator, SandboxPath, WorkspaceSpec};
 
 use crate::timed::native::{bare_spawn, host_dirs, lifecycle};
 use crate::timed::{cpu_ms, on_tasks};
@@ -50,13 +50,15 @@ pub async fn cost() -> Result<(), BoxError> {
                     _ => {
                         let id = native.create_workspace(&WorkspaceSpec::new()).await?;
                         native
-                            .copy_to(&id, &dir.join("input.txt"), "input.txt")
+                            .copy_to(&id, &dir.join("input.txt"), &SandboxPath::new("input.txt")?)
                             .await?;
                         native
-                            .run_command(&id, &CommandSpec::new(["/bin/true"]))
+                            .run_command(&id, &CommandSpec::new(["/bin/true"]).build()?)
                             .await?;
                         let out = dir.join(format!("out-{i}.txt"));
-                        native.copy_from(&id, "input.txt", &out).await?;
+                        native
+                            .copy_from(&id, &SandboxPath::new("input.txt")?, &out)
+                            .await?;
                         native.cleanup(&id).await?;
                         let _ = std::fs::remove_file(out);
                     }

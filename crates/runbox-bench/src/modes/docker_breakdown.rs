@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use orchestrator_core::{CommandSpec, Orchestrator, ResourceLimits, WorkspaceSpec};
-use orchestrator_docker::{DockerConfig, DockerOrchestrator};
+use orchestrator_docker::{ensure_test_image, DockerConfig, DockerOrchestrator, TestImageOptions};
 
 use crate::figures::figure;
 use crate::timed::docker::{docker_lifecycle, interleaved_lifecycles, DOCKER_BENCH_POOL};
@@ -17,12 +17,16 @@ use crate::BoxError;
 /// against `docker run --rm`.
 pub async fn docker() -> Result<(), BoxError> {
     let config = DockerConfig::from_env();
-    let image = config.default_image.clone();
+    let image = match config.default_image.clone() {
+        Some(image) => image,
+        None => ensure_test_image(&config, &TestImageOptions::default()).await?,
+    };
+    let config = config.default_image(image.clone());
     let docker = DockerOrchestrator::new(config.clone())?;
     let pooled = DockerOrchestrator::new(config.clone().warm_pool(DOCKER_BENCH_POOL))?;
     pooled.warm_up().await?;
     let spec = WorkspaceSpec::new();
-    let cmd = CommandSpec::new(["true"]);
+    let cmd = CommandSpec::new(["true"]).build()?;
     let n = 20;
     let print = |name: &str, v: Vec<f64>| {
         let f = figure(name, "ms", v);

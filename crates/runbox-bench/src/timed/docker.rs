@@ -62,7 +62,9 @@ pub async fn docker_lifecycle(
 ) -> Result<Duration, BoxError> {
     let t = Instant::now();
     let id = docker.create_workspace(spec).await?;
-    let out = docker.run_command(&id, &CommandSpec::new(["true"])).await?;
+    let out = docker
+        .run_command(&id, &CommandSpec::new(["true"]).build()?)
+        .await?;
     docker.cleanup(&id).await?;
     let took = t.elapsed();
     if !out.status.success() {

@@ -78,7 +78,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME", default_value = "native")]
     pub backend: String,
 
-    /// Image for container backends (docker; default runbox-testbox:latest).
+    /// Image for container backends (docker: required unless RUNBOX_DOCKER_IMAGE is set).
     #[arg(long, value_name = "IMAGE")]
     pub image: Option<String>,
 

@@ -53,7 +53,7 @@ fn limits_json(requested: &ResourceLimits, report: &LimitReport) -> Value {
             kind.name().to_string(),
             json!({
                 "requested": limit_value(&value),
-                "enforced_by": entry.and_then(|e| e.enforced_by).map(|m| m.name()),
+                "enforced_by": entry.and_then(|e| e.enforced_by.as_ref()).map(|m| m.name()),
                 "note": entry
                     .map(|e| e.note.clone())
                     .unwrap_or_else(|| Some("the backend did not report this limit".into())),

@@ -1,14 +1,14 @@
-//! The progress bar of docker image pulls on stderr (hidden when stderr is
-//! not a terminal).
+//! The progress bar of a backend's long preparations (image pulls) on
+//! stderr (hidden when stderr is not a terminal).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use orchestrator_docker::PullEvent;
+use orchestrator_core::ProgressEvent;
 
-/// Renders docker image pulls as a progress bar on stderr (hidden when
-/// stderr is not a terminal).
+/// Renders a backend's progress events (image pulls) as a progress bar on
+/// stderr (hidden when stderr is not a terminal).
 #[derive(Default)]
 pub struct PullBar {
     state: Mutex<PullState>,
@@ -21,7 +21,7 @@ struct PullState {
 }
 
 impl PullBar {
-    pub fn on_event(&self, ev: &PullEvent) {
+    pub fn on_event(&self, ev: &ProgressEvent) {
         let mut st = match self.state.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -39,8 +39,8 @@ impl PullBar {
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
-        bar.set_message(format!("{}: {}", ev.image, ev.status));
-        if let (Some(layer), Some(cur)) = (&ev.layer, ev.current) {
+        bar.set_message(format!("{}: {}", ev.task, ev.status));
+        if let (Some(layer), Some(cur)) = (&ev.item, ev.current) {
             let total = ev.total.unwrap_or(0);
             st.layers.insert(layer.clone(), (cur, total));
             let (c, t) = st

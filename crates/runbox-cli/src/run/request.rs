@@ -5,7 +5,7 @@
 use std::io::Read;
 
 use execution_service::{BackendPreference, ExecutionRequest};
-use orchestrator_core::ResourceLimits;
+use orchestrator_core::{LimitKind, LimitValue, ResourceLimits, SandboxPath};
 
 use crate::cli::RunArgs;
 use crate::error::{core_message, CliError};
@@ -15,20 +15,30 @@ pub const MAX_STDIN: u64 = 256 << 20;
 
 /// The limits of the flags (each already checked on its own by its parser).
 fn limits(args: &RunArgs) -> Result<ResourceLimits, CliError> {
-    let out = ResourceLimits {
-        memory_bytes: args.memory,
-        cpus: args.cpus,
-        pids: args.pids,
-        wall_timeout: args.timeout,
-        cpu_time: args.cpu_time,
-        file_size_bytes: args.file_size,
-        open_files: args.open_files,
-        output_bytes: args.output_limit,
-        strict: args.strict,
-    };
-    out.validate()
-        .map_err(|e| CliError::new("invalid_input", core_message(&e)))?;
-    Ok(out)
+    let flags = [
+        (LimitKind::Memory, args.memory.map(LimitValue::Bytes)),
+        (LimitKind::Cpus, args.cpus.map(LimitValue::Cpus)),
+        (LimitKind::Pids, args.pids.map(LimitValue::Count)),
+        (
+            LimitKind::WallTimeout,
+            args.timeout.map(LimitValue::Duration),
+        ),
+        (LimitKind::CpuTime, args.cpu_time.map(LimitValue::Duration)),
+        (LimitKind::FileSize, args.file_size.map(LimitValue::Bytes)),
+        (LimitKind::OpenFiles, args.open_files.map(LimitValue::Count)),
+        (
+            LimitKind::OutputBytes,
+            args.output_limit.map(LimitValue::Bytes),
+        ),
+    ];
+    let invalid = |e: orchestrator_core::Error| CliError::new("invalid_input", core_message(&e));
+    let mut builder = ResourceLimits::builder().strict(args.strict);
+    for (kind, value) in flags {
+        if let Some(value) = value {
+            builder = builder.limit(kind, value).map_err(invalid)?;
+        }
+    }
+    builder.build().map_err(invalid)
 }
 
 /// Builds the request (without the output sink) from the flags.
@@ -47,8 +57,7 @@ pub fn request(args: &RunArgs) -> Result<ExecutionRequest, CliError> {
         req = req.file_out(sandbox.clone(), host.clone());
     }
     if let Some(w) = &args.workdir {
-        orchestrator_core::paths::sandbox_relative(w)
-            .map_err(|e| CliError::flag("--workdir", core_message(&e)))?;
+        SandboxPath::new(w).map_err(|e| CliError::flag("--workdir", core_message(&e)))?;
         req = req.workdir(w.clone());
     }
     if let Some(image) = &args.image {

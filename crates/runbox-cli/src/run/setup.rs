@@ -1,17 +1,14 @@
-//! What a run needs before it starts: the backend instance for `--backend`,
-//! whether it is available (within a deadline), the SQLite store, and the
-//! service over both.
-//!
-//! The backend name "docker" is branched on here only: its instance gets the
-//! pull progress bar, and the service takes it in the docker slot.
+//! What a run needs before it starts: the backend instance for `--backend`
+//! (any registered backend, configured the same way), whether it is
+//! available (within a deadline), the SQLite store, and the service over
+//! both.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use execution_service::{ExecutionService, SqliteStore};
-use orchestrator_core::{registry, Orchestrator};
-use orchestrator_docker::{DockerConfig, DockerOrchestrator, PullProgress};
+use orchestrator_core::{registry, Availability, BackendOptions, Orchestrator, Progress};
 
 use super::pull::PullBar;
 use crate::error::{from_service, CliError};
@@ -30,25 +27,19 @@ pub fn backend(name: &str, pulls: &Arc<PullBar>) -> Result<Arc<dyn Orchestrator>
             ),
         ));
     }
-    let made = if name == "docker" {
-        let p = pulls.clone();
-        let config =
-            DockerConfig::from_env().pull_progress(PullProgress::new(move |ev| p.on_event(ev)));
-        DockerOrchestrator::new(config).map(|d| Arc::new(d) as Arc<dyn Orchestrator>)
-    } else {
-        registry::create(name)
-    };
-    made.map_err(|e| {
+    let p = pulls.clone();
+    let options = BackendOptions::new().progress(Progress::new(move |ev| p.on_event(ev)));
+    registry::create_with(name, &options).map_err(|e| {
         CliError::new(e.kind(), format!("cannot create backend {name}: {e}")).on("--backend")
     })
 }
 
 /// Whether a backend can serve requests, asked within a deadline (no answer
 /// in time counts as unavailable).
-pub async fn availability(orch: &dyn Orchestrator) -> orchestrator_core::Availability {
+pub async fn availability(orch: &dyn Orchestrator) -> Availability {
     match tokio::time::timeout(AVAILABILITY_DEADLINE, orch.is_available()).await {
         Ok(a) => a,
-        Err(_) => orchestrator_core::Availability::no(format!(
+        Err(_) => Availability::unavailable(format!(
             "no answer within {} s",
             AVAILABILITY_DEADLINE.as_secs()
         )),
@@ -57,11 +48,9 @@ pub async fn availability(orch: &dyn Orchestrator) -> orchestrator_core::Availab
 
 /// Checks that a backend can serve requests; the reason when it cannot.
 pub async fn check_available(orch: &dyn Orchestrator) -> Result<(), String> {
-    let a = availability(orch).await;
-    if a.available {
-        Ok(())
-    } else {
-        Err(a.reason.unwrap_or_else(|| "no reason given".into()))
+    match availability(orch).await {
+        Availability::Unavailable { reason } => Err(reason),
+        _ => Ok(()),
     }
 }
 
@@ -82,17 +71,17 @@ pub fn open_store(dir: &Path) -> Result<SqliteStore, CliError> {
     })
 }
 
-/// The service over `orch` (the instance of backend `name`) and `store`.
+/// The service over `orch` (the instance of backend `name`, its default)
+/// and `store`.
 pub fn service(
     name: &str,
     orch: Arc<dyn Orchestrator>,
     store: SqliteStore,
 ) -> Result<ExecutionService, CliError> {
-    let builder = ExecutionService::builder().store(store);
-    let builder = if name == "docker" {
-        builder.docker_orchestrator(orch)
-    } else {
-        builder.orchestrator(orch)
-    };
-    builder.build().map_err(|e| from_service(&e, name))
+    ExecutionService::builder()
+        .store(store)
+        .backend_named(name, orch)
+        .default_backend(name)
+        .build()
+        .map_err(|e| from_service(&e, name))
 }
