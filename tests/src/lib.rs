@@ -101,14 +101,14 @@ pub async fn docker_backend(
         Err(e) => panic!("{test}: cannot create the docker backend: {e}"),
     };
     let avail = backend.is_available().await;
-    if !avail.available {
+    if !avail.is_available() {
         if docker_required() {
             panic!(
                 "{test}: docker unavailable and RUNBOX_REQUIRE_DOCKER=1: {:?}",
-                avail.reason
+                avail.reason()
             );
         }
-        eprintln!("SKIPPED {test}: docker unavailable: {:?}", avail.reason);
+        eprintln!("SKIPPED {test}: docker unavailable: {:?}", avail.reason());
         return None;
     }
     IMAGE

@@ -26,8 +26,10 @@ use execution_service::{
     CompleteOptions, ExecutionRequest, ExecutionService, ExecutionState, ExecutionStore,
     ListFilter, MemoryStore, SqliteStore, StartOptions,
 };
-use orchestrator_core::{CommandSpec, Error, Orchestrator, ResourceLimits, WorkspaceSpec};
-use orchestrator_docker::{DockerConfig, DockerOrchestrator};
+use orchestrator_core::{
+    CommandSpec, Error, Orchestrator, ResourceLimits, SandboxPath, WorkspaceSpec,
+};
+use orchestrator_docker::{DockerConfig, DockerOrchestrator, TEST_IMAGE};
 use orchestrator_native::{NativeConfig, NativeOrchestrator, NativeOrchestratorError};
 
 fn is_root() -> bool {
@@ -41,6 +43,10 @@ fn native(root: &Path) -> NativeOrchestrator {
         ..NativeConfig::default()
     })
     .expect("native backend")
+}
+
+fn sandbox(path: &str) -> SandboxPath {
+    SandboxPath::new(path).unwrap()
 }
 
 /// The workspace root is empty.
@@ -88,17 +94,20 @@ async fn docker_unreachable_is_unavailable_fast_and_native_keeps_working() {
     let nat = Arc::new(native(root.path()));
     let request_deadline = DockerConfig::new().request_timeout;
     for (what, host) in unreachable_daemons(dir.path()) {
-        let docker = Arc::new(DockerOrchestrator::new(DockerConfig::new().host(&host)).unwrap());
+        // An image, since the backend has no default one: the daemon is
+        // what is missing here.
+        let config = DockerConfig::new().host(&host).default_image(TEST_IMAGE);
+        let docker = Arc::new(DockerOrchestrator::new(config).unwrap());
 
         let t = Instant::now();
         let a = docker.is_available().await;
         let took = t.elapsed();
-        assert!(!a.available, "{what}: {a:?}");
+        assert!(!a.is_available(), "{what}: {a:?}");
         assert!(
             took < Duration::from_secs(2),
             "{what}: is_available took {took:?}"
         );
-        assert!(a.reason.is_some(), "{what}: no reason given");
+        assert!(a.reason().is_some(), "{what}: no reason given");
         eprintln!("{what}: is_available false in {took:?}");
 
         let t = Instant::now();
@@ -227,27 +236,27 @@ async fn workspace_removed_behind_the_backend_is_not_found_and_cleans_up() {
             o.apply_resource_limits(&id, &l).await.unwrap();
         }
         let pid = o
-            .start_background(&id, &CommandSpec::shell("sleep 300"))
+            .start_background(&id, &CommandSpec::shell("sleep 300").build().unwrap())
             .await
             .unwrap();
         let dir = o.workspace_path(&id).expect("native has a path");
         std::fs::remove_dir_all(&dir).unwrap();
 
         let e = o
-            .run_command(&id, &CommandSpec::new(["true"]))
+            .run_command(&id, &CommandSpec::new(["true"]).build().unwrap())
             .await
             .unwrap_err();
         assert!(e.is_not_found(), "run_command: {e:?}");
-        let e = o.copy_to(&id, &file, "f").await.unwrap_err();
+        let e = o.copy_to(&id, &file, &sandbox("f")).await.unwrap_err();
         assert!(e.is_not_found(), "copy_to: {e:?}");
         assert!(!dir.exists(), "copy_to recreated the removed workspace");
         let e = o
-            .copy_from(&id, "f", &host.path().join("out"))
+            .copy_from(&id, &sandbox("f"), &host.path().join("out"))
             .await
             .unwrap_err();
         assert!(e.is_not_found(), "copy_from: {e:?}");
         let e = o
-            .start_background(&id, &CommandSpec::new(["true"]))
+            .start_background(&id, &CommandSpec::new(["true"]).build().unwrap())
             .await
             .unwrap_err();
         assert!(e.is_not_found(), "start_background: {e:?}");
@@ -260,7 +269,7 @@ async fn workspace_removed_behind_the_backend_is_not_found_and_cleans_up() {
         let residue = o.residue(&id).await.unwrap();
         assert!(residue.is_empty(), "residue: {residue:?}");
         let e = o
-            .run_command(&id, &CommandSpec::new(["true"]))
+            .run_command(&id, &CommandSpec::new(["true"]).build().unwrap())
             .await
             .unwrap_err();
         assert!(e.is_not_found(), "after cleanup: {e:?}");
@@ -336,7 +345,7 @@ async fn full_disk_copy_fails_cleanly_and_workspace_still_works() {
             (&tree, "tree"),
             (&big, "nested/dir/big.bin"),
         ] {
-            let e = o.copy_to(&id, src, dest).await.unwrap_err();
+            let e = o.copy_to(&id, src, &sandbox(dest)).await.unwrap_err();
             // Typed: the native error, an I/O error, ENOSPC.
             let native = e
                 .backend_source()
@@ -360,16 +369,21 @@ async fn full_disk_copy_fails_cleanly_and_workspace_still_works() {
         // The workspace still works once the disk has room.
         let small = host.path().join("small.txt");
         std::fs::write(&small, b"fits\n").unwrap();
-        o.copy_to(&id, &small, "small.txt").await.unwrap();
+        o.copy_to(&id, &small, &sandbox("small.txt")).await.unwrap();
         let out = o
-            .run_command(&id, &CommandSpec::new(["cat", "small.txt"]))
+            .run_command(
+                &id,
+                &CommandSpec::new(["cat", "small.txt"]).build().unwrap(),
+            )
             .await
             .unwrap();
         assert_eq!(out.stdout, b"fits\n");
         let out = o
             .run_command(
                 &id,
-                &CommandSpec::shell("echo more > more.txt && cat more.txt"),
+                &CommandSpec::shell("echo more > more.txt && cat more.txt")
+                    .build()
+                    .unwrap(),
             )
             .await
             .unwrap();
@@ -457,8 +471,8 @@ fn docker_ready() -> bool {
             Err(e) => return Err(format!("cannot create the docker backend: {e}")),
         };
         let a = d.is_available().await;
-        if !a.available {
-            return Err(format!("docker unavailable: {:?}", a.reason));
+        if !a.is_available() {
+            return Err(format!("docker unavailable: {:?}", a.reason()));
         }
         orchestrator_docker::ensure_test_image(&config, &Default::default())
             .await
@@ -581,7 +595,7 @@ fn sigkill_cli_then_gc_leaves_nothing() {
     let records = running(&rt);
     let sandboxes: Vec<(String, bool)> = records
         .iter()
-        .map(|r| (r.sandbox_id.clone().unwrap(), r.used_docker))
+        .map(|r| (r.sandbox_id.clone().unwrap(), r.used_docker()))
         .collect();
 
     // The crash.

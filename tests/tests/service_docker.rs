@@ -44,7 +44,7 @@ async fn docker_execute_with_files_and_live_output() {
         .await
         .unwrap();
     assert_eq!(res.backend, "docker");
-    assert!(res.used_docker);
+    assert!(res.used_docker());
     assert_eq!(res.output.status, ExitStatus::Exited(4));
     assert_eq!(res.output.stdout_str(), "to the container\n");
     assert!(String::from_utf8_lossy(&live.lock().unwrap()).contains("to the container"));
@@ -106,7 +106,10 @@ async fn docker_requested_without_docker_orchestrator() {
         .start(&id, StartOptions { use_docker: true })
         .await
         .unwrap_err();
-    assert!(matches!(err, ServiceError::MissingDockerOrchestrator));
+    assert!(matches!(
+        err,
+        ServiceError::UnknownBackend { ref name, .. } if name == execution_service::DOCKER_BACKEND
+    ));
     assert_eq!(svc.get(&id).await.unwrap().state, ExecutionState::Pending);
     svc.cancel(&id).await.unwrap();
 }
