@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use bollard::Docker;
 use orchestrator_core::owner::Owner;
-use orchestrator_core::{Availability, Error, Result, WorkspaceId};
+use orchestrator_core::{Availability, Capabilities, Error, Result, WorkspaceId};
 
 use crate::client::{connect, deadline};
 use crate::config::{DockerConfig, MAX_WARM_POOL};
 use crate::container::{self, lock};
 use crate::error::DockerOrchestratorError as E;
+use crate::limits;
 use crate::pool::Shared;
 use crate::workspace::Ws;
 
@@ -126,6 +127,20 @@ impl DockerOrchestrator {
                 self.host
             )),
             Ok(Err(e)) => Availability::unavailable(e.to_string()),
+        }
+    }
+
+    /// `capabilities`: copies and background processes, every limit kind,
+    /// OOM detection through the container's memory cgroup, and network
+    /// isolation when the containers get no network.
+    pub(crate) fn what_it_can_do(&self) -> Capabilities {
+        Capabilities {
+            copy: true,
+            background: true,
+            direct_access: false,
+            network_isolation: self.config.network_mode == "none",
+            oom_detection: true,
+            limits: limits::enforced_kinds(),
         }
     }
 

@@ -9,7 +9,6 @@ use orchestrator_core::{
     ProcessId, ProcessSnapshot, ResourceLimits, Result, SandboxPath, WorkspaceId, WorkspaceSpec,
 };
 
-use crate::limits;
 use crate::{DockerOrchestrator, BACKEND_NAME};
 
 #[async_trait]
@@ -19,14 +18,7 @@ impl Orchestrator for DockerOrchestrator {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            copy: true,
-            background: true,
-            direct_access: false,
-            network_isolation: self.config.network_mode == "none",
-            oom_detection: true,
-            limits: limits::enforced_kinds(),
-        }
+        self.what_it_can_do()
     }
 
     async fn is_available(&self) -> Availability {
@@ -39,65 +31,73 @@ impl Orchestrator for DockerOrchestrator {
 
     async fn apply_resource_limits(
         &self,
-        id: &WorkspaceId,
+        workspace: &WorkspaceId,
         requested: &ResourceLimits,
     ) -> Result<LimitReport> {
-        self.apply_limits(id, requested).await
+        self.apply_limits(workspace, requested).await
     }
 
     async fn copy_to(
         &self,
-        id: &WorkspaceId,
-        host_path: &Path,
-        sandbox_path: &SandboxPath,
+        workspace: &WorkspaceId,
+        source: &Path,
+        dest: &SandboxPath,
     ) -> Result<()> {
-        self.upload(id, host_path, sandbox_path).await
+        self.upload(workspace, source, dest).await
     }
 
     async fn copy_from(
         &self,
-        id: &WorkspaceId,
-        sandbox_path: &SandboxPath,
-        host_path: &Path,
+        workspace: &WorkspaceId,
+        source: &SandboxPath,
+        dest: &Path,
     ) -> Result<()> {
-        self.download(id, sandbox_path, host_path).await
+        self.download(workspace, source, dest).await
     }
 
-    async fn run_command(&self, id: &WorkspaceId, cmd: &CommandSpec) -> Result<ExecOutput> {
-        self.run_foreground(id, cmd).await
+    async fn run_command(&self, workspace: &WorkspaceId, cmd: &CommandSpec) -> Result<ExecOutput> {
+        self.run_foreground(workspace, cmd).await
     }
 
-    async fn start_background(&self, id: &WorkspaceId, cmd: &CommandSpec) -> Result<ProcessId> {
-        self.spawn_background(id, cmd).await
+    async fn start_background(
+        &self,
+        workspace: &WorkspaceId,
+        cmd: &CommandSpec,
+    ) -> Result<ProcessId> {
+        self.spawn_background(workspace, cmd).await
     }
 
-    async fn process_status(&self, id: &WorkspaceId, pid: &ProcessId) -> Result<ProcessSnapshot> {
-        self.snapshot(id, pid)
+    async fn process_status(
+        &self,
+        workspace: &WorkspaceId,
+        process: &ProcessId,
+    ) -> Result<ProcessSnapshot> {
+        self.snapshot(workspace, process)
     }
 
     async fn wait_process(
         &self,
-        id: &WorkspaceId,
-        pid: &ProcessId,
-        timeout: Option<Duration>,
+        workspace: &WorkspaceId,
+        process: &ProcessId,
+        at_most: Option<Duration>,
     ) -> Result<Option<ExecOutput>> {
-        self.wait_for(id, pid, timeout).await
+        self.wait_for(workspace, process, at_most).await
     }
 
-    async fn stop(&self, id: &WorkspaceId, pid: Option<&ProcessId>) -> Result<()> {
-        self.stop_processes(id, pid).await
+    async fn stop(&self, workspace: &WorkspaceId, process: Option<&ProcessId>) -> Result<()> {
+        self.stop_processes(workspace, process).await
     }
 
-    async fn cleanup(&self, id: &WorkspaceId) -> Result<()> {
-        self.remove_workspace(id).await
+    async fn cleanup(&self, workspace: &WorkspaceId) -> Result<()> {
+        self.remove_workspace(workspace).await
     }
 
-    fn workspace_path(&self, _id: &WorkspaceId) -> Option<PathBuf> {
+    fn workspace_path(&self, _workspace: &WorkspaceId) -> Option<PathBuf> {
         None
     }
 
-    async fn residue(&self, id: &WorkspaceId) -> Result<Vec<String>> {
-        self.containers_of(id).await
+    async fn residue(&self, workspace: &WorkspaceId) -> Result<Vec<String>> {
+        self.containers_of(workspace).await
     }
 
     async fn reap_orphans(&self) -> Result<Vec<String>> {
