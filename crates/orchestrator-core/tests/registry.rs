@@ -3,12 +3,12 @@
 use std::sync::Arc;
 
 use orchestrator_core::testing::FakeOrchestrator;
-use orchestrator_core::{registry, Error, Orchestrator, Result};
+use orchestrator_core::{registry, BackendOptions, Error, Orchestrator, Result};
 
-fn make_b() -> Result<Arc<dyn Orchestrator>> {
+fn make_b(_: &BackendOptions) -> Result<Arc<dyn Orchestrator>> {
     Ok(Arc::new(FakeOrchestrator::named("b-backend")))
 }
-fn make_a() -> Result<Arc<dyn Orchestrator>> {
+fn make_a(_: &BackendOptions) -> Result<Arc<dyn Orchestrator>> {
     Ok(Arc::new(FakeOrchestrator::named("a-backend")))
 }
 

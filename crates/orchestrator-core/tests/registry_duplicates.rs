@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use orchestrator_core::testing::FakeOrchestrator;
-use orchestrator_core::{registry, Orchestrator, Result};
+use orchestrator_core::{registry, BackendOptions, Orchestrator, Result};
 
-fn make() -> Result<Arc<dyn Orchestrator>> {
+fn make(_: &BackendOptions) -> Result<Arc<dyn Orchestrator>> {
     Ok(Arc::new(FakeOrchestrator::named("twin")))
 }
 

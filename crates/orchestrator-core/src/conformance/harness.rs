@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use crate::error::Result;
 use crate::limits::{LimitKind, LimitReport, ResourceLimits};
 use crate::orchestrator::Orchestrator;
+use crate::paths::SandboxPath;
 use crate::types::{
     Availability, Capabilities, CommandSpec, ExecOutput, ProcessId, ProcessSnapshot, WorkspaceId,
     WorkspaceSpec,
@@ -192,13 +193,18 @@ impl Orchestrator for Tracked {
     ) -> Result<LimitReport> {
         self.inner.apply_resource_limits(id, limits).await
     }
-    async fn copy_to(&self, id: &WorkspaceId, host_path: &Path, sandbox_path: &str) -> Result<()> {
+    async fn copy_to(
+        &self,
+        id: &WorkspaceId,
+        host_path: &Path,
+        sandbox_path: &SandboxPath,
+    ) -> Result<()> {
         self.inner.copy_to(id, host_path, sandbox_path).await
     }
     async fn copy_from(
         &self,
         id: &WorkspaceId,
-        sandbox_path: &str,
+        sandbox_path: &SandboxPath,
         host_path: &Path,
     ) -> Result<()> {
         self.inner.copy_from(id, sandbox_path, host_path).await
@@ -271,8 +277,7 @@ pub fn run_case(
             }
         };
         let avail = backend.is_available().await;
-        if !avail.available {
-            let reason = avail.reason.unwrap_or_default();
+        if let Availability::Unavailable { reason } = avail {
             if required {
                 return Err(format!(
                     "backend {} unavailable and {}=1 requires it: {reason}",

@@ -3,9 +3,12 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::limits::ResourceLimitsBuilder;
+use crate::limits::{ResourceLimits, ResourceLimitsBuilder};
 use crate::orchestrator::Orchestrator;
-use crate::types::{CommandSpec, ExecOutput, ExitStatus, WorkspaceId, WorkspaceSpec};
+use crate::paths::SandboxPath;
+use crate::types::{
+    CommandSpec, CommandSpecBuilder, ExecOutput, ExitStatus, ProcessId, WorkspaceId, WorkspaceSpec,
+};
 
 use super::harness::scaled;
 
@@ -15,19 +18,46 @@ pub(crate) async fn new_ws(o: &dyn Orchestrator) -> WorkspaceId {
         .unwrap_or_else(|e| panic!("create_workspace failed: {e}"))
 }
 
-pub(crate) async fn sh(o: &dyn Orchestrator, id: &WorkspaceId, script: &str) -> ExecOutput {
-    run(
-        o,
-        id,
-        CommandSpec::shell(script).timeout(scaled(Duration::from_secs(60))),
-    )
-    .await
+/// `sh -c SCRIPT` with a generous timeout, built.
+pub(crate) fn shell(script: &str) -> CommandSpec {
+    command(CommandSpec::shell(script).timeout(scaled(Duration::from_secs(60))))
 }
 
-pub(crate) async fn run(o: &dyn Orchestrator, id: &WorkspaceId, cmd: CommandSpec) -> ExecOutput {
-    o.run_command(id, &cmd)
+/// Builds a command the case knows to be valid.
+pub(crate) fn command(builder: CommandSpecBuilder) -> CommandSpec {
+    builder
+        .build()
+        .unwrap_or_else(|e| panic!("a valid command was rejected: {e}"))
+}
+
+/// A sandbox path the case knows to be valid.
+pub(crate) fn sandbox(path: &str) -> SandboxPath {
+    SandboxPath::new(path).unwrap_or_else(|e| panic!("sandbox path {path:?} rejected: {e}"))
+}
+
+/// Runs [`shell`]`(script)` to its end.
+pub(crate) async fn sh(o: &dyn Orchestrator, id: &WorkspaceId, script: &str) -> ExecOutput {
+    run_spec(o, id, &shell(script)).await
+}
+
+/// Builds and runs a command to its end.
+pub(crate) async fn run(
+    o: &dyn Orchestrator,
+    id: &WorkspaceId,
+    builder: CommandSpecBuilder,
+) -> ExecOutput {
+    run_spec(o, id, &command(builder)).await
+}
+
+/// Runs a built command to its end.
+pub(crate) async fn run_spec(
+    o: &dyn Orchestrator,
+    id: &WorkspaceId,
+    cmd: &CommandSpec,
+) -> ExecOutput {
+    o.run_command(id, cmd)
         .await
-        .unwrap_or_else(|e| panic!("run_command {:?} failed: {e}", cmd.argv))
+        .unwrap_or_else(|e| panic!("run_command {:?} failed: {e}", cmd.argv()))
 }
 
 /// A new workspace with these limits applied; they are ones the case's
@@ -76,6 +106,130 @@ pub(crate) fn expect_not_found<T: std::fmt::Debug>(r: Result<T>, what: &str) {
         Err(e) if e.is_not_found() => {}
         other => panic!("{what}: expected NotFound, got {other:?}"),
     }
+}
+
+pub(crate) fn expect_invalid<T: std::fmt::Debug>(r: Result<T>, what: &str) {
+    match r {
+        Err(Error::InvalidInput(_)) => {}
+        other => panic!("{what}: expected InvalidInput, got {other:?}"),
+    }
+}
+
+/// A valid value for every limit kind, generous enough for any command.
+pub(crate) fn every_limit() -> ResourceLimitsBuilder {
+    ResourceLimits::builder()
+        .memory_bytes(256 << 20)
+        .cpus(1.0)
+        .pids(256)
+        .wall_timeout(Duration::from_secs(60))
+        .cpu_time(Duration::from_secs(60))
+        .file_size_bytes(64 << 20)
+        .open_files(256)
+        .output_bytes(1 << 20)
+}
+
+/// Zero, negative, non-finite and absurd limits: each is InvalidInput when
+/// built, so no backend ever sees one.
+pub(crate) fn expect_bad_limits_rejected() {
+    let bad = [
+        ResourceLimits::builder().memory_bytes(0),
+        ResourceLimits::builder().cpus(-1.0),
+        ResourceLimits::builder().cpus(f64::NAN),
+        ResourceLimits::builder().pids(0),
+        ResourceLimits::builder().wall_timeout(Duration::ZERO),
+        ResourceLimits::builder().memory_bytes(u64::MAX),
+    ];
+    for l in bad {
+        let shown = format!("{l:?}");
+        expect_invalid(l.build(), &shown);
+    }
+}
+
+/// An empty argv, a bad environment name, a zero timeout and a zero output
+/// limit: each is InvalidInput when built.
+pub(crate) fn expect_bad_commands_rejected() {
+    let bad = [
+        CommandSpec::new(Vec::<String>::new()),
+        CommandSpec::new(["true"]).env("A=B", "1"),
+        CommandSpec::new(["true"]).timeout(Duration::ZERO),
+        CommandSpec::new(["true"]).output_limit(0),
+    ];
+    for cmd in bad {
+        let shown = format!("{cmd:?}");
+        expect_invalid(cmd.build(), &shown);
+    }
+}
+
+/// Sandbox paths with `..` that lead outside (or to the root's parent).
+pub(crate) const DOTDOT_PATHS: [&str; 4] = ["../f", "a/../../f", "..", "a/.."];
+
+/// Absolute sandbox paths.
+pub(crate) const ABSOLUTE_PATHS: [&str; 3] = ["/etc/passwd", "/tmp/runbox-escape", "/"];
+
+/// Each of `paths` is PathEscapesSandbox as a [`SandboxPath`] (what
+/// copy_to and copy_from take) and as a working directory, so no backend
+/// ever sees one.
+pub(crate) fn expect_escapes_at_construction(paths: &[&str]) {
+    for &p in paths {
+        expect_escape(SandboxPath::new(p), p);
+        expect_escape(CommandSpec::new(["true"]).workdir(p).build(), p);
+    }
+}
+
+/// `r` is NotFound of the workspace itself (not of a path or a process
+/// looked up after it).
+pub(crate) fn expect_workspace_not_found<T: std::fmt::Debug>(r: Result<T>, what: &str) {
+    match r {
+        Err(Error::NotFound {
+            what: "workspace", ..
+        }) => {}
+        other => panic!("{what}: expected the workspace to be NotFound first, got {other:?}"),
+    }
+}
+
+/// Every method that takes a workspace answers NotFound of the workspace
+/// for `id` (which does not exist), whatever else it is given: limits of
+/// every kind in strict mode, a host path that does not exist, a process
+/// that never ran. The lookup comes first.
+pub(crate) async fn expect_workspace_missing_everywhere(o: &dyn Orchestrator, id: &WorkspaceId) {
+    let host = host_dir();
+    std::fs::write(host.path().join("f"), b"x").expect("write");
+    let strict = every_limit().strict(true).build().expect("limits");
+    for limits in [ResourceLimits::default(), strict] {
+        expect_workspace_not_found(
+            o.apply_resource_limits(id, &limits).await,
+            &format!("apply_resource_limits {limits:?}"),
+        );
+    }
+    let f = sandbox("f");
+    expect_workspace_not_found(o.copy_to(id, &host.path().join("f"), &f).await, "copy_to");
+    expect_workspace_not_found(
+        o.copy_to(id, &host.path().join("missing"), &f).await,
+        "copy_to from a missing host path",
+    );
+    expect_workspace_not_found(
+        o.copy_from(id, &f, &host.path().join("g")).await,
+        "copy_from",
+    );
+    let cmd = command(CommandSpec::new(["true"]));
+    expect_workspace_not_found(o.run_command(id, &cmd).await, "run_command");
+    expect_workspace_not_found(o.start_background(id, &cmd).await, "start_background");
+    let pid = ProcessId::new("p1").expect("pid");
+    expect_workspace_not_found(o.process_status(id, &pid).await, "process_status");
+    expect_workspace_not_found(
+        o.wait_process(id, &pid, Some(Duration::ZERO)).await,
+        "wait_process",
+    );
+    expect_workspace_not_found(o.stop(id, Some(&pid)).await, "stop one");
+    expect_workspace_not_found(o.stop(id, None).await, "stop all");
+    assert!(
+        o.workspace_path(id).is_none(),
+        "workspace_path of a missing workspace"
+    );
+    assert!(
+        !host.path().join("g").exists(),
+        "copy_from wrote despite NotFound"
+    );
 }
 
 pub(crate) fn host_dir() -> tempfile::TempDir {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::limits::ResourceLimits;
+use crate::paths::SandboxPath;
 use crate::types::{ProcessId, WorkspaceId};
 
 /// The operations of the [`Orchestrator`](crate::Orchestrator) trait, for failure injection and
@@ -115,14 +116,14 @@ pub enum Call {
         /// Host source.
         host: PathBuf,
         /// Sandbox destination.
-        sandbox: String,
+        sandbox: SandboxPath,
     },
     /// `copy_from(id, sandbox, host)`.
     CopyFrom {
         /// Workspace.
         id: WorkspaceId,
         /// Sandbox source.
-        sandbox: String,
+        sandbox: SandboxPath,
         /// Host destination.
         host: PathBuf,
     },

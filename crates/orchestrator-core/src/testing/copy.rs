@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use super::fs::{Fs, Node};
 use super::run::escape;
 use crate::error::{Error, Result};
-use crate::paths::{host_copy_target, sandbox_relative};
+use crate::paths::{host_copy_target, SandboxPath};
 
 /// Reads a host file or directory tree (symlinks verbatim); each entry with
 /// its path relative to `host` (empty for `host` itself).
@@ -51,11 +51,14 @@ fn read_into(host: &Path, rel: PathBuf, out: &mut Vec<(PathBuf, Node)>) -> Resul
 
 /// Puts a tree read by [`read_host_tree`] at `sandbox_path`, replacing what
 /// is there.
-pub(crate) fn copy_in(fs: &mut Fs, tree: Vec<(PathBuf, Node)>, sandbox_path: &str) -> Result<()> {
-    let rel = sandbox_relative(sandbox_path)?;
+pub(crate) fn copy_in(
+    fs: &mut Fs,
+    tree: Vec<(PathBuf, Node)>,
+    sandbox_path: &SandboxPath,
+) -> Result<()> {
     let dest = fs
-        .resolve(Path::new(""), &rel)
-        .map_err(|o| escape(sandbox_path, o))?;
+        .resolve(Path::new(""), sandbox_path.as_path())
+        .map_err(|o| escape(sandbox_path.as_str(), o))?;
     if dest.as_os_str().is_empty() {
         return Err(Error::invalid(
             "cannot replace the workspace root; name a path inside it",
@@ -84,11 +87,10 @@ pub(crate) fn copy_in(fs: &mut Fs, tree: Vec<(PathBuf, Node)>, sandbox_path: &st
 /// Copies `sandbox_path` out to `host` (into it when it is a directory).
 /// Nothing is written when the source is missing or holds a symlink that
 /// leads out of the workspace.
-pub(crate) fn copy_out(fs: &Fs, sandbox_path: &str, host: &Path) -> Result<()> {
-    let rel = sandbox_relative(sandbox_path)?;
+pub(crate) fn copy_out(fs: &Fs, sandbox_path: &SandboxPath, host: &Path) -> Result<()> {
     let src = fs
-        .resolve(Path::new(""), &rel)
-        .map_err(|o| escape(sandbox_path, o))?;
+        .resolve(Path::new(""), sandbox_path.as_path())
+        .map_err(|o| escape(sandbox_path.as_str(), o))?;
     let tree = fs.subtree(&src);
     if tree.is_empty() {
         return Err(Error::NotFound {
@@ -104,7 +106,7 @@ pub(crate) fn copy_out(fs: &Fs, sandbox_path: &str, host: &Path) -> Result<()> {
                 .map_err(|o| escape(&at.display().to_string(), o))?;
         }
     }
-    let dest = host_copy_target(host, rel.file_name())?;
+    let dest = host_copy_target(host, sandbox_path.file_name())?;
     let io =
         |p: &Path, e: std::io::Error| Error::invalid(format!("cannot write {}: {e}", p.display()));
     if matches!(tree[0].1, Node::Dir) && std::fs::symlink_metadata(&dest).is_ok() {

@@ -46,6 +46,7 @@ pub(crate) struct MachineState {
     cpu_used: Duration,
     cpu_since: Instant,
     closed: bool,
+    survive_signals: bool,
 }
 
 /// One workspace's simulated machine; shared by the fake and every task
@@ -118,6 +119,7 @@ impl Machine {
                 cpu_used: Duration::ZERO,
                 cpu_since: Instant::now(),
                 closed: false,
+                survive_signals: false,
             }),
         })
     }
@@ -144,7 +146,7 @@ impl Machine {
         }
         if st
             .limits
-            .pids
+            .pids()
             .is_some_and(|max| st.procs.len() as u64 >= max)
         {
             return Err(ForkError::Limit);
@@ -166,11 +168,17 @@ impl Machine {
         Ok(Pid { pid, group, ctl })
     }
 
+    /// Makes every process survive signals, SIGKILL included, as a process
+    /// in uninterruptible sleep does (a fault for tests of `stop`).
+    pub(crate) fn set_survive_signals(&self, survive: bool) {
+        self.lock().survive_signals = survive;
+    }
+
     /// Delivers `sig` to `pid` (0 only checks that it exists); false when
     /// there is no such process.
     pub(crate) fn signal(&self, pid: u32, sig: i32) -> bool {
         let mut st = self.lock();
-        if sig == 0 {
+        if sig == 0 || st.survive_signals {
             return st.procs.contains_key(&pid);
         }
         match st.procs.remove(&pid) {
@@ -183,8 +191,8 @@ impl Machine {
         }
     }
 
-    /// Delivers `sig` to every process of `group`; false when there is none.
-    pub(crate) fn kill_group(&self, group: u32, sig: i32) -> bool {
+    /// Delivers `sig` to every process of `group`; returns their pids.
+    pub(crate) fn kill_group(&self, group: u32, sig: i32) -> Vec<u32> {
         let pids: Vec<u32> = {
             let st = self.lock();
             st.procs
@@ -196,19 +204,21 @@ impl Machine {
         for &pid in &pids {
             self.signal(pid, sig);
         }
-        !pids.is_empty()
+        pids
     }
 
-    /// Kills every process; with `close`, no process can start afterwards.
-    pub(crate) fn kill_all(&self, close: bool) {
+    /// Kills every process and returns their pids; with `close`, no process
+    /// can start afterwards.
+    pub(crate) fn kill_all(&self, close: bool) -> Vec<u32> {
         let pids: Vec<u32> = {
             let mut st = self.lock();
             st.closed |= close;
             st.procs.keys().copied().collect()
         };
-        for pid in pids {
+        for &pid in &pids {
             self.signal(pid, SIGKILL);
         }
+        pids
     }
 
     /// Does `pid` exist?
@@ -238,7 +248,7 @@ impl Machine {
         let mut st = self.lock();
         if st
             .limits
-            .memory_bytes
+            .memory_bytes()
             .is_some_and(|max| st.mem_used + bytes > max)
         {
             st.oom_kills += 1;
@@ -261,7 +271,7 @@ impl Machine {
     pub(crate) fn charge_cpu(&self, used: Duration) -> Option<Duration> {
         let mut st = self.lock();
         st.cpu_used += used;
-        let cpus = st.limits.cpus?;
+        let cpus = st.limits.cpus()?;
         let allowed = st.cpu_since.elapsed().mul_f64(cpus);
         let ahead = st.cpu_used.checked_sub(allowed)?;
         Some(ahead.div_f64(cpus))

@@ -27,15 +27,17 @@
 //! let ws = fake.create_workspace(&WorkspaceSpec::new()).await.unwrap();
 //! assert!(fake.is_live(&ws));
 //! fake.fail_once(Op::RunCommand, orchestrator_core::Error::invalid("boom"));
-//! assert!(fake.run_command(&ws, &CommandSpec::new(["true"])).await.is_err());
-//! assert!(fake.run_command(&ws, &CommandSpec::new(["true"])).await.is_ok());
+//! let cmd = CommandSpec::new(["true"]).build().unwrap();
+//! assert!(fake.run_command(&ws, &cmd).await.is_err());
+//! assert!(fake.run_command(&ws, &cmd).await.is_ok());
 //! fake.cleanup(&ws).await.unwrap();
 //! assert!(fake.residue(&ws).await.unwrap().is_empty());
 //! assert_eq!(fake.count(Op::RunCommand), 2);
 //!
 //! let sim = FakeOrchestrator::new().with_shell();
 //! let ws = sim.create_workspace(&WorkspaceSpec::new()).await.unwrap();
-//! let out = sim.run_command(&ws, &CommandSpec::shell("echo hi > f; cat f")).await.unwrap();
+//! let script = CommandSpec::shell("echo hi > f; cat f").build().unwrap();
+//! let out = sim.run_command(&ws, &script).await.unwrap();
 //! assert_eq!(out.stdout, b"hi\n");
 //! sim.cleanup(&ws).await.unwrap();
 //! # });
@@ -48,6 +50,7 @@ mod machine;
 mod orchestrator;
 mod run;
 mod shell;
+mod stop;
 #[cfg(test)]
 mod tests;
 
@@ -59,10 +62,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 pub use calls::{Call, FakeError, Op};
+pub use stop::SurvivedKill;
 
 use crate::error::{Error, Result};
-use crate::limits::{LimitKind, ResourceLimits};
-use crate::paths::sandbox_relative;
+use crate::limits::{LimitKind, Mechanism, ResourceLimits};
+use crate::paths::SandboxPath;
 use crate::types::{Availability, Capabilities, ExecOutput, ExitStatus, ProcessId, WorkspaceId};
 use calls::Failures;
 use fs::Node;
@@ -128,9 +132,15 @@ impl Default for FakeOrchestrator {
     }
 }
 
-/// Capabilities claiming everything: copy, background, network isolation,
-/// OOM detection and every limit kind (no direct access: the fake has no host
-/// directory).
+/// The mechanism the fake names for every limit it enforces: its own
+/// simulation of them.
+pub const MECHANISM: Mechanism = Mechanism::named("fake");
+
+/// Capabilities claiming everything a single process can: copy,
+/// background, network isolation, OOM detection and every limit kind. Not
+/// direct access (the fake has no host directory) and not cross-process
+/// (its workspaces live in this process's memory, so no other process can
+/// meet them).
 pub fn full_capabilities() -> Capabilities {
     Capabilities {
         copy: true,
@@ -177,7 +187,7 @@ impl FakeOrchestrator {
                 output: ok_output(),
                 scripted_files: BTreeMap::new(),
                 run_delay: None,
-                availability: Availability::yes(),
+                availability: Availability::Available,
                 created_total: 0,
             }),
         }
@@ -267,6 +277,22 @@ impl FakeOrchestrator {
         self.lock().failures.clear();
     }
 
+    /// Makes the processes of a live workspace survive every signal,
+    /// SIGKILL included, as processes in uninterruptible sleep do (shell
+    /// mode): `stop` then waits its [`STOP_DEADLINE`](crate::STOP_DEADLINE)
+    /// and answers [`Error::Backend`] with a [`SurvivedKill`]. False when
+    /// the workspace does not exist.
+    pub fn processes_survive_kill(&self, id: &WorkspaceId, survive: bool) -> bool {
+        let machine = self.lock().workspaces.get(id).map(|ws| ws.machine.clone());
+        match machine {
+            Some(m) => {
+                m.set_survive_signals(survive);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Simulates a sandbox left behind by a crashed process: a live workspace
     /// that [`Orchestrator::reap_orphans`](crate::Orchestrator::reap_orphans) will remove. Returns its id.
     pub fn add_orphan(&self, execution_id: Option<&str>) -> WorkspaceId {
@@ -318,10 +344,10 @@ impl FakeOrchestrator {
 
     /// A file's content in a live workspace.
     pub fn file(&self, id: &WorkspaceId, sandbox_path: &str) -> Option<Vec<u8>> {
-        let rel = sandbox_relative(sandbox_path).ok()?;
+        let path = SandboxPath::new(sandbox_path).ok()?;
         let machine = self.lock().workspaces.get(id)?.machine.clone();
         let st = machine.lock();
-        match st.fs.get(&rel)? {
+        match st.fs.get(path.as_path())? {
             Node::File(d) => Some(d.clone()),
             _ => None,
         }
@@ -390,8 +416,8 @@ impl FakeOrchestrator {
     fn write_scripted_files(ws: &FakeWorkspace, scripted: &BTreeMap<PathBuf, Vec<u8>>) {
         let mut st = ws.machine.lock();
         for (p, d) in scripted {
-            if let Ok(rel) = sandbox_relative(&p.to_string_lossy()) {
-                st.fs.insert(&rel, Node::File(d.clone()));
+            if let Ok(path) = SandboxPath::new(p.to_string_lossy()) {
+                st.fs.insert(path.as_path(), Node::File(d.clone()));
             }
         }
     }

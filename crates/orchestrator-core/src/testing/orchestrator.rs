@@ -8,13 +8,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::copy::{copy_in, copy_out, read_host_tree};
-use super::machine::Machine;
+use super::machine::{Machine, SIGKILL};
 use super::run::{drive, plan, Job};
-use super::{Call, FakeOrchestrator, FakeWorkspace};
+use super::stop::await_end;
+use super::{Call, FakeOrchestrator, FakeWorkspace, MECHANISM};
 use crate::error::{Error, Result};
-use crate::limits::{LimitEntry, LimitReport, Mechanism, ResourceLimits};
+use crate::limits::{LimitEntry, LimitReport, ResourceLimits};
 use crate::orchestrator::Orchestrator;
-use crate::paths::sandbox_relative;
+use crate::paths::SandboxPath;
 use crate::types::{
     Availability, Capabilities, CommandSpec, ExecOutput, ProcessId, ProcessSnapshot, Stream,
     WorkspaceId, WorkspaceSpec,
@@ -33,7 +34,7 @@ impl Orchestrator for FakeOrchestrator {
     async fn is_available(&self) -> Availability {
         match self.enter(Call::IsAvailable).await {
             Ok(()) => self.lock().availability.clone(),
-            Err(e) => Availability::no(e.to_string()),
+            Err(e) => Availability::unavailable(e.to_string()),
         }
     }
 
@@ -44,9 +45,6 @@ impl Orchestrator for FakeOrchestrator {
             labels: spec.labels.clone(),
         })
         .await?;
-        if let Some(l) = &spec.limits {
-            l.validate()?;
-        }
         let id = self.fresh_id();
         let ws = FakeWorkspace::new(spec.limits.clone(), spec.execution_id.clone());
         let mut st = self.lock();
@@ -65,7 +63,7 @@ impl Orchestrator for FakeOrchestrator {
             limits: limits.clone(),
         })
         .await?;
-        limits.validate()?;
+        self.machine(id)?;
         let report = LimitReport {
             entries: limits
                 .requested()
@@ -75,32 +73,38 @@ impl Orchestrator for FakeOrchestrator {
                     LimitEntry {
                         kind,
                         requested,
-                        enforced_by: enforced.then_some(Mechanism::Runbox),
+                        enforced_by: enforced.then_some(MECHANISM),
                         note: (!enforced)
                             .then(|| format!("fake backend {} does not enforce it", self.name)),
                     }
                 })
                 .collect(),
         };
-        if limits.strict {
+        if limits.strict() {
             report.check_strict()?;
         }
         self.with_ws(id, |ws, _| {
-            ws.limits = Some(limits.clone());
-            ws.machine.set_limits(limits.clone());
+            let merged = ws.limits.clone().unwrap_or_default().overlay(limits);
+            ws.machine.set_limits(merged.clone());
+            ws.limits = Some(merged);
             Ok(())
         })?;
         Ok(report)
     }
 
-    async fn copy_to(&self, id: &WorkspaceId, host_path: &Path, sandbox_path: &str) -> Result<()> {
+    async fn copy_to(
+        &self,
+        id: &WorkspaceId,
+        host_path: &Path,
+        sandbox_path: &SandboxPath,
+    ) -> Result<()> {
         self.enter(Call::CopyTo {
             id: id.clone(),
             host: host_path.to_path_buf(),
-            sandbox: sandbox_path.to_string(),
+            sandbox: sandbox_path.clone(),
         })
         .await?;
-        let machine = self.copy_target(id, "copy_to", sandbox_path)?;
+        let machine = self.copy_target(id, "copy_to")?;
         let tree = read_host_tree(host_path)?;
         let mut st = machine.lock();
         copy_in(&mut st.fs, tree, sandbox_path)
@@ -109,16 +113,16 @@ impl Orchestrator for FakeOrchestrator {
     async fn copy_from(
         &self,
         id: &WorkspaceId,
-        sandbox_path: &str,
+        sandbox_path: &SandboxPath,
         host_path: &Path,
     ) -> Result<()> {
         self.enter(Call::CopyFrom {
             id: id.clone(),
-            sandbox: sandbox_path.to_string(),
+            sandbox: sandbox_path.clone(),
             host: host_path.to_path_buf(),
         })
         .await?;
-        let machine = self.copy_target(id, "copy_from", sandbox_path)?;
+        let machine = self.copy_target(id, "copy_from")?;
         let st = machine.lock();
         copy_out(&st.fs, sandbox_path, host_path)
     }
@@ -126,11 +130,10 @@ impl Orchestrator for FakeOrchestrator {
     async fn run_command(&self, id: &WorkspaceId, cmd: &CommandSpec) -> Result<ExecOutput> {
         self.enter(Call::RunCommand {
             id: id.clone(),
-            argv: cmd.argv.clone(),
-            live_output: cmd.output.is_some(),
+            argv: cmd.argv().to_vec(),
+            live_output: cmd.output().is_some(),
         })
         .await?;
-        cmd.validate()?;
         let machine = self.machine(id)?;
         let delay = self.lock().run_delay;
         if let Some(d) = delay {
@@ -145,7 +148,7 @@ impl Orchestrator for FakeOrchestrator {
             Ok(())
         })?;
         let out = self.lock().output.clone();
-        if let Some(sink) = &cmd.output {
+        if let Some(sink) = cmd.output() {
             sink.emit(Stream::Stdout, &out.stdout);
             sink.emit(Stream::Stderr, &out.stderr);
         }
@@ -155,16 +158,15 @@ impl Orchestrator for FakeOrchestrator {
     async fn start_background(&self, id: &WorkspaceId, cmd: &CommandSpec) -> Result<ProcessId> {
         self.enter(Call::StartBackground {
             id: id.clone(),
-            argv: cmd.argv.clone(),
+            argv: cmd.argv().to_vec(),
         })
         .await?;
+        let machine = self.machine(id)?;
         if !self.capabilities.background {
             return Err(self.unsupported("start_background"));
         }
-        cmd.validate()?;
         let pid = self.fresh_pid()?;
         let job = if self.shell {
-            let machine = self.machine(id)?;
             let (launch, job) = plan(&machine, cmd)?;
             tokio::spawn(drive(machine, launch, job.clone()));
             job
@@ -215,11 +217,22 @@ impl Orchestrator for FakeOrchestrator {
         })
         .await?;
         let machine = self.machine(id)?;
-        match pid {
-            Some(pid) => self.job(id, pid)?.stop(&machine),
-            None => machine.kill_all(false),
-        }
-        Ok(())
+        let (pids, jobs) = match pid {
+            Some(pid) => {
+                let job = self.job(id, pid)?;
+                let pids = job
+                    .group()
+                    .map(|g| machine.kill_group(g, SIGKILL))
+                    .unwrap_or_default();
+                (pids, vec![job])
+            }
+            None => {
+                let jobs =
+                    self.with_ws(id, |ws, _| Ok(ws.processes.values().cloned().collect()))?;
+                (machine.kill_all(false), jobs)
+            }
+        };
+        await_end(&self.name, id.as_str(), &machine, &pids, &jobs).await
     }
 
     async fn cleanup(&self, id: &WorkspaceId) -> Result<()> {
@@ -269,19 +282,14 @@ impl Orchestrator for FakeOrchestrator {
 }
 
 impl FakeOrchestrator {
-    /// What a copy checks before it touches anything: the capability, the
-    /// sandbox path's lexical rules, the workspace. Returns its machine.
-    fn copy_target(
-        &self,
-        id: &WorkspaceId,
-        operation: &str,
-        sandbox_path: &str,
-    ) -> Result<Arc<Machine>> {
+    /// What a copy checks before it touches anything: the workspace, then
+    /// the capability. Returns its machine.
+    fn copy_target(&self, id: &WorkspaceId, operation: &str) -> Result<Arc<Machine>> {
+        let machine = self.machine(id)?;
         if !self.capabilities.copy {
             return Err(self.unsupported(operation));
         }
-        sandbox_relative(sandbox_path)?;
-        self.machine(id)
+        Ok(machine)
     }
 
     /// A background process of a live workspace.

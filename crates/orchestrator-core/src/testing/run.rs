@@ -3,7 +3,6 @@
 //! timeout, the kill of its whole group when it ends, and how its end is
 //! reported. A [`Job`] is also what the fake keeps per background process.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -14,76 +13,30 @@ use super::fs::{Outside, SANDBOX_ROOT};
 use super::machine::{run_as, Ended, ForkError, Machine, SIGKILL};
 use super::shell::{programs, Ctx};
 use crate::error::{Error, Result};
-use crate::paths::sandbox_relative;
-use crate::types::{
-    CappedBuffer, CommandSpec, ExecOutput, ExitStatus, OutputSink, ProcessSnapshot, StartFailure,
-    Stream,
-};
+use crate::exec::{OutputCapture, ResolvedCommand};
+use crate::types::{CommandSpec, ExecOutput, ExitStatus, ProcessSnapshot, StartFailure, Stream};
 
-/// The output cap when neither the command nor the workspace sets one; past
-/// it output is cut but the command runs on.
-const DEFAULT_OUTPUT_CAP: u64 = 64 << 20;
-
-/// The PATH commands get.
-const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
-
-/// A command's captured stdout and stderr.
-pub(crate) struct Capture {
-    stdout: CappedBuffer,
-    stderr: CappedBuffer,
-    enforce: bool,
-    exceeded: bool,
+/// A command's captured output, and whether the command already ended
+/// (its leftover processes' writes are dropped then).
+struct Captured {
+    output: OutputCapture,
     closed: bool,
-    sink: Option<OutputSink>,
-}
-
-impl Capture {
-    fn new(cap: u64, enforce: bool, sink: Option<OutputSink>) -> Self {
-        Self {
-            stdout: CappedBuffer::new(cap),
-            stderr: CappedBuffer::new(cap),
-            enforce,
-            exceeded: false,
-            closed: false,
-            sink,
-        }
-    }
-
-    /// Keeps what fits under the cap and hands it to the live sink. False
-    /// when an enforced cap was passed: the writer's group must be stopped.
-    pub(crate) fn write(&mut self, stream: Stream, data: &[u8]) -> bool {
-        if self.closed {
-            return true;
-        }
-        let buf = match stream {
-            Stream::Stdout => &mut self.stdout,
-            Stream::Stderr => &mut self.stderr,
-        };
-        let kept = buf.push(data);
-        if let Some(sink) = &self.sink {
-            if !kept.is_empty() {
-                sink.emit(stream, kept);
-            }
-        }
-        if buf.truncated() && self.enforce {
-            self.exceeded = true;
-            return false;
-        }
-        true
-    }
 }
 
 /// A started command: its output so far and, once it ended, its result.
 pub(crate) struct Job {
-    capture: Mutex<Capture>,
+    capture: Mutex<Captured>,
     done: watch::Sender<Option<ExecOutput>>,
     group: Mutex<Option<u32>>,
 }
 
 impl Job {
-    fn new(capture: Capture) -> Arc<Self> {
+    fn new(output: OutputCapture) -> Arc<Self> {
         Arc::new(Self {
-            capture: Mutex::new(capture),
+            capture: Mutex::new(Captured {
+                output,
+                closed: false,
+            }),
             done: watch::channel(None).0,
             group: Mutex::new(None),
         })
@@ -91,34 +44,31 @@ impl Job {
 
     /// A job that already ended with `output` (the scripted mode).
     pub(crate) fn finished(output: ExecOutput) -> Arc<Self> {
-        let job = Self::new(Capture::new(0, false, None));
+        let job = Self::new(OutputCapture::empty());
         job.done.send_replace(Some(output));
         job
     }
 
-    pub(crate) fn capture(&self) -> MutexGuard<'_, Capture> {
+    fn capture(&self) -> MutexGuard<'_, Captured> {
         self.capture.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps what fits under the cap and hands it to the live sink. False
+    /// when an enforced cap was passed: the writer's group must be stopped.
+    pub(crate) fn write(&self, stream: Stream, data: &[u8]) -> bool {
+        let mut c = self.capture();
+        c.closed || !c.output.push(stream, data)
     }
 
     /// Output so far and, once it ended, its status.
     pub(crate) fn snapshot(&self) -> ProcessSnapshot {
-        if let Some(o) = self.done.borrow().as_ref() {
-            return ProcessSnapshot {
-                status: Some(o.status.clone()),
-                stdout: o.stdout.clone(),
-                stderr: o.stderr.clone(),
-                stdout_truncated: o.stdout_truncated,
-                stderr_truncated: o.stderr_truncated,
-            };
-        }
+        // The capture's lock first: `drive` holds it while it moves the
+        // output into the result, so the result is seen once it is taken.
         let c = self.capture();
-        ProcessSnapshot {
-            status: None,
-            stdout: c.stdout.data().to_vec(),
-            stderr: c.stderr.data().to_vec(),
-            stdout_truncated: c.stdout.truncated(),
-            stderr_truncated: c.stderr.truncated(),
+        if let Some(o) = self.done.borrow().as_ref() {
+            return ProcessSnapshot::from(o);
         }
+        c.output.snapshot(None)
     }
 
     /// Its result once it ended, waiting at most `timeout`.
@@ -136,22 +86,16 @@ impl Job {
         }
     }
 
-    /// Kills its whole group.
-    pub(crate) fn stop(&self, machine: &Machine) {
-        let group = *self.group.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(g) = group {
-            machine.kill_group(g, SIGKILL);
-        }
+    /// The process group it runs in, once it started.
+    pub(crate) fn group(&self) -> Option<u32> {
+        *self.group.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 /// Everything a command needs to start, checked against the workspace.
 pub(crate) struct Launch {
-    argv: Vec<String>,
-    env: BTreeMap<String, String>,
+    cmd: ResolvedCommand,
     cwd: PathBuf,
-    stdin: Vec<u8>,
-    timeout: Option<Duration>,
 }
 
 /// Resolves `cmd` against the workspace's files and limits: its working
@@ -160,44 +104,25 @@ pub(crate) struct Launch {
 /// output.
 pub(crate) fn plan(machine: &Machine, cmd: &CommandSpec) -> Result<(Launch, Arc<Job>)> {
     let st = machine.lock();
+    let cmd = ResolvedCommand::new(cmd, &st.limits, SANDBOX_ROOT);
     let cwd = match &cmd.workdir {
         None => PathBuf::new(),
         Some(w) => {
-            let rel = sandbox_relative(w)?;
             let cwd = st
                 .fs
-                .resolve(&PathBuf::new(), &rel)
-                .map_err(|o| escape(w, o))?;
+                .resolve(&PathBuf::new(), w.as_path())
+                .map_err(|o| escape(w.as_str(), o))?;
             if !st.fs.is_dir(&cwd) {
                 return Err(Error::NotFound {
                     what: "working directory",
-                    id: w.clone(),
+                    id: w.to_string(),
                 });
             }
             cwd
         }
     };
-    let limits = &st.limits;
-    let cap = min_opt(cmd.output_limit, limits.output_bytes);
-    let capture = Capture::new(
-        cap.unwrap_or(DEFAULT_OUTPUT_CAP),
-        cap.is_some(),
-        cmd.output.clone(),
-    );
-    let mut env = BTreeMap::from([
-        ("PATH".to_string(), DEFAULT_PATH.to_string()),
-        ("HOME".to_string(), SANDBOX_ROOT.to_string()),
-        ("LANG".to_string(), "C.UTF-8".to_string()),
-    ]);
-    env.extend(cmd.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    let launch = Launch {
-        argv: cmd.argv.clone(),
-        env,
-        cwd,
-        stdin: cmd.stdin.clone().unwrap_or_default(),
-        timeout: min_opt(cmd.timeout, limits.wall_timeout),
-    };
-    Ok((launch, Job::new(capture)))
+    let job = Job::new(OutputCapture::for_command(&cmd));
+    Ok((Launch { cmd, cwd }, job))
 }
 
 /// The error for a sandbox path that leads outside.
@@ -208,13 +133,6 @@ pub(crate) fn escape(path: &str, why: Outside) -> Error {
             Outside::Escapes => "a symlink leads outside the sandbox".to_string(),
             Outside::Loop => "too many levels of symbolic links".to_string(),
         },
-    }
-}
-
-fn min_opt<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
     }
 }
 
@@ -235,25 +153,19 @@ pub(crate) async fn drive(machine: Arc<Machine>, launch: Launch, job: Arc<Job>) 
     let cpu = Arc::new(Mutex::new(Duration::ZERO));
     let status = run(&machine, launch, &job, &cpu, started).await;
     let cpu_time = *cpu.lock().unwrap_or_else(|p| p.into_inner());
-    let output = {
-        let mut c = job.capture();
-        c.closed = true;
-        let status = if c.exceeded {
-            ExitStatus::OutputLimitExceeded
-        } else {
-            status
-        };
-        ExecOutput {
-            status,
-            stdout: c.stdout.data().to_vec(),
-            stderr: c.stderr.data().to_vec(),
-            stdout_truncated: c.stdout.truncated(),
-            stderr_truncated: c.stderr.truncated(),
-            wall_time: started.elapsed(),
-            cpu_time: Some(cpu_time),
-            peak_memory: None,
-        }
+    let mut c = job.capture();
+    c.closed = true;
+    let status = if c.output.exceeded() {
+        ExitStatus::OutputLimitExceeded
+    } else {
+        status
     };
+    let output = std::mem::replace(&mut c.output, OutputCapture::empty()).finish(
+        status,
+        started.elapsed(),
+        Some(cpu_time),
+        None,
+    );
     job.done.send_replace(Some(output.clone()));
     output
 }
@@ -265,7 +177,7 @@ async fn run(
     cpu: &Arc<Mutex<Duration>>,
     started: Instant,
 ) -> ExitStatus {
-    let program = launch.argv[0].clone();
+    let program = launch.cmd.argv[0].clone();
     if !programs::exists(&program) {
         return ExitStatus::FailedToStart {
             reason: StartFailure::NotFound,
@@ -288,19 +200,25 @@ async fn run(
     *job.group.lock().unwrap_or_else(|p| p.into_inner()) = Some(group);
     let _guard = GroupGuard(machine, group);
     let oom_before = machine.oom_kills();
+    let ResolvedCommand {
+        argv,
+        env,
+        stdin,
+        timeout,
+        ..
+    } = launch.cmd;
     let ctx = Ctx::leader(
         machine.clone(),
         &pid,
         launch.cwd,
-        launch.env,
-        launch.stdin,
+        env,
+        stdin.unwrap_or_default(),
         job,
         cpu,
     );
     let m = machine.clone();
-    let argv = launch.argv;
     let task = tokio::spawn(async move { run_as(&m, &pid, ctx.run_argv(argv)).await });
-    let ended = match launch.timeout {
+    let ended = match timeout {
         Some(t) => match tokio::time::timeout(t.saturating_sub(started.elapsed()), task).await {
             Ok(r) => r,
             Err(_) => return ExitStatus::TimedOut,

@@ -7,7 +7,15 @@ use std::time::Duration;
 
 use super::*;
 use crate::orchestrator::Orchestrator;
-use crate::types::{CommandSpec, ExecOutput, ExitStatus, WorkspaceSpec};
+use crate::types::{CommandSpec, CommandSpecBuilder, ExecOutput, ExitStatus, WorkspaceSpec};
+
+fn cmd(b: CommandSpecBuilder) -> CommandSpec {
+    b.build().unwrap()
+}
+
+fn path(p: &str) -> SandboxPath {
+    SandboxPath::new(p).unwrap()
+}
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -32,7 +40,7 @@ fn lifecycle_is_tracked() {
         assert!(f.residue(&ws).await.unwrap().is_empty());
         assert!(f.live_workspaces().is_empty());
         assert!(matches!(
-            f.run_command(&ws, &CommandSpec::new(["true"])).await,
+            f.run_command(&ws, &cmd(CommandSpec::new(["true"]))).await,
             Err(Error::NotFound { .. })
         ));
         assert_eq!(
@@ -58,16 +66,20 @@ fn failures_can_be_injected_on_every_op() {
             f.fail_with_backend_error(op);
         }
         let pid = ProcessId::new("p1").unwrap();
-        let cmd = CommandSpec::new(["true"]);
+        let true_cmd = cmd(CommandSpec::new(["true"]));
         let errs = vec![
             f.create_workspace(&WorkspaceSpec::new()).await.err(),
             f.apply_resource_limits(&ws, &ResourceLimits::default())
                 .await
                 .err(),
-            f.copy_to(&ws, Path::new("/nonexistent"), "x").await.err(),
-            f.copy_from(&ws, "x", Path::new("/nonexistent")).await.err(),
-            f.run_command(&ws, &cmd).await.err(),
-            f.start_background(&ws, &cmd).await.err(),
+            f.copy_to(&ws, Path::new("/nonexistent"), &path("x"))
+                .await
+                .err(),
+            f.copy_from(&ws, &path("x"), Path::new("/nonexistent"))
+                .await
+                .err(),
+            f.run_command(&ws, &true_cmd).await.err(),
+            f.start_background(&ws, &true_cmd).await.err(),
             f.process_status(&ws, &pid).await.err(),
             f.wait_process(&ws, &pid, None).await.err(),
             f.stop(&ws, None).await.err(),
@@ -80,7 +92,7 @@ fn failures_can_be_injected_on_every_op() {
             let fe = e.backend_source().unwrap().downcast_ref::<FakeError>();
             assert!(fe.is_some(), "{e}");
         }
-        assert!(!f.is_available().await.available);
+        assert!(!f.is_available().await.is_available());
         f.clear_failures();
         f.cleanup(&ws).await.unwrap();
         assert!(!f.is_live(&ws));
@@ -116,10 +128,7 @@ fn strict_limits_follow_capabilities() {
             .unwrap();
         let r = f.apply_resource_limits(&ws, &lax).await.unwrap();
         assert!(!r.all_enforced());
-        let strict = ResourceLimits {
-            strict: true,
-            ..lax
-        };
+        let strict = lax.with_strict(true);
         assert!(matches!(
             f.apply_resource_limits(&ws, &strict).await,
             Err(Error::LimitNotEnforceable { .. })
@@ -141,22 +150,24 @@ fn files_round_trip_and_scripted_output() {
             ..ok_output()
         });
         let ws = f.create_workspace(&WorkspaceSpec::new()).await.unwrap();
-        f.copy_to(&ws, &src, "in.txt").await.unwrap();
+        f.copy_to(&ws, &src, &path("in.txt")).await.unwrap();
         assert_eq!(f.file(&ws, "in.txt").unwrap(), b"hello");
         assert!(matches!(
-            f.copy_to(&ws, &src, "../x").await,
+            SandboxPath::new("../x"),
             Err(Error::PathEscapesSandbox { .. })
         ));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s2 = seen.clone();
-        let cmd = CommandSpec::new(["x"]).output(crate::OutputSink::new(move |_, d| {
-            s2.lock().unwrap().extend_from_slice(d)
-        }));
-        let out = f.run_command(&ws, &cmd).await.unwrap();
+        let live = cmd(
+            CommandSpec::new(["x"]).output(crate::OutputSink::new(move |_, d| {
+                s2.lock().unwrap().extend_from_slice(d)
+            })),
+        );
+        let out = f.run_command(&ws, &live).await.unwrap();
         assert_eq!(out.stdout, b"hi");
         assert_eq!(&*seen.lock().unwrap(), b"hi");
         let dest = dir.path().join("got");
-        f.copy_from(&ws, "out", &dest).await.unwrap();
+        f.copy_from(&ws, &path("out"), &dest).await.unwrap();
         assert_eq!(std::fs::read(dest.join("result.txt")).unwrap(), b"done");
         f.cleanup(&ws).await.unwrap();
     });
@@ -188,7 +199,11 @@ fn run_scripts(limits: Option<ResourceLimits>, scripts: &[&str]) -> Vec<ExecOutp
         let ws = f.create_workspace(&spec).await.unwrap();
         let mut outs = Vec::new();
         for s in scripts {
-            outs.push(f.run_command(&ws, &CommandSpec::shell(*s)).await.unwrap());
+            outs.push(
+                f.run_command(&ws, &cmd(CommandSpec::shell(*s)))
+                    .await
+                    .unwrap(),
+            );
         }
         f.cleanup(&ws).await.unwrap();
         outs
@@ -238,16 +253,16 @@ fn shell_dropped_command_leaves_no_process() {
     rt().block_on(async {
         let f = FakeOrchestrator::new().with_shell();
         let ws = f.create_workspace(&WorkspaceSpec::new()).await.unwrap();
-        let slow = CommandSpec::shell("sleep 100 & sleep 100");
+        let slow = cmd(CommandSpec::shell("sleep 100 & sleep 100"));
         let dropped = tokio::time::timeout(Duration::from_millis(50), f.run_command(&ws, &slow));
         assert!(dropped.await.is_err());
         let out = f
-            .run_command(&ws, &CommandSpec::shell("ls /proc | wc -l"))
+            .run_command(&ws, &cmd(CommandSpec::shell("ls /proc | wc -l")))
             .await
             .unwrap();
         // Only the listing shell itself is left.
         assert_eq!(out.stdout_str(), "1\n", "{out:?}");
-        f.run_command(&ws, &CommandSpec::shell("echo kept > f"))
+        f.run_command(&ws, &cmd(CommandSpec::shell("echo kept > f")))
             .await
             .unwrap();
         assert_eq!(f.file(&ws, "f").unwrap(), b"kept\n");

@@ -15,7 +15,9 @@ pub async fn background_output_and_wait(o: &dyn Orchestrator) {
     let pid = o
         .start_background(
             &id,
-            &CommandSpec::shell("echo started; echo e >&2; sleep 2; echo done; exit 3"),
+            &command(CommandSpec::shell(
+                "echo started; echo e >&2; sleep 2; echo done; exit 3",
+            )),
         )
         .await
         .expect("start_background");
@@ -61,14 +63,18 @@ pub async fn background_wait_timeout_and_stop(o: &dyn Orchestrator) {
     let p1 = o
         .start_background(
             &id,
-            &CommandSpec::shell("sleep 1000 & echo $! > c1.pid; sleep 1000"),
+            &command(CommandSpec::shell(
+                "sleep 1000 & echo $! > c1.pid; sleep 1000",
+            )),
         )
         .await
         .expect("start p1");
     let p2 = o
         .start_background(
             &id,
-            &CommandSpec::shell("sleep 1000 & echo $! > c2.pid; sleep 1000"),
+            &command(CommandSpec::shell(
+                "sleep 1000 & echo $! > c2.pid; sleep 1000",
+            )),
         )
         .await
         .expect("start p2");

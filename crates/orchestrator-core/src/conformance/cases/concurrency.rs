@@ -34,7 +34,7 @@ pub async fn concurrent_workspaces_are_isolated(o: &dyn Orchestrator) {
     for (i, id) in ids.iter().enumerate() {
         let dst = host.path().join(format!("f{i}"));
         if o.capabilities().copy {
-            o.copy_from(id, &format!("mine-{i}"), &dst)
+            o.copy_from(id, &sandbox(&format!("mine-{i}")), &dst)
                 .await
                 .expect("copy_from");
             assert_eq!(

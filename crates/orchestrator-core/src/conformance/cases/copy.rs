@@ -15,10 +15,10 @@ pub async fn copy_file_roundtrip_binary_and_empty(o: &dyn Orchestrator) {
     bin.extend(pattern(70_000, 7));
     std::fs::write(host.path().join("bin"), &bin).expect("write");
     std::fs::write(host.path().join("empty"), b"").expect("write");
-    o.copy_to(&id, &host.path().join("bin"), "in/data.bin")
+    o.copy_to(&id, &host.path().join("bin"), &sandbox("in/data.bin"))
         .await
         .expect("copy_to bin");
-    o.copy_to(&id, &host.path().join("empty"), "empty")
+    o.copy_to(&id, &host.path().join("empty"), &sandbox("empty"))
         .await
         .expect("copy_to empty");
     let out = sh(o, &id, "wc -c < in/data.bin; wc -c < empty").await;
@@ -29,10 +29,10 @@ pub async fn copy_file_roundtrip_binary_and_empty(o: &dyn Orchestrator) {
         .map(str::to_string)
         .collect();
     assert_eq!(sizes, vec![bin.len().to_string(), "0".to_string()]);
-    o.copy_from(&id, "in/data.bin", &host.path().join("bin.out"))
+    o.copy_from(&id, &sandbox("in/data.bin"), &host.path().join("bin.out"))
         .await
         .expect("copy_from bin");
-    o.copy_from(&id, "empty", &host.path().join("empty.out"))
+    o.copy_from(&id, &sandbox("empty"), &host.path().join("empty.out"))
         .await
         .expect("copy_from empty");
     assert_eq!(
@@ -45,7 +45,7 @@ pub async fn copy_file_roundtrip_binary_and_empty(o: &dyn Orchestrator) {
     );
     // Overwriting an existing file replaces it.
     std::fs::write(host.path().join("bin"), b"short").expect("write");
-    o.copy_to(&id, &host.path().join("bin"), "in/data.bin")
+    o.copy_to(&id, &host.path().join("bin"), &sandbox("in/data.bin"))
         .await
         .expect("copy_to overwrite");
     let out = sh(o, &id, "cat in/data.bin").await;
@@ -59,10 +59,10 @@ pub async fn copy_large_file(o: &dyn Orchestrator) {
     let host = host_dir();
     let data = pattern(8 << 20, 99);
     std::fs::write(host.path().join("big"), &data).expect("write");
-    o.copy_to(&id, &host.path().join("big"), "big")
+    o.copy_to(&id, &host.path().join("big"), &sandbox("big"))
         .await
         .expect("copy_to");
-    o.copy_from(&id, "big", &host.path().join("big.out"))
+    o.copy_from(&id, &sandbox("big"), &host.path().join("big.out"))
         .await
         .expect("copy_from");
     assert!(std::fs::read(host.path().join("big.out")).expect("read") == data);
@@ -103,7 +103,9 @@ pub async fn copy_nested_directory(o: &dyn Orchestrator) {
     std::fs::write(src.join("a/bin"), pattern(4096, 3)).expect("write");
     std::fs::write(src.join("a/b/empty"), b"").expect("write");
     std::fs::write(src.join("a/b/c/deep.txt"), b"deep").expect("write");
-    o.copy_to(&id, &src, "tree").await.expect("copy_to dir");
+    o.copy_to(&id, &src, &sandbox("tree"))
+        .await
+        .expect("copy_to dir");
     let out = sh(
         o,
         &id,
@@ -116,7 +118,9 @@ pub async fn copy_nested_directory(o: &dyn Orchestrator) {
         ["deep", "0"]
     );
     let dst = host.path().join("dst");
-    o.copy_from(&id, "tree", &dst).await.expect("copy_from dir");
+    o.copy_from(&id, &sandbox("tree"), &dst)
+        .await
+        .expect("copy_from dir");
     assert_eq!(snapshot_tree(&src), snapshot_tree(&dst));
     done(o, &id).await;
 }
@@ -126,13 +130,14 @@ pub async fn copy_missing_source_is_not_found(o: &dyn Orchestrator) {
     let id = new_ws(o).await;
     let host = host_dir();
     expect_not_found(
-        o.copy_from(&id, "no/such/file", &host.path().join("x"))
+        o.copy_from(&id, &sandbox("no/such/file"), &host.path().join("x"))
             .await,
         "copy_from missing",
     );
     assert!(!host.path().join("x").exists());
     expect_not_found(
-        o.copy_to(&id, &host.path().join("missing"), "x").await,
+        o.copy_to(&id, &host.path().join("missing"), &sandbox("x"))
+            .await,
         "copy_to missing host path",
     );
     let out = sh(o, &id, "ls -A | wc -l").await;
@@ -154,16 +159,16 @@ pub async fn copy_out_never_replaces_host_directories(o: &dyn Orchestrator) {
         0,
     );
     // A file into an existing directory: under its own name.
-    o.copy_from(&id, "f", &keep)
+    o.copy_from(&id, &sandbox("f"), &keep)
         .await
         .expect("copy_from into a directory");
     assert_eq!(std::fs::read(keep.join("f")).expect("read"), b"f\n");
     // A directory whose name exists there as a directory: refused.
-    match o.copy_from(&id, "t", &keep).await {
+    match o.copy_from(&id, &sandbox("t"), &keep).await {
         Err(Error::InvalidInput(_)) => {}
         other => panic!("copy_from over an existing directory: {other:?}"),
     }
-    match o.copy_from(&id, "f", &keep.join("t")).await {
+    match o.copy_from(&id, &sandbox("f"), &keep.join("t")).await {
         Ok(()) => assert_eq!(std::fs::read(keep.join("t/f")).expect("read"), b"f\n"),
         Err(e) => panic!("copy_from into an existing subdirectory: {e}"),
     }

@@ -94,9 +94,11 @@ pub async fn live_output_arrives_before_end(o: &dyn Orchestrator) {
     let sink = OutputSink::new(move |s, d| {
         let _ = tx.send((s, d.to_vec()));
     });
-    let cmd = CommandSpec::shell("echo first; echo warn >&2; sleep 3; echo second")
-        .timeout(scaled(Duration::from_secs(60)))
-        .output(sink);
+    let cmd = command(
+        CommandSpec::shell("echo first; echo warn >&2; sleep 3; echo second")
+            .timeout(scaled(Duration::from_secs(60)))
+            .output(sink),
+    );
     let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let out = {
         let run_fut = o.run_command(&id, &cmd);

@@ -2,7 +2,6 @@
 
 use std::time::{Duration, Instant};
 
-use crate::error::Error;
 use crate::limits::{LimitKind, ResourceLimits};
 use crate::orchestrator::Orchestrator;
 use crate::types::{CommandSpec, ExitStatus};
@@ -79,60 +78,16 @@ pub async fn output_limit_from_limits(o: &dyn Orchestrator) {
     done(o, &id).await;
 }
 
-/// Invalid limits are InvalidInput and change nothing.
-pub async fn invalid_limits_rejected(o: &dyn Orchestrator) {
-    let id = new_ws(o).await;
-    let bad = [
-        ResourceLimits {
-            memory_bytes: Some(0),
-            ..Default::default()
-        },
-        ResourceLimits {
-            cpus: Some(-1.0),
-            ..Default::default()
-        },
-        ResourceLimits {
-            cpus: Some(f64::NAN),
-            ..Default::default()
-        },
-        ResourceLimits {
-            pids: Some(0),
-            ..Default::default()
-        },
-        ResourceLimits {
-            wall_timeout: Some(Duration::ZERO),
-            ..Default::default()
-        },
-        ResourceLimits {
-            memory_bytes: Some(u64::MAX),
-            ..Default::default()
-        },
-    ];
-    for l in bad {
-        match o.apply_resource_limits(&id, &l).await {
-            Err(Error::InvalidInput(_)) => {}
-            other => panic!("{l:?}: expected InvalidInput, got {other:?}"),
-        }
-    }
-    expect_exit(&sh(o, &id, "true").await, 0);
-    done(o, &id).await;
+/// Invalid limits are InvalidInput when built, so no backend sees them.
+pub async fn invalid_limits_rejected(_o: &dyn Orchestrator) {
+    expect_bad_limits_rejected();
 }
 
 /// The report has one entry per requested limit, in order, each naming its
 /// mechanism or why there is none; strict mode accepts what is enforceable.
 pub async fn limit_report_covers_every_request(o: &dyn Orchestrator) {
     let id = new_ws(o).await;
-    let limits = ResourceLimits::builder()
-        .memory_bytes(256 << 20)
-        .cpus(1.0)
-        .pids(256)
-        .wall_timeout(Duration::from_secs(60))
-        .cpu_time(Duration::from_secs(60))
-        .file_size_bytes(64 << 20)
-        .open_files(256)
-        .output_bytes(1 << 20)
-        .build()
-        .expect("limits");
+    let limits = every_limit().build().expect("limits");
     let report = o.apply_resource_limits(&id, &limits).await.expect("apply");
     let kinds: Vec<LimitKind> = report.entries.iter().map(|e| e.kind).collect();
     assert_eq!(kinds, LimitKind::ALL.to_vec());
@@ -149,19 +104,17 @@ pub async fn limit_report_covers_every_request(o: &dyn Orchestrator) {
         }
     }
     // Strict mode with only enforceable limits succeeds.
-    let mut strict = ResourceLimits {
-        strict: true,
-        ..Default::default()
-    };
+    let mut strict = ResourceLimits::builder().strict(true);
     for k in caps.limits.iter() {
-        match k {
-            LimitKind::Memory => strict.memory_bytes = Some(256 << 20),
-            LimitKind::Pids => strict.pids = Some(256),
-            LimitKind::WallTimeout => strict.wall_timeout = Some(Duration::from_secs(60)),
-            LimitKind::OutputBytes => strict.output_bytes = Some(1 << 20),
-            _ => {}
-        }
+        strict = match k {
+            LimitKind::Memory => strict.memory_bytes(256 << 20),
+            LimitKind::Pids => strict.pids(256),
+            LimitKind::WallTimeout => strict.wall_timeout(Duration::from_secs(60)),
+            LimitKind::OutputBytes => strict.output_bytes(1 << 20),
+            _ => strict,
+        };
     }
+    let strict = strict.build().expect("strict limits");
     let r = o
         .apply_resource_limits(&id, &strict)
         .await

@@ -41,8 +41,11 @@ pub async fn workdir_is_used(o: &dyn Orchestrator) {
     let out = run(o, &id, CommandSpec::new(["cat", "sub/dir/m"]).workdir(".")).await;
     expect_exit(&out, 0);
     expect_not_found(
-        o.run_command(&id, &CommandSpec::new(["true"]).workdir("no/such/dir"))
-            .await,
+        o.run_command(
+            &id,
+            &command(CommandSpec::new(["true"]).workdir("no/such/dir")),
+        )
+        .await,
         "missing workdir",
     );
     done(o, &id).await;

@@ -203,7 +203,7 @@ impl Ctx {
     /// over the CPU bandwidth limit) and lets a pending signal end it.
     pub(crate) async fn checkpoint(&mut self) {
         let throttle = self.charge();
-        let cpu_limit = self.machine.lock().limits.cpu_time;
+        let cpu_limit = self.machine.lock().limits.cpu_time();
         if cpu_limit.is_some_and(|l| self.cpu_used >= l) {
             self.machine.signal(self.pid, SIGXCPU);
         }
@@ -299,7 +299,7 @@ impl Ctx {
     pub(crate) fn open_write(&mut self, path: &str, append: bool) -> Result<Output, &'static str> {
         match self.locate(path, true) {
             Loc::Ws(p) => {
-                let limit = self.machine.lock().limits.open_files;
+                let limit = self.machine.lock().limits.open_files();
                 if limit.is_some_and(|l| 3 + self.open_files >= l) {
                     return Err("Too many open files");
                 }
@@ -342,7 +342,7 @@ impl Ctx {
                 true
             }
             Output::Capture(job, stream) => {
-                let ok = job.capture().write(*stream, data);
+                let ok = job.write(*stream, data);
                 if !ok {
                     self.machine.kill_group(self.group, SIGKILL);
                 }
@@ -350,7 +350,7 @@ impl Ctx {
             }
             Output::File(p) => {
                 let mut st = self.machine.lock();
-                let max = st.limits.file_size_bytes.unwrap_or(u64::MAX);
+                let max = st.limits.file_size_bytes().unwrap_or(u64::MAX);
                 match st.fs.append(p, data, max) {
                     Ok(n) if n == data.len() => true,
                     Ok(_) => {

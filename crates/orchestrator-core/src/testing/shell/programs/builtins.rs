@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::run;
+use crate::exec::cpu_seconds;
 use crate::testing::fs::{Node, SANDBOX_ROOT};
 use crate::testing::machine::SIGKILL;
 use crate::testing::shell::{Ctx, Exit, Loc};
@@ -158,7 +159,7 @@ pub(super) async fn kill(ctx: &mut Ctx, args: &[String]) -> i32 {
     let mut status = 0;
     for t in targets {
         let ok = match t.parse::<i64>() {
-            Ok(n) if n < -1 => ctx.machine.kill_group((-n) as u32, sig),
+            Ok(n) if n < -1 => !ctx.machine.kill_group((-n) as u32, sig).is_empty(),
             Ok(n) if n > 0 => ctx.machine.signal(n as u32, sig),
             _ => false,
         };
@@ -228,11 +229,11 @@ pub(super) async fn env(ctx: &mut Ctx, args: &[String]) -> Result<i32, Exit> {
 pub(super) fn ulimit(ctx: &mut Ctx, args: &[String]) -> i32 {
     let l = ctx.machine.lock().limits.clone();
     let value = match args.first().map(String::as_str).unwrap_or("-f") {
-        "-n" => Some(l.open_files.unwrap_or(1024)),
-        "-f" => l.file_size_bytes.map(|b| b / 512),
-        "-t" => l.cpu_time.map(|d| d.as_secs().max(1)),
-        "-u" => l.pids,
-        "-v" => l.memory_bytes.map(|b| b / 1024),
+        "-n" => Some(l.open_files().unwrap_or(1024)),
+        "-f" => l.file_size_bytes().map(|b| b / 512),
+        "-t" => l.cpu_time().map(cpu_seconds),
+        "-u" => l.pids(),
+        "-v" => l.memory_bytes().map(|b| b / 1024),
         other => {
             ctx.warn(format!("ulimit: {other}: unknown option"));
             return 2;
