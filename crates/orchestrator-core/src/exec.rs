@@ -101,8 +101,10 @@ impl ResolvedCommand {
     }
 }
 
-/// Captured output of both streams, capped, with live emission: what is
-/// kept is handed to the sink as it arrives.
+/// Captured output of both streams, capped, with live emission. With a
+/// requested output limit the sink sees what is kept (the command stops at
+/// the cap); without one the cap only bounds what is kept in memory, so the
+/// sink sees every byte (a live terminal is not cut at 64 MiB).
 #[derive(Debug, Clone)]
 pub struct OutputCapture {
     stdout: CappedBuffer,
@@ -138,9 +140,9 @@ impl OutputCapture {
         )
     }
 
-    /// Takes one chunk: keeps what fits, emits the kept part live. Returns
-    /// true when the stream went over an *enforced* cap (the caller stops
-    /// the command).
+    /// Takes one chunk: keeps what fits and emits it live (the kept part
+    /// under a requested limit, all of it otherwise). Returns true when the
+    /// stream went over a requested limit (the caller stops the command).
     pub fn push(&mut self, stream: Stream, chunk: &[u8]) -> bool {
         let buf = match stream {
             Stream::Stdout => &mut self.stdout,
@@ -148,7 +150,7 @@ impl OutputCapture {
         };
         let kept = buf.push(chunk);
         if let Some(sink) = &self.sink {
-            sink.emit(stream, kept);
+            sink.emit(stream, if self.cap.enforced { kept } else { chunk });
         }
         self.cap.enforced && buf.truncated()
     }
@@ -313,17 +315,23 @@ mod tests {
     }
 
     #[test]
-    fn unenforced_cap_drops_without_stopping() {
+    fn unenforced_cap_drops_without_stopping_and_streams_everything() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        let sink = OutputSink::new(move |_, d| s2.lock().unwrap().extend_from_slice(d));
         let mut c = OutputCapture::new(
             OutputCap {
                 bytes: 1,
                 enforced: false,
             },
-            None,
+            Some(sink),
         );
         assert!(!c.push(Stream::Stdout, b"xyz"));
         assert!(!c.exceeded());
-        assert!(c.snapshot(None).stdout_truncated);
+        let snap = c.snapshot(None);
+        assert!(snap.stdout_truncated);
+        assert_eq!(snap.stdout, b"x");
+        assert_eq!(*seen.lock().unwrap(), b"xyz");
     }
 
     #[test]

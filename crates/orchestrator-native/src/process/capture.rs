@@ -13,10 +13,6 @@ use crate::sync::lock;
 #[derive(Debug)]
 pub(crate) struct Shared {
     capture: Mutex<OutputCapture>,
-    /// The live sink when the cap is not a requested limit: that cap only
-    /// bounds what is kept in memory, so live output still sees every byte
-    /// (with a requested limit the capture emits what it keeps).
-    passthrough: Option<OutputSink>,
 }
 
 impl Shared {
@@ -24,30 +20,19 @@ impl Shared {
     pub fn empty() -> Self {
         Self {
             capture: Mutex::new(OutputCapture::empty()),
-            passthrough: None,
         }
     }
 
     /// A capture with this cap, emitting live to `sink`.
     pub(crate) fn new(cap: OutputCap, sink: Option<OutputSink>) -> Self {
-        let (kept, all) = if cap.enforced {
-            (sink, None)
-        } else {
-            (None, sink)
-        };
         Self {
-            capture: Mutex::new(OutputCapture::new(cap, kept)),
-            passthrough: all,
+            capture: Mutex::new(OutputCapture::new(cap, sink)),
         }
     }
 
     /// Takes one chunk; true when it went over a requested limit.
     fn push(&self, stream: Stream, chunk: &[u8]) -> bool {
-        let over = lock(&self.capture).push(stream, chunk);
-        if let Some(s) = &self.passthrough {
-            s.emit(stream, chunk);
-        }
-        over
+        lock(&self.capture).push(stream, chunk)
     }
 
     /// Output so far.
