@@ -1,17 +1,24 @@
-// The example backend of docs/writing-a-backend.md. Every Rust block of the
-// guide is an excerpt of this file (a test checks that), and
-// tests/guide_conformance.rs runs the shared conformance suite against it.
+//! The example backend of docs/writing-a-backend.md: workspaces in host
+//! directories, commands as host processes. Every Rust block of the guide
+//! is an excerpt of this file (tests/guide.rs checks that), and
+//! tests/guide_conformance.rs runs the shared conformance suite against it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use orchestrator_core::exec::{self, OutputCapture, ResolvedCommand};
+use orchestrator_core::owner::Owner;
 use orchestrator_core::{
-    async_trait, paths, Availability, Capabilities, CappedBuffer, CommandSpec, Error, ExecOutput,
+    async_trait, paths, Availability, BackendOptions, Capabilities, CommandSpec, Error, ExecOutput,
     ExitStatus, LimitEntry, LimitKind, LimitReport, Mechanism, Orchestrator, ProcessId,
-    ProcessSnapshot, ResourceLimits, Result, StartFailure, Stream, WorkspaceId, WorkspaceSpec,
+    ProcessSnapshot, ResourceLimits, Result, SandboxPath, StartFailure, Stream, WorkspaceId,
+    WorkspaceSpec,
 };
+
+/// The name the backend registers under and reports in errors.
+pub const NAME: &str = "hostdir";
 
 /// Errors of the hostdir backend; each converts into
 /// `orchestrator_core::Error::Backend`, so callers match on the core error
@@ -30,7 +37,7 @@ pub enum HostdirError {
 
 impl From<HostdirError> for Error {
     fn from(e: HostdirError) -> Self {
-        Error::backend("hostdir", e)
+        Error::backend(NAME, e)
     }
 }
 
@@ -39,8 +46,37 @@ fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> HostdirEr
     move |source| HostdirError::Io { op, path, source }
 }
 
-/// Output kept per stream when neither the command nor the limits say.
-const DEFAULT_OUTPUT_CAP: u64 = 64 << 20;
+fn unsupported(operation: &str) -> Error {
+    Error::Unsupported {
+        backend: NAME.into(),
+        operation: operation.into(),
+    }
+}
+
+/// A poisoned lock still guards consistent data here (every critical
+/// section is a single assignment), so it is taken over, not propagated.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// hostdir's own enforcement mechanism: resource limits (`setrlimit`) set
+/// in the command's process just before it executes. Core does not know
+/// it; limit reports carry its name.
+pub const HOSTDIR: Mechanism = Mechanism::named("hostdir-rlimit");
+
+/// How hostdir enforces a limit kind (the mechanism and a note for the
+/// report), or `None` when it cannot. `capabilities()` and the limit report
+/// both read this, so they cannot disagree.
+fn enforcement(kind: LimitKind) -> Option<(Mechanism, &'static str)> {
+    match kind {
+        LimitKind::WallTimeout => Some((Mechanism::RUNBOX, "timer, kills the process group")),
+        LimitKind::OutputBytes => Some((Mechanism::RUNBOX, "output capture stops the command")),
+        LimitKind::CpuTime => Some((HOSTDIR, "RLIMIT_CPU of each process")),
+        LimitKind::FileSize => Some((HOSTDIR, "RLIMIT_FSIZE of each process")),
+        LimitKind::OpenFiles => Some((HOSTDIR, "RLIMIT_NOFILE of each process")),
+        _ => None,
+    }
+}
 
 #[derive(Debug)]
 struct Workspace {
@@ -50,7 +86,8 @@ struct Workspace {
 
 /// Workspaces are directories under `root`; commands are host processes,
 /// each in its own process group. It enforces the wall timeout and the
-/// output cap itself and nothing else.
+/// output cap through orchestrator_core::exec, CPU time, file size and open
+/// files with rlimits, and nothing else.
 #[derive(Debug)]
 pub struct HostdirOrchestrator {
     root: PathBuf,
@@ -60,12 +97,35 @@ pub struct HostdirOrchestrator {
 /// Unique within the process, across instances.
 static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// The owner a workspace name (`hd-<owner token>-<n>`) carries; `None` for
+/// a name hostdir did not make.
+fn owner_of(name: &str) -> Option<Owner> {
+    let (owner, n) = Owner::parse_token(name.strip_prefix("hd-")?)?;
+    (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then_some(owner)
+}
+
+/// Removes a workspace directory; one that is already gone is fine.
+fn remove_dir(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io("remove", dir)(e).into()),
+    }
+}
+
 impl HostdirOrchestrator {
     /// A backend keeping its workspaces under `root` (created if missing).
     pub fn new(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
         std::fs::create_dir_all(&root).map_err(io("create", &root))?;
         let root = root.canonicalize().map_err(io("canonicalize", &root))?;
+        // Commands see their workspace as HOME, which is a string.
+        if root.to_str().is_none() {
+            return Err(Error::invalid(format!(
+                "{NAME} root {} is not valid UTF-8",
+                root.display()
+            )));
+        }
         Ok(Self {
             root,
             workspaces: Mutex::new(HashMap::new()),
@@ -73,47 +133,44 @@ impl HostdirOrchestrator {
     }
 
     fn get(&self, id: &WorkspaceId) -> Result<Arc<Workspace>> {
-        let map = self.workspaces.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(id)
+        lock(&self.workspaces)
+            .get(id)
             .cloned()
             .ok_or_else(|| Error::workspace_not_found(id))
     }
 }
 
+/// Kills a command's whole process group. `pgid` comes from `Child::id`,
+/// which is never 0; the check still rules out `killpg(0)`, which would
+/// signal runbox's own group.
 fn kill_group(pgid: Option<u32>) {
-    if let Some(pgid) = pgid {
-        // SAFETY: killpg(2) of the group this backend created.
+    let Some(pgid) = pgid.and_then(|p| libc::pid_t::try_from(p).ok()) else {
+        return;
+    };
+    if pgid > 1 {
+        // SAFETY: killpg(2) takes no pointers; the group is the one this
+        // backend created for the command.
         unsafe {
-            libc::killpg(pgid as libc::pid_t, libc::SIGKILL);
+            libc::killpg(pgid, libc::SIGKILL);
         }
     }
 }
 
-/// Reads one stream to its end: keeps what fits under the cap, hands it to
-/// the live sink, and signals `overflow` when the cap is exceeded.
+/// Reads one stream to its end into the shared capture (which keeps what
+/// fits under the cap and hands it to the live sink); wakes `over` when the
+/// stream goes over an enforced output cap.
 async fn pump(
     mut from: impl tokio::io::AsyncRead + Unpin,
     stream: Stream,
-    cap: u64,
-    sink: Option<orchestrator_core::OutputSink>,
-    overflow: Arc<tokio::sync::Notify>,
-) -> CappedBuffer {
+    capture: Arc<Mutex<OutputCapture>>,
+    over: Arc<tokio::sync::Notify>,
+) {
     use tokio::io::AsyncReadExt;
-    let mut buf = CappedBuffer::new(cap);
     let mut chunk = vec![0u8; 8192];
-    loop {
-        match from.read(&mut chunk).await {
-            Ok(0) | Err(_) => return buf,
-            Ok(n) => {
-                let kept = buf.push(&chunk[..n]);
-                if let Some(s) = &sink {
-                    s.emit(stream, kept);
-                }
-                if buf.truncated() {
-                    overflow.notify_one();
-                    return buf;
-                }
-            }
+    while let Ok(n @ 1..) = from.read(&mut chunk).await {
+        if lock(&capture).push(stream, &chunk[..n]) {
+            over.notify_one();
+            return;
         }
     }
 }
@@ -121,13 +178,16 @@ async fn pump(
 #[async_trait]
 impl Orchestrator for HostdirOrchestrator {
     fn name(&self) -> &str {
-        "hostdir"
+        NAME
     }
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             direct_access: true,
-            limits: vec![LimitKind::WallTimeout, LimitKind::OutputBytes],
+            limits: LimitKind::ALL
+                .into_iter()
+                .filter(|kind| enforcement(*kind).is_some())
+                .collect(),
             ..Capabilities::default()
         }
     }
@@ -138,17 +198,16 @@ impl Orchestrator for HostdirOrchestrator {
 
     async fn create_workspace(&self, spec: &WorkspaceSpec) -> Result<WorkspaceId> {
         let n = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let id = WorkspaceId::new(format!("hd-{}-{n}", std::process::id()))?;
+        // The owner is part of the name: a later process tells whose
+        // workspace it is without a metadata file.
+        let id = WorkspaceId::new(format!("hd-{}-{n}", Owner::current().token()))?;
         let dir = self.root.join(id.as_str());
         std::fs::create_dir(&dir).map_err(io("create", &dir))?;
         let ws = Arc::new(Workspace {
             dir,
             limits: Mutex::new(ResourceLimits::default()),
         });
-        self.workspaces
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.clone(), ws);
+        lock(&self.workspaces).insert(id.clone(), ws);
         if let Some(limits) = &spec.limits {
             if let Err(e) = self.apply_resource_limits(&id, limits).await {
                 self.cleanup(&id).await?;
@@ -164,81 +223,64 @@ impl Orchestrator for HostdirOrchestrator {
         limits: &ResourceLimits,
     ) -> Result<LimitReport> {
         let ws = self.get(id)?;
-        limits.validate()?;
-        let enforced = self.capabilities();
         let report = LimitReport {
             entries: limits
                 .requested()
                 .into_iter()
                 .map(|(kind, requested)| {
-                    let by = enforced.enforces(kind).then_some(Mechanism::Runbox);
+                    let (enforced_by, note) = match enforcement(kind) {
+                        Some((mechanism, how)) => (Some(mechanism), how.to_string()),
+                        None => (None, format!("{NAME} cannot enforce {kind}")),
+                    };
                     LimitEntry {
                         kind,
                         requested,
-                        enforced_by: by,
-                        note: Some(match by {
-                            Some(_) => "enforced by the backend's own timer / output cap".into(),
-                            None => format!("hostdir cannot enforce {kind}"),
-                        }),
+                        enforced_by,
+                        note: Some(note),
                     }
                 })
                 .collect(),
         };
-        if limits.strict {
+        if limits.strict() {
             report.check_strict()?; // nothing changed yet
         }
-        *ws.limits.lock().unwrap_or_else(|p| p.into_inner()) = limits.clone();
+        let mut current = lock(&ws.limits);
+        *current = current.overlay(limits);
         Ok(report)
     }
 
-    async fn copy_to(&self, id: &WorkspaceId, _host: &Path, _sandbox: &str) -> Result<()> {
+    async fn copy_to(&self, id: &WorkspaceId, _host: &Path, _to: &SandboxPath) -> Result<()> {
         self.get(id)?;
-        Err(Error::Unsupported {
-            backend: "hostdir".into(),
-            operation: "copy_to".into(),
-        })
+        Err(unsupported("copy_to"))
     }
 
-    async fn copy_from(&self, id: &WorkspaceId, _sandbox: &str, _host: &Path) -> Result<()> {
+    async fn copy_from(&self, id: &WorkspaceId, _from: &SandboxPath, _host: &Path) -> Result<()> {
         self.get(id)?;
-        Err(Error::Unsupported {
-            backend: "hostdir".into(),
-            operation: "copy_from".into(),
-        })
+        Err(unsupported("copy_from"))
     }
 
     async fn run_command(&self, id: &WorkspaceId, cmd: &CommandSpec) -> Result<ExecOutput> {
-        cmd.validate()?;
         let ws = self.get(id)?;
-        let dir = paths::resolve_in_root(&ws.dir, cmd.workdir.as_deref().unwrap_or("."))?;
+        let limits = lock(&ws.limits).clone();
+        // Lossless: `new` checked that the root is UTF-8.
+        let resolved = ResolvedCommand::new(cmd, &limits, &ws.dir.to_string_lossy());
+        let workdir = resolved.workdir.clone().unwrap_or_else(SandboxPath::root);
+        let dir = paths::resolve_in_root(&ws.dir, &workdir)?;
         if !dir.is_dir() {
             return Err(Error::NotFound {
                 what: "directory",
-                id: cmd.workdir.clone().unwrap_or_default(),
+                id: workdir.to_string(),
             });
         }
-        let limits = ws.limits.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let timeout = match (cmd.timeout, limits.wall_timeout) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let cap = [cmd.output_limit, limits.output_bytes]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(DEFAULT_OUTPUT_CAP);
 
-        let mut command = tokio::process::Command::new(&cmd.argv[0]);
+        let mut command = tokio::process::Command::new(&resolved.argv[0]);
         command
-            .args(&cmd.argv[1..])
+            .args(&resolved.argv[1..])
             .env_clear()
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-            .env("HOME", &ws.dir)
-            .env("LANG", "C.UTF-8")
-            .envs(&cmd.env)
+            .envs(&resolved.env)
             .current_dir(&dir)
             .process_group(0)
-            .stdin(if cmd.stdin.is_some() {
+            .stdin(if resolved.stdin.is_some() {
                 std::process::Stdio::piped()
             } else {
                 std::process::Stdio::null()
@@ -246,6 +288,30 @@ impl Orchestrator for HostdirOrchestrator {
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true);
+        let rlimits = [
+            (libc::RLIMIT_CPU, limits.cpu_time().map(exec::cpu_seconds)),
+            (libc::RLIMIT_FSIZE, limits.file_size_bytes()),
+            (libc::RLIMIT_NOFILE, limits.open_files()),
+        ];
+        // SAFETY: the closure runs between fork and exec, where only
+        // async-signal-safe calls are allowed: setrlimit(2) is one, and
+        // nothing here allocates.
+        unsafe {
+            command.pre_exec(move || {
+                for (resource, value) in rlimits {
+                    if let Some(v) = value {
+                        let rl = libc::rlimit {
+                            rlim_cur: v,
+                            rlim_max: v,
+                        };
+                        if libc::setrlimit(resource, &rl) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
+                }
+                Ok(())
+            });
+        }
 
         let started = Instant::now();
         let mut child = match command.spawn() {
@@ -256,50 +322,35 @@ impl Orchestrator for HostdirOrchestrator {
                     std::io::ErrorKind::PermissionDenied => StartFailure::PermissionDenied,
                     _ => StartFailure::Other,
                 };
-                return Ok(ExecOutput {
-                    status: ExitStatus::FailedToStart {
-                        reason,
-                        message: e.to_string(),
-                    },
-                    stdout: Vec::new(),
-                    stderr: Vec::new(),
-                    stdout_truncated: false,
-                    stderr_truncated: false,
-                    wall_time: started.elapsed(),
-                    cpu_time: None,
-                    peak_memory: None,
-                });
+                let status = ExitStatus::FailedToStart {
+                    reason,
+                    message: e.to_string(),
+                };
+                return Ok(OutputCapture::empty().finish(status, started.elapsed(), None, None));
             }
         };
         let pgid = child.id();
-        if let (Some(data), Some(mut stdin)) = (cmd.stdin.clone(), child.stdin.take()) {
+        if let (Some(data), Some(mut stdin)) = (resolved.stdin.clone(), child.stdin.take()) {
             tokio::spawn(async move {
                 use tokio::io::AsyncWriteExt;
                 let _ = stdin.write_all(&data).await;
             });
         }
-        let overflow = Arc::new(tokio::sync::Notify::new());
-        let out = child.stdout.take().map(|s| {
-            tokio::spawn(pump(
-                s,
-                Stream::Stdout,
-                cap,
-                cmd.output.clone(),
-                overflow.clone(),
-            ))
-        });
-        let err = child.stderr.take().map(|s| {
-            tokio::spawn(pump(
-                s,
-                Stream::Stderr,
-                cap,
-                cmd.output.clone(),
-                overflow.clone(),
-            ))
-        });
+        let capture = Arc::new(Mutex::new(OutputCapture::for_command(&resolved)));
+        let over = Arc::new(tokio::sync::Notify::new());
+        let readers = [
+            child
+                .stdout
+                .take()
+                .map(|s| tokio::spawn(pump(s, Stream::Stdout, capture.clone(), over.clone()))),
+            child
+                .stderr
+                .take()
+                .map(|s| tokio::spawn(pump(s, Stream::Stderr, capture.clone(), over.clone()))),
+        ];
 
         let deadline = async {
-            match timeout {
+            match resolved.timeout {
                 Some(t) => tokio::time::sleep(t).await,
                 None => std::future::pending().await,
             }
@@ -315,40 +366,23 @@ impl Orchestrator for HostdirOrchestrator {
                 }
             }
             _ = deadline => ExitStatus::TimedOut,
-            _ = overflow.notified() => ExitStatus::OutputLimitExceeded,
+            _ = over.notified() => ExitStatus::OutputLimitExceeded,
         };
         // The command is over: end whatever it left running, so no
         // grandchild holding a pipe can make us wait.
         kill_group(pgid);
         let _ = child.wait().await;
         let wall_time = started.elapsed();
-        let join = |h: Option<tokio::task::JoinHandle<CappedBuffer>>| async move {
-            match h {
-                Some(h) => h.await.unwrap_or_default().into_parts(),
-                None => (Vec::new(), false),
-            }
-        };
-        let (stdout, stdout_truncated) = join(out).await;
-        let (stderr, stderr_truncated) = join(err).await;
-        Ok(ExecOutput {
-            status,
-            stdout,
-            stderr,
-            stdout_truncated,
-            stderr_truncated,
-            wall_time,
-            cpu_time: None,
-            peak_memory: None,
-        })
+        for reader in readers.into_iter().flatten() {
+            let _ = reader.await;
+        }
+        let capture = std::mem::replace(&mut *lock(&capture), OutputCapture::empty());
+        Ok(capture.finish(status, wall_time, None, None))
     }
 
-    async fn start_background(&self, id: &WorkspaceId, cmd: &CommandSpec) -> Result<ProcessId> {
-        cmd.validate()?;
+    async fn start_background(&self, id: &WorkspaceId, _cmd: &CommandSpec) -> Result<ProcessId> {
         self.get(id)?;
-        Err(Error::Unsupported {
-            backend: "hostdir".into(),
-            operation: "start_background".into(),
-        })
+        Err(unsupported("start_background"))
     }
 
     async fn process_status(&self, id: &WorkspaceId, pid: &ProcessId) -> Result<ProcessSnapshot> {
@@ -375,20 +409,18 @@ impl Orchestrator for HostdirOrchestrator {
     }
 
     async fn cleanup(&self, id: &WorkspaceId) -> Result<()> {
-        let ws = self
-            .workspaces
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
-        let dir = match ws {
-            Some(ws) => ws.dir.clone(),
-            None => self.root.join(id.as_str()),
-        };
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io("remove", &dir)(e).into()),
+        let held = lock(&self.workspaces).remove(id).is_some();
+        if !held {
+            // Not this instance's: perhaps another process's. Leave it
+            // while that owner lives (one whose liveness cannot be told
+            // counts as alive).
+            if let Some(owner) = owner_of(id.as_str()) {
+                if !owner.is_current() && !owner.is_dead() {
+                    return Ok(());
+                }
+            }
         }
+        remove_dir(&self.root.join(id.as_str()))
     }
 
     fn workspace_path(&self, id: &WorkspaceId) -> Option<PathBuf> {
@@ -405,20 +437,34 @@ impl Orchestrator for HostdirOrchestrator {
     }
 
     async fn reap_orphans(&self) -> Result<Vec<String>> {
-        // A real backend records its owner (pid + start time) with each
-        // workspace and removes those whose owner is gone; see the native
-        // backend.
-        Ok(Vec::new())
+        let mut reaped = Vec::new();
+        let entries = std::fs::read_dir(&self.root).map_err(io("read", &self.root))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // Only workspaces whose owner is known to be gone: a live
+            // owner, or one that cannot be judged, keeps its own.
+            if owner_of(&name).is_some_and(|owner| owner.is_dead()) {
+                remove_dir(&entry.path())?;
+                reaped.push(format!("{NAME} workspace {name}"));
+            }
+        }
+        Ok(reaped)
     }
 }
 
-fn factory() -> Result<Arc<dyn Orchestrator>> {
-    let root = std::env::temp_dir().join("runbox-hostdir");
+/// Builds the backend from the registry's options: one setting, `root`
+/// (default: `runbox-hostdir` in the temp directory); no warm pool.
+fn factory(options: &BackendOptions) -> Result<Arc<dyn Orchestrator>> {
+    options.check(NAME, &["root"], false)?;
+    let root = match options.settings.get("root") {
+        Some(root) => PathBuf::from(root),
+        None => std::env::temp_dir().join("runbox-hostdir"),
+    };
     Ok(Arc::new(HostdirOrchestrator::new(root)?))
 }
 
 orchestrator_core::register_backend!(
-    "hostdir",
+    NAME,
     "host processes in a plain directory (example from docs/writing-a-backend.md)",
     factory
 );
