@@ -3,9 +3,17 @@
 //! tested — the example backend `tests/guide/hostdir.rs` (run against the
 //! conformance suite by `tests/guide_conformance.rs`), that conformance file,
 //! or `src/lib.rs`. Plain `rust` blocks are doctests (see `src/lib.rs`). The
-//! `toml` block must declare what the steps rely on.
+//! `toml` block must declare what the steps rely on. What the guide says of
+//! the example beyond the conformance suite is checked in `guide/claims.rs`.
 
 use std::path::Path;
+
+// The example backend, as tests/guide_conformance.rs compiles it.
+#[path = "guide/hostdir.rs"]
+mod hostdir_backend;
+
+#[path = "guide/claims.rs"]
+mod claims;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
