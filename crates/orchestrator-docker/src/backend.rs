@@ -131,8 +131,9 @@ impl DockerOrchestrator {
     }
 
     /// `capabilities`: copies and background processes, every limit kind,
-    /// OOM detection through the container's memory cgroup, and network
-    /// isolation when the containers get no network.
+    /// OOM detection through the container's memory cgroup, containers
+    /// other processes meet (the daemon's), and network isolation when the
+    /// containers get no network.
     pub(crate) fn what_it_can_do(&self) -> Capabilities {
         Capabilities {
             copy: true,
@@ -140,6 +141,7 @@ impl DockerOrchestrator {
             direct_access: false,
             network_isolation: self.config.network_mode == "none",
             oom_detection: true,
+            cross_process: true,
             limits: limits::enforced_kinds(),
         }
     }
