@@ -157,8 +157,8 @@ fn kill_group(pgid: Option<u32>) {
 }
 
 /// Reads one stream to its end into the shared capture (which keeps what
-/// fits under the cap and hands it to the live sink); wakes `over` when the
-/// stream goes over an enforced output cap.
+/// fits under the cap and feeds the live sink); wakes `over` when the
+/// stream goes over a requested output limit.
 async fn pump(
     mut from: impl tokio::io::AsyncRead + Unpin,
     stream: Stream,
