@@ -17,7 +17,7 @@ use crate::types::{
     WorkspaceSpec,
 };
 
-use super::{all_cases, BoxFuture, Factory};
+use super::{all_cases, owner, BoxFuture, Factory};
 
 /// What a case needs from the backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +34,9 @@ pub enum Requirement {
     Limit(LimitKind),
     /// Memory limit enforcement plus OOM detection.
     OomDetection,
+    /// Workspaces another process of the same backend meets
+    /// ([`Capabilities::cross_process`]).
+    CrossProcess,
 }
 
 impl Requirement {
@@ -46,6 +49,7 @@ impl Requirement {
             Requirement::DirectAccess => caps.direct_access,
             Requirement::Limit(k) => caps.enforces(k),
             Requirement::OomDetection => caps.enforces(LimitKind::Memory) && caps.oom_detection,
+            Requirement::CrossProcess => caps.cross_process,
         };
         if ok {
             None
@@ -343,7 +347,15 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 /// The body of the `main` that [`conformance_tests!`](crate::conformance_tests)
 /// generates: one trial per case, run with libtest-mimic's argument handling
 /// (filters, `--list`, `--ignored`, `--test-threads`).
+///
+/// First of all it checks [`OWNER_ENV`](super::OWNER_ENV): set, this process
+/// is the owner child a cross-process case started, and it only holds a
+/// workspace for it (never runs the suite).
 pub fn run_main(factory: Factory, require_env: Option<&'static str>) -> std::process::ExitCode {
+    if owner::is_owner_child() {
+        return owner::owner_main(factory);
+    }
+    owner::install_hook();
     let args = libtest_mimic::Arguments::from_args();
     let trials = all_cases()
         .into_iter()

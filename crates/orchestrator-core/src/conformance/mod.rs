@@ -40,6 +40,7 @@
 
 mod cases;
 mod harness;
+mod owner;
 mod support;
 
 use std::future::Future;
@@ -52,6 +53,7 @@ use crate::orchestrator::Orchestrator;
 
 pub use cases::background::*;
 pub use cases::concurrency::*;
+pub use cases::contract::*;
 pub use cases::copy::*;
 pub use cases::io::*;
 pub use cases::isolation::*;
@@ -62,6 +64,7 @@ pub use cases::process::*;
 pub use harness::{
     case_deadline, run_case, run_main, scaled, time_scale, Case, Requirement, Tracked,
 };
+pub use owner::OWNER_ENV;
 
 #[doc(hidden)]
 pub use libtest_mimic;
@@ -131,6 +134,10 @@ cases! {
     open_files_limit => Requirement::Limit(LimitKind::OpenFiles),
     concurrent_workspaces_are_isolated => Requirement::None,
     direct_access_path => Requirement::DirectAccess,
+    invalid_input_never_reaches_the_backend => Requirement::None,
+    availability_is_a_state_with_a_reason => Requirement::None,
+    stop_returns_within_the_deadline => Requirement::Background,
+    cleanup_leaves_a_live_owners_workspace => Requirement::CrossProcess,
 }
 
 /// Expands to a `main` that runs the whole conformance suite against the
@@ -178,5 +185,11 @@ mod tests {
         };
         assert!(Requirement::Limit(LimitKind::Memory).unmet(&caps).is_none());
         assert!(Requirement::OomDetection.unmet(&caps).is_some());
+        assert!(Requirement::CrossProcess.unmet(&caps).is_some());
+        let shared = Capabilities {
+            cross_process: true,
+            ..Default::default()
+        };
+        assert!(Requirement::CrossProcess.unmet(&shared).is_none());
     }
 }

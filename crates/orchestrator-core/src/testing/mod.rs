@@ -148,6 +148,7 @@ pub fn full_capabilities() -> Capabilities {
         direct_access: false,
         network_isolation: true,
         oom_detection: true,
+        cross_process: false,
         limits: LimitKind::ALL.to_vec(),
     }
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::*;
-use crate::orchestrator::Orchestrator;
+use crate::orchestrator::{Orchestrator, STOP_DEADLINE};
 use crate::types::{CommandSpec, CommandSpecBuilder, ExecOutput, ExitStatus, WorkspaceSpec};
 
 fn cmd(b: CommandSpecBuilder) -> CommandSpec {
@@ -266,6 +266,54 @@ fn shell_dropped_command_leaves_no_process() {
             .await
             .unwrap();
         assert_eq!(f.file(&ws, "f").unwrap(), b"kept\n");
+        f.cleanup(&ws).await.unwrap();
+    });
+}
+
+#[test]
+fn the_fake_claims_no_cross_process_workspaces() {
+    // Its workspaces are this process's memory: another process never
+    // meets them, so the cross-process conformance cases must be skipped.
+    assert!(!full_capabilities().cross_process);
+}
+
+/// A process that survives SIGKILL (uninterruptible sleep) makes stop wait
+/// its deadline and then fail naming it, for one process and for all.
+#[test]
+fn stop_names_a_process_that_survives_kill() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let f = FakeOrchestrator::new().with_shell();
+        let ws = f.create_workspace(&WorkspaceSpec::new()).await.unwrap();
+        let tree = cmd(CommandSpec::shell("sleep 1000 & sleep 1000"));
+        let p = f.start_background(&ws, &tree).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(f.processes_survive_kill(&ws, true));
+        for pid in [Some(&p), None] {
+            let started = tokio::time::Instant::now();
+            let err = f.stop(&ws, pid).await.unwrap_err();
+            let waited = started.elapsed();
+            assert!(
+                waited >= STOP_DEADLINE && waited < STOP_DEADLINE + Duration::from_secs(1),
+                "{waited:?}"
+            );
+            assert!(matches!(&err, Error::Backend { backend, .. } if backend == "fake"));
+            let survived = err
+                .backend_source()
+                .and_then(|s| s.downcast_ref::<SurvivedKill>())
+                .unwrap_or_else(|| panic!("{err}"));
+            assert_eq!(survived.workspace, ws.as_str());
+            assert_eq!(survived.pids.len(), 2, "{survived:?}");
+            assert!(err.to_string().contains("survived SIGKILL"), "{err}");
+        }
+        assert_eq!(f.process_status(&ws, &p).await.unwrap().status, None);
+        f.processes_survive_kill(&ws, false);
+        f.stop(&ws, None).await.unwrap();
+        assert!(f.process_status(&ws, &p).await.unwrap().status.is_some());
         f.cleanup(&ws).await.unwrap();
     });
 }

@@ -17,6 +17,12 @@ pub struct Capabilities {
     pub network_isolation: bool,
     /// Out-of-memory kills are detected and reported as MemoryLimitExceeded.
     pub oom_detection: bool,
+    /// Workspaces live outside this process (a host directory, a daemon's
+    /// container), so another process using this backend on the host meets
+    /// them: cleanup and reap_orphans apply the owner rules across
+    /// processes. False for a backend whose workspaces are this process's
+    /// memory.
+    pub cross_process: bool,
     /// Limits this backend enforces on this host.
     pub limits: Vec<LimitKind>,
 }

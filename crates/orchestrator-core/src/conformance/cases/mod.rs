@@ -2,6 +2,7 @@
 
 pub mod background;
 pub mod concurrency;
+pub mod contract;
 pub mod copy;
 pub mod io;
 pub mod isolation;
