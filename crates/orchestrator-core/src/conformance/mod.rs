@@ -35,8 +35,16 @@
 //! `RUNBOX_TEST_TIME_SCALE` environment variable (default 1; the cgroup v2 VM
 //! lane sets it, since code there runs several times slower).
 //!
-//! The cases live in `cases/`, one module per area of the contract; the
-//! `harness` module runs them and `support` holds the helpers they share.
+//! One case needs a second process: `cleanup_leaves_a_live_owners_workspace`
+//! (for backends claiming [`Capabilities::cross_process`](crate::Capabilities::cross_process))
+//! re-executes the test binary with [`OWNER_ENV`] set, and the macro's
+//! `main` then only creates and holds one workspace for it. Run outside
+//! that `main`, the case fails with a message saying so.
+//!
+//! The cases live in `cases/`, one module per area of the contract
+//! (`contract` holds the points the trait documents); the `harness` module
+//! runs them, `owner` is the second owner process and `support` holds the
+//! helpers they share.
 
 mod cases;
 mod harness;
@@ -143,6 +151,10 @@ cases! {
 /// Expands to a `main` that runs the whole conformance suite against the
 /// backend made by `$factory` (an `async fn() -> Result<Arc<dyn Orchestrator>>`),
 /// one test per case. Use it in a test target with `harness = false`.
+///
+/// The `main` first checks [`OWNER_ENV`](crate::conformance::OWNER_ENV)
+/// (through [`run_main`](crate::conformance::run_main)): set, the binary is
+/// the owner process a cross-process case started and runs no tests.
 #[macro_export]
 macro_rules! conformance_tests {
     ($factory:path $(, require_env = $env:expr)? $(,)?) => {
