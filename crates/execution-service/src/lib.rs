@@ -44,7 +44,7 @@ pub use record::{
 };
 pub use service::{
     create_backend, CompleteOptions, ExecutionResult, ExecutionService, ExecutionServiceBuilder,
-    RecoveredExecution, RecoveryReport, StartOptions, DOCKER_BACKEND,
+    RecoveredExecution, RecoveryReport, StartOptions, DEFAULT_BACKEND, DOCKER_BACKEND,
 };
 pub use store::{ExecutionStore, ListFilter, MemoryStore, SqliteStore, StoreError};
 

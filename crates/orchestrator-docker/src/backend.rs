@@ -142,6 +142,7 @@ impl DockerOrchestrator {
             network_isolation: self.config.network_mode == "none",
             oom_detection: true,
             cross_process: true,
+            images: true,
             limits: limits::enforced_kinds(),
         }
     }

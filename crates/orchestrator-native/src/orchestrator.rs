@@ -25,6 +25,8 @@ impl Orchestrator for NativeOrchestrator {
             direct_access: true,
             network_isolation: false,
             oom_detection: self.inner.cgroups.is_ok(),
+            cross_process: true,
+            images: false,
             limits: self.enforceable(),
         }
     }

@@ -4,10 +4,9 @@ use std::path::Path;
 
 use execution_service::{
     ExecutionId, ExecutionRecord, ExecutionService, ExecutionStore, ListFilter, RecoveredExecution,
-    RecoveryReport, SqliteStore,
+    RecoveryReport, SqliteStore, DEFAULT_BACKEND,
 };
 use orchestrator_core::{registry, BackendOptions, Capabilities};
-use orchestrator_native::BACKEND_NAME as DEFAULT_BACKEND;
 use serde_json::{json, Value};
 
 use crate::error::CliError;

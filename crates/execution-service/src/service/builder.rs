@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use orchestrator_core::{registry, BackendOptions, Orchestrator};
-use orchestrator_native::{NativeConfig, NativeOrchestrator, BACKEND_NAME as NATIVE_BACKEND};
+use orchestrator_native::{NativeConfig, NativeOrchestrator};
+
+use super::routing::DEFAULT_BACKEND as NATIVE_BACKEND;
 use tokio::sync::watch;
 
 use super::routing::{Backend, Backends, DOCKER_BACKEND};

@@ -27,7 +27,7 @@ pub use builder::{create_backend, ExecutionServiceBuilder};
 pub use execute::ExecutionResult;
 pub use finish::CompleteOptions;
 pub use recovery::{RecoveredExecution, RecoveryReport};
-pub use routing::DOCKER_BACKEND;
+pub use routing::{DEFAULT_BACKEND, DOCKER_BACKEND};
 pub use start::StartOptions;
 
 use routing::Backends;

@@ -21,6 +21,10 @@ use crate::record::{BackendPreference, ExecutionRecord};
 /// all mean the backend of this name.
 pub const DOCKER_BACKEND: &str = "docker";
 
+/// The name of the backend a service uses when its builder names no other
+/// default: the native backend, created on demand.
+pub const DEFAULT_BACKEND: &str = orchestrator_native::BACKEND_NAME;
+
 /// A backend as one execution sees it: the name it has in the service (what
 /// records store) and the instance.
 #[derive(Clone)]

@@ -149,6 +149,7 @@ pub fn full_capabilities() -> Capabilities {
         network_isolation: true,
         oom_detection: true,
         cross_process: false,
+        images: false,
         limits: LimitKind::ALL.to_vec(),
     }
 }

@@ -23,6 +23,9 @@ pub struct Capabilities {
     /// processes. False for a backend whose workspaces are this process's
     /// memory.
     pub cross_process: bool,
+    /// Workspaces run from container images ([`crate::WorkspaceSpec::image`]
+    /// is used; without one there is no image to run).
+    pub images: bool,
     /// Limits this backend enforces on this host.
     pub limits: Vec<LimitKind>,
 }

@@ -33,6 +33,9 @@ pub async fn run(
     let requested_limits = req.limits.clone();
     let pulls = Arc::new(PullBar::default());
     let orch = setup::backend(&args.backend, &pulls)?;
+    if args.image.is_some() {
+        setup::check_runs_images(&args.backend, orch.as_ref())?;
+    }
     let store = open_store(&state_dir?)?;
     if let Err(reason) = check_available(orch.as_ref()).await {
         return Err(CliError::new(

@@ -1,6 +1,6 @@
 //! From the parsed flags of `runbox run` to the [`ExecutionRequest`] (without
 //! its output sink): limits, environment, files, working directory, image
-//! (checked against the backend) and the bytes of `--stdin`.
+//! and the bytes of `--stdin`.
 
 use std::io::Read;
 
@@ -63,12 +63,6 @@ pub fn request(args: &RunArgs) -> Result<ExecutionRequest, CliError> {
     if let Some(image) = &args.image {
         if image.trim().is_empty() {
             return Err(CliError::flag("--image", "the image name is empty"));
-        }
-        if args.backend == "native" {
-            return Err(CliError::flag(
-                "--image",
-                "the native backend does not use images (add --backend docker)",
-            ));
         }
         req = req.image(image.clone());
     }

@@ -34,6 +34,30 @@ pub fn backend(name: &str, pulls: &Arc<PullBar>) -> Result<Arc<dyn Orchestrator>
     })
 }
 
+/// `--image` needs a backend that runs images; the error names the
+/// registered backends that do.
+pub fn check_runs_images(name: &str, orch: &dyn Orchestrator) -> Result<(), CliError> {
+    if orch.capabilities().images {
+        return Ok(());
+    }
+    let runs_images: Vec<String> = registry::backends()
+        .into_iter()
+        .filter(|r| r.name != name)
+        .filter_map(|r| (r.factory)(&BackendOptions::new()).ok())
+        .filter(|b| b.capabilities().images)
+        .map(|b| format!("--backend {}", b.name()))
+        .collect();
+    let hint = if runs_images.is_empty() {
+        "no registered backend runs images".to_string()
+    } else {
+        format!("add {}", runs_images.join(" or "))
+    };
+    Err(CliError::flag(
+        "--image",
+        format!("the {name} backend does not use images ({hint})"),
+    ))
+}
+
 /// Whether a backend can serve requests, asked within a deadline (no answer
 /// in time counts as unavailable).
 pub async fn availability(orch: &dyn Orchestrator) -> Availability {
