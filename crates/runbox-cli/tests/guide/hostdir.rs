@@ -184,6 +184,11 @@ impl Orchestrator for HostdirOrchestrator {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             direct_access: true,
+            // Workspaces are host directories: another process using
+            // hostdir on this host meets them too.
+            cross_process: true,
+            // Runs no container images (`runbox run --image` is refused).
+            images: false,
             limits: LimitKind::ALL
                 .into_iter()
                 .filter(|kind| enforcement(*kind).is_some())
