@@ -530,6 +530,8 @@ fn sigkill_cli_then_gc_leaves_nothing() {
             "run".into(),
             "--backend".into(),
             "docker".into(),
+            "--image".into(),
+            TEST_IMAGE.into(),
             "--".into(),
             "sh".into(),
             "-c".into(),
