@@ -17,30 +17,20 @@ use crate::sync::maybe_blocking;
 use crate::NativeOrchestrator;
 
 impl NativeOrchestrator {
-    /// `copy_to`: host `host_path` to `sandbox_path` in workspace `id`.
-    pub(crate) async fn copy_into(
-        &self,
-        id: &WorkspaceId,
-        host_path: &Path,
-        sandbox_path: &SandboxPath,
-    ) -> Result<()> {
+    /// `copy_to`: host path `p` to `to` in workspace `id`.
+    pub(crate) async fn import(&self, id: &WorkspaceId, p: &Path, to: &SandboxPath) -> Result<()> {
         let ws = self.get_existing(id)?;
-        let dest = paths::resolve_in_root(&ws.dir, sandbox_path)?;
-        let src = host_path.to_path_buf();
+        let dest = paths::resolve_in_root(&ws.dir, to)?;
+        let src = p.to_path_buf();
         let (md, quick) = small_file(&src);
         maybe_blocking(quick, move || copy_in(&src, &dest, &ws.dir, md)).await
     }
 
-    /// `copy_from`: `sandbox_path` in workspace `id` to host `host_path`.
-    pub(crate) async fn copy_out_of(
-        &self,
-        id: &WorkspaceId,
-        sandbox_path: &SandboxPath,
-        host_path: &Path,
-    ) -> Result<()> {
+    /// `copy_from`: `p` in workspace `id` to host path `to`.
+    pub(crate) async fn export(&self, id: &WorkspaceId, p: &SandboxPath, to: &Path) -> Result<()> {
         let ws = self.get_existing(id)?;
-        let src = paths::resolve_in_root(&ws.dir, sandbox_path)?;
-        let dest = paths::host_copy_target(host_path, sandbox_path.file_name())?;
+        let src = paths::resolve_in_root(&ws.dir, p)?;
+        let dest = paths::host_copy_target(to, p.file_name())?;
         let (md, quick) = small_file(&src);
         maybe_blocking(quick, move || copy_out(&src, &dest, &ws.dir, md)).await
     }

@@ -147,11 +147,7 @@ impl NativeOrchestrator {
     /// `stop`: one background process, or every process of the workspace.
     /// Waits for the killed processes at most [`STOP_DEADLINE`] in all; one
     /// still running then is an error naming it.
-    pub(crate) async fn stop_processes(
-        &self,
-        id: &WorkspaceId,
-        pid: Option<&ProcessId>,
-    ) -> Result<()> {
+    pub(crate) async fn halt(&self, id: &WorkspaceId, pid: Option<&ProcessId>) -> Result<()> {
         let ws = self.get(id)?;
         let targets: Vec<(ProcessId, Arc<Background>)> = match pid {
             Some(p) => vec![(p.clone(), Self::background(&ws, p)?)],

@@ -12,6 +12,13 @@ use orchestrator_core::{
 
 use crate::{NativeOrchestrator, BACKEND_NAME};
 
+/// What waiting for a background process gives: its result, or `None`
+/// when it still runs at the deadline.
+type Waited = Result<Option<ExecOutput>>;
+
+/// What applying limits gives: how each is enforced.
+type Report = Result<LimitReport>;
+
 #[async_trait]
 impl Orchestrator for NativeOrchestrator {
     fn name(&self) -> &str {
@@ -35,34 +42,32 @@ impl Orchestrator for NativeOrchestrator {
         self.availability()
     }
 
+    fn workspace_path(&self, id: &WorkspaceId) -> Option<PathBuf> {
+        self.get(id).ok().map(|w| w.dir.clone())
+    }
+
+    async fn residue(&self, id: &WorkspaceId) -> Result<Vec<String>> {
+        self.residue_of(id).await
+    }
+
+    async fn reap_orphans(&self) -> Result<Vec<String>> {
+        self.reap().await
+    }
+
     async fn create_workspace(&self, spec: &WorkspaceSpec) -> Result<WorkspaceId> {
         self.create(spec).await
     }
 
-    async fn apply_resource_limits(
-        &self,
-        id: &WorkspaceId,
-        limits: &ResourceLimits,
-    ) -> Result<LimitReport> {
+    async fn apply_resource_limits(&self, id: &WorkspaceId, limits: &ResourceLimits) -> Report {
         self.apply_limits(id, limits)
     }
 
-    async fn copy_to(
-        &self,
-        id: &WorkspaceId,
-        host_path: &Path,
-        sandbox_path: &SandboxPath,
-    ) -> Result<()> {
-        self.copy_into(id, host_path, sandbox_path).await
+    async fn copy_to(&self, id: &WorkspaceId, src: &Path, dst: &SandboxPath) -> Result<()> {
+        self.import(id, src, dst).await
     }
 
-    async fn copy_from(
-        &self,
-        id: &WorkspaceId,
-        sandbox_path: &SandboxPath,
-        host_path: &Path,
-    ) -> Result<()> {
-        self.copy_out_of(id, sandbox_path, host_path).await
+    async fn copy_from(&self, id: &WorkspaceId, src: &SandboxPath, dst: &Path) -> Result<()> {
+        self.export(id, src, dst).await
     }
 
     async fn run_command(&self, id: &WorkspaceId, cmd: &CommandSpec) -> Result<ExecOutput> {
@@ -77,32 +82,15 @@ impl Orchestrator for NativeOrchestrator {
         self.background_status(id, pid)
     }
 
-    async fn wait_process(
-        &self,
-        id: &WorkspaceId,
-        pid: &ProcessId,
-        timeout: Option<Duration>,
-    ) -> Result<Option<ExecOutput>> {
-        self.wait_background(id, pid, timeout).await
+    async fn wait_process(&self, id: &WorkspaceId, pid: &ProcessId, t: Option<Duration>) -> Waited {
+        self.wait_background(id, pid, t).await
     }
 
     async fn stop(&self, id: &WorkspaceId, pid: Option<&ProcessId>) -> Result<()> {
-        self.stop_processes(id, pid).await
+        self.halt(id, pid).await
     }
 
     async fn cleanup(&self, id: &WorkspaceId) -> Result<()> {
         self.tear_down(id).await
-    }
-
-    fn workspace_path(&self, id: &WorkspaceId) -> Option<PathBuf> {
-        self.get(id).ok().map(|w| w.dir.clone())
-    }
-
-    async fn residue(&self, id: &WorkspaceId) -> Result<Vec<String>> {
-        self.residue_of(id).await
-    }
-
-    async fn reap_orphans(&self) -> Result<Vec<String>> {
-        self.reap().await
     }
 }

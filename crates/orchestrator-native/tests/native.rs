@@ -230,11 +230,9 @@ async fn dropped_run_command_future_kills_the_tree() {
     let root = tempfile::tempdir().unwrap();
     let n = Arc::new(NativeOrchestrator::new(config(root.path(), true)).unwrap());
     let ws = n.create_workspace(&WorkspaceSpec::new()).await.unwrap();
-    let cmd = CommandSpec::shell("sleep 300 & echo $! > child.pid; sleep 300")
-        .build()
-        .unwrap();
-    let fut = n.run_command(&ws, &cmd);
-    let _ = tokio::time::timeout(Duration::from_millis(500), fut).await;
+    let tree = "sleep 300 & echo $! > child.pid; sleep 300";
+    let cmd = CommandSpec::shell(tree).build().unwrap();
+    let _ = tokio::time::timeout(Duration::from_millis(500), n.run_command(&ws, &cmd)).await;
     let pid_file = n.workspace_path(&ws).unwrap().join("child.pid");
     let pid: i32 = std::fs::read_to_string(&pid_file)
         .unwrap()

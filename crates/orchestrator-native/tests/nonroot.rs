@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use orchestrator_core::{
-    CommandSpec, Error, ExitStatus, LimitKind, Mechanism, Orchestrator, ResourceLimits,
+    CommandSpec, Error, ExitStatus, LimitKind, LimitValue, Mechanism, Orchestrator, ResourceLimits,
     WorkspaceSpec,
 };
 use orchestrator_native::{NativeConfig, NativeOrchestrator, RLIMIT};
@@ -33,18 +33,24 @@ fn fallback(root: &Path, strict: bool) -> NativeOrchestrator {
 }
 
 fn all_limits(strict: bool) -> ResourceLimits {
-    let l = ResourceLimits::builder()
-        .memory_bytes(256 << 20)
-        .cpus(0.5)
-        .pids(64)
-        .wall_timeout(Duration::from_secs(30))
-        .cpu_time(Duration::from_secs(7))
-        .file_size_bytes(3 << 20)
-        .open_files(48)
-        .output_bytes(1 << 20)
-        .build()
-        .expect("limits");
-    l.with_strict(strict)
+    use LimitValue::{Bytes, Count, Cpus, Duration as For};
+    let every_kind = [
+        (LimitKind::Memory, Bytes(256 << 20)),
+        (LimitKind::Cpus, Cpus(0.5)),
+        (LimitKind::Pids, Count(64)),
+        (LimitKind::WallTimeout, For(Duration::from_secs(30))),
+        (LimitKind::CpuTime, For(Duration::from_secs(7))),
+        (LimitKind::FileSize, Bytes(3 << 20)),
+        (LimitKind::OpenFiles, Count(48)),
+        (LimitKind::OutputBytes, Bytes(1 << 20)),
+    ];
+    every_kind
+        .into_iter()
+        .try_fold(ResourceLimits::builder().strict(strict), |b, (k, v)| {
+            b.limit(k, v)
+        })
+        .and_then(|b| b.build())
+        .expect("limits")
 }
 
 /// `Max ...` lines of /proc/self/limits as seen by a command in the
