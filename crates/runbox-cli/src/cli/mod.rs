@@ -75,7 +75,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Backend to run on: native (default), docker, or any registered name.
-    #[arg(long, value_name = "NAME", default_value = "native")]
+    #[arg(long, value_name = "NAME", default_value = execution_service::DEFAULT_BACKEND)]
     pub backend: String,
 
     /// Image for container backends (docker: required unless RUNBOX_DOCKER_IMAGE is set).
