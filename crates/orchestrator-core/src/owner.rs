@@ -175,8 +175,8 @@ impl Owner {
                     Liveness::Dead
                 }
             }
-            // The entry vanished between open and read, or is garbage.
-            Ok(None) => Liveness::Dead,
+            // A line the kernel would not write: nothing to judge it by.
+            Ok(None) => Liveness::Unknown,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Liveness::Dead,
             Err(_) if std::path::Path::new("/proc/self/stat").exists() => Liveness::Dead,
             Err(_) => Liveness::Unknown,
@@ -189,11 +189,12 @@ impl Owner {
         self.liveness() == Liveness::Dead
     }
 
-    /// The compact encoding `PID-START` (decimal; START `0` when unknown),
+    /// The compact encoding `PID-START` (lowercase hex, as native
+    /// workspace names have always carried it; START `0` when unknown),
     /// safe in file names and identifiers. Boot id and host are left out:
     /// a name lives on one machine's disk.
     pub fn token(&self) -> String {
-        format!("{}-{}", self.pid, self.start_time.unwrap_or(0))
+        format!("{:x}-{:x}", self.pid, self.start_time.unwrap_or(0))
     }
 
     /// Parses the start of `s` as a [`Owner::token`]: `PID-START`, followed
@@ -206,8 +207,8 @@ impl Owner {
             Some((start, rest)) => (start, rest),
             None => (rest, ""),
         };
-        let pid: u32 = pid.parse().ok().filter(|p| *p > 0)?;
-        let start: u64 = start.parse().ok()?;
+        let pid = u32::from_str_radix(pid, 16).ok().filter(|p| *p > 0)?;
+        let start = u64::from_str_radix(start, 16).ok()?;
         let me = Self::current();
         let owner = Self {
             pid,
@@ -326,6 +327,9 @@ mod tests {
         assert_eq!(back.pid, me.pid);
         assert_eq!(back.start_time, me.start_time);
         assert_eq!(rest, "rest");
+        // Hex, as the names on disk have always been written.
+        let (o, _) = Owner::parse_token("1a2b-ff-9").unwrap();
+        assert_eq!((o.pid, o.start_time), (0x1a2b, Some(0xff)));
         assert_eq!(Owner::parse_token("0-5"), None);
         assert_eq!(Owner::parse_token("x-5"), None);
         assert_eq!(Owner::parse_token("5"), None);

@@ -196,7 +196,7 @@ mod tests {
         assert_eq!(owner_of(&name), Some(me.clone()));
         // Written by another process: its pid and start time come back.
         let other = owner_of("ws-42-4242-1").unwrap();
-        assert_eq!((other.pid, other.start_time), (42, Some(4242)));
+        assert_eq!((other.pid, other.start_time), (0x42, Some(0x4242)));
         for not_ours in [
             "ws-orphan-1",
             "ws-42-4242",

@@ -153,7 +153,7 @@ async fn orphans_of_dead_owners_are_reaped_live_ones_kept() {
     let dead_pid = child.id();
     child.wait().unwrap();
     // Workspace names carry their owner: pid and start time.
-    let orphan = format!("ws-{dead_pid}-1-1");
+    let orphan = format!("ws-{dead_pid:x}-1-1");
     let orphan = orphan.as_str();
     std::fs::create_dir_all(root.path().join(orphan).join("sub")).unwrap();
     // A name that names no owner is an orphan too.
@@ -190,7 +190,7 @@ async fn cleanup_by_id_removes_a_dead_owners_workspace() {
     let n = NativeOrchestrator::new(config(root.path(), true)).unwrap();
     // A workspace left by an owner that is gone (pid 2^30 - 1 is above
     // any pid_max), with a process still in it.
-    let ws = WorkspaceId::new("ws-1073741823-1-1").unwrap();
+    let ws = WorkspaceId::new("ws-3fffffff-1-1").unwrap();
     let dir = root.path().join(ws.as_str());
     std::fs::create_dir_all(dir.join("sub")).unwrap();
     let mut sleeper = std::process::Command::new("sleep")
@@ -210,7 +210,7 @@ async fn cleanup_by_id_removes_a_dead_owners_workspace() {
         .unwrap();
     let pid = owner.id();
     let start = orchestrator_core::owner::process_start_time(pid).unwrap();
-    let theirs = WorkspaceId::new(format!("ws-{pid}-{start}-1")).unwrap();
+    let theirs = WorkspaceId::new(format!("ws-{pid:x}-{start:x}-1")).unwrap();
     let their_dir = root.path().join(theirs.as_str());
     std::fs::create_dir_all(&their_dir).unwrap();
     n.cleanup(&theirs).await.unwrap();
