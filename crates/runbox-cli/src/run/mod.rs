@@ -44,6 +44,7 @@ pub async fn run(
         )
         .on("--backend"));
     }
+    let runs_images = orch.capabilities().images;
     let service = setup::service(&args.backend, orch, store)?;
     let stdout_closed = Arc::new(tokio::sync::Notify::new());
     let req = if args.json {
@@ -74,12 +75,21 @@ pub async fn run(
         Some(Ok(r)) => r,
         Some(Err(e)) => {
             let mut err = from_service(&e, &args.backend);
-            // A missing image is the image flag's fault.
-            if let Some(image) = &args.image {
-                if err.flag.as_deref() == Some("--backend") && err.message.contains(image.as_str())
-                {
+            match &args.image {
+                // An image that cannot be had is the image flag's fault.
+                Some(image) => {
+                    if err.flag.as_deref() == Some("--backend")
+                        && err.message.contains(image.as_str())
+                    {
+                        err.flag = Some("--image".into());
+                    }
+                }
+                // A backend that runs images refusing a workspace without
+                // one: the missing flag is to blame.
+                None if runs_images && is_invalid_create(&e) => {
                     err.flag = Some("--image".into());
                 }
+                None => {}
             }
             return Err(err);
         }
@@ -93,4 +103,16 @@ pub async fn run(
     let code = report(&args, &requested_limits, &result);
     tracing::info!(execution = %result.execution_id, status = %result.output.status, code, "done");
     Ok(code)
+}
+
+/// Did the backend refuse to create the workspace for what it was given?
+fn is_invalid_create(e: &execution_service::ServiceError) -> bool {
+    matches!(
+        e,
+        execution_service::ServiceError::Orchestrator {
+            operation: "create_workspace",
+            source: orchestrator_core::Error::InvalidInput(_),
+            ..
+        }
+    )
 }
