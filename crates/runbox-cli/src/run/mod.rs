@@ -75,21 +75,17 @@ pub async fn run(
         Some(Ok(r)) => r,
         Some(Err(e)) => {
             let mut err = from_service(&e, &args.backend);
-            match &args.image {
+            let image_to_blame = match &args.image {
                 // An image that cannot be had is the image flag's fault.
                 Some(image) => {
-                    if err.flag.as_deref() == Some("--backend")
-                        && err.message.contains(image.as_str())
-                    {
-                        err.flag = Some("--image".into());
-                    }
+                    err.flag.as_deref() == Some("--backend") && err.message.contains(image.as_str())
                 }
                 // A backend that runs images refusing a workspace without
                 // one: the missing flag is to blame.
-                None if runs_images && is_invalid_create(&e) => {
-                    err.flag = Some("--image".into());
-                }
-                None => {}
+                None => runs_images && is_invalid_create(&e),
+            };
+            if image_to_blame {
+                err.flag = Some("--image".into());
             }
             return Err(err);
         }
