@@ -27,14 +27,20 @@ pub const DEFAULT_LANG: &str = "C.UTF-8";
 /// memory. Beyond it the rest is dropped and the command goes on.
 pub const DEFAULT_OUTPUT_CAP: u64 = 64 << 20;
 
-/// The environment a command starts with: PATH, HOME (`home`, the
-/// workspace as the command sees it) and LANG, then the caller's variables,
-/// which win. Never the service's own environment.
-pub fn command_environment(home: &str, cmd: &CommandSpec) -> BTreeMap<String, String> {
+/// The base environment of a sandbox: PATH, HOME (`home`, the workspace as
+/// the sandbox sees it) and LANG. Never the service's own environment.
+pub fn base_environment(home: &str) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     env.insert("PATH".to_string(), DEFAULT_PATH.to_string());
     env.insert("HOME".to_string(), home.to_string());
     env.insert("LANG".to_string(), DEFAULT_LANG.to_string());
+    env
+}
+
+/// The environment a command starts with: the [`base_environment`], then
+/// the caller's variables, which win.
+pub fn command_environment(home: &str, cmd: &CommandSpec) -> BTreeMap<String, String> {
+    let mut env = base_environment(home);
     for (k, v) in cmd.env() {
         env.insert(k.clone(), v.clone());
     }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bollard::models::{ContainerCreateBody, ContainerSummary, HostConfig};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
 use bollard::Docker;
-use orchestrator_core::exec::{DEFAULT_LANG, DEFAULT_PATH};
+use orchestrator_core::exec::base_environment;
 use orchestrator_core::owner::Owner;
 use orchestrator_core::{ResourceLimits, WorkspaceId};
 
@@ -101,11 +101,10 @@ pub(crate) fn name_of(id: &WorkspaceId) -> String {
 /// exec wrapper (`docker exec` by hand): what a command without variables
 /// of its own gets.
 fn container_env() -> Vec<String> {
-    vec![
-        format!("PATH={DEFAULT_PATH}"),
-        format!("HOME={WORKSPACE_DIR}"),
-        format!("LANG={DEFAULT_LANG}"),
-    ]
+    base_environment(WORKSPACE_DIR)
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect()
 }
 
 /// What a workspace container is made of.
