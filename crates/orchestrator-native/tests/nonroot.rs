@@ -33,13 +33,19 @@ fn fallback(root: &Path, strict: bool) -> NativeOrchestrator {
 }
 
 fn all_limits(strict: bool) -> ResourceLimits {
-    use LimitValue::{Bytes, Count, Cpus, Duration as For};
+    use LimitValue::{Bytes, Count, Cpus};
     let every_kind = [
         (LimitKind::Memory, Bytes(256 << 20)),
         (LimitKind::Cpus, Cpus(0.5)),
         (LimitKind::Pids, Count(64)),
-        (LimitKind::WallTimeout, For(Duration::from_secs(30))),
-        (LimitKind::CpuTime, For(Duration::from_secs(7))),
+        (
+            LimitKind::WallTimeout,
+            LimitValue::Duration(Duration::from_secs(30)),
+        ),
+        (
+            LimitKind::CpuTime,
+            LimitValue::Duration(Duration::from_secs(7)),
+        ),
         (LimitKind::FileSize, Bytes(3 << 20)),
         (LimitKind::OpenFiles, Count(48)),
         (LimitKind::OutputBytes, Bytes(1 << 20)),
