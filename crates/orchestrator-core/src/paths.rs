@@ -7,10 +7,11 @@
 //! backends with a host directory, [`resolve_in_root`] also follows symlinks
 //! component by component and rejects any that lead outside the root.
 //!
-//! The check is done before the operation, not atomically with it: a process
-//! inside the sandbox that swaps a directory for a symlink at the same moment
-//! can race it. The native backend is not a security boundary against hostile
-//! code (see docs/security.md).
+//! [`resolve_in_root`] checks before the operation, not atomically with it:
+//! a process inside the sandbox that swaps a directory for a symlink at the
+//! same moment can race it. Backends that copy against such a process
+//! resolve beneath a directory descriptor instead (the native backend's
+//! copies do; see docs/security.md).
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
