@@ -51,6 +51,6 @@ pub use paths::SandboxPath;
 pub use registry::{BackendOptions, BackendRegistration, Progress, ProgressEvent};
 pub use types::{
     Availability, Capabilities, CappedBuffer, CommandSpec, CommandSpecBuilder, ExecOutput,
-    ExitStatus, OutputSink, ProcessId, ProcessSnapshot, SinkFn, StartFailure, Stream, WorkspaceId,
-    WorkspaceSpec,
+    ExitStatus, Mount, OutputSink, ProcessId, ProcessSnapshot, SinkFn, StartFailure, Stream,
+    WorkspaceId, WorkspaceSpec,
 };

@@ -143,6 +143,7 @@ impl DockerOrchestrator {
             oom_detection: true,
             cross_process: true,
             images: true,
+            mounts: true,
             limits: limits::enforced_kinds(),
         }
     }

@@ -7,12 +7,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bollard::models::{ContainerCreateBody, ContainerSummary, HostConfig};
+use bollard::models::{
+    ContainerCreateBody, ContainerSummary, HostConfig, Mount as BollardMount, MountType,
+};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
 use bollard::Docker;
 use orchestrator_core::exec::base_environment;
 use orchestrator_core::owner::Owner;
-use orchestrator_core::{ResourceLimits, WorkspaceId};
+use orchestrator_core::{Mount, ResourceLimits, WorkspaceId};
 
 use crate::client::deadline;
 use crate::config::{DockerConfig, LABEL_EXECUTION, LABEL_WORKSPACE, OWNER_LABEL, OWNER_VALUE};
@@ -115,6 +117,27 @@ pub(crate) struct Recipe<'a> {
     pub labels: &'a BTreeMap<String, String>,
     pub execution_id: Option<&'a str>,
     pub limits: &'a ResourceLimits,
+    /// Host paths bound into the workspace.
+    pub mounts: &'a [Mount],
+}
+
+/// The bind mounts of a recipe, under the workspace directory.
+fn binds(mounts: &[Mount]) -> Option<Vec<BollardMount>> {
+    if mounts.is_empty() {
+        return None;
+    }
+    Some(
+        mounts
+            .iter()
+            .map(|m| BollardMount {
+                target: Some(m.sandbox().under(WORKSPACE_DIR)),
+                source: Some(m.host().to_string_lossy().into_owned()),
+                typ: Some(MountType::BIND),
+                read_only: Some(m.is_read_only()),
+                ..Default::default()
+            })
+            .collect(),
+    )
 }
 
 /// Creates (does not start) a workspace container named [`name_of`] the
@@ -151,6 +174,7 @@ pub(crate) async fn create(
             memory_swap: cg.memory_swap,
             nano_cpus: cg.nano_cpus,
             pids_limit: cg.pids_limit,
+            mounts: binds(r.mounts),
             ..Default::default()
         }),
         ..Default::default()

@@ -42,6 +42,14 @@ impl DockerOrchestrator {
                  (or RUNBOX_DOCKER_IMAGE)",
             ));
         };
+        // The daemon would create a missing bind source as an empty
+        // directory: a typo must be an error, not an empty mount.
+        if let Some(m) = spec.mounts.iter().find(|m| !m.host().exists()) {
+            return Err(Error::invalid(format!(
+                "mount source {} does not exist",
+                m.host().display()
+            )));
+        }
         let mut made = None;
         if let Some(pool_image) = self.pool_image() {
             if pool::poolable(spec, pool_image) {
@@ -84,6 +92,7 @@ impl DockerOrchestrator {
             labels: &spec.labels,
             execution_id: spec.execution_id.as_deref(),
             limits: lim,
+            mounts: &spec.mounts,
         };
         let name = container::name_of(&id);
         // Marked live before it exists, so a concurrent reap_orphans of

@@ -34,6 +34,7 @@ impl Orchestrator for NativeOrchestrator {
             oom_detection: self.inner.cgroups.is_ok(),
             cross_process: true,
             images: false,
+            mounts: false,
             limits: self.enforceable(),
         }
     }

@@ -16,7 +16,7 @@ use crate::jobs::Background;
 use crate::process::signal::{Pgid, Pid};
 use crate::sync::{lock, maybe_blocking};
 use crate::teardown::CgroupRef;
-use crate::NativeOrchestrator;
+use crate::{NativeOrchestrator, BACKEND_NAME};
 
 #[derive(Debug)]
 pub(crate) struct Workspace {
@@ -145,7 +145,16 @@ impl NativeOrchestrator {
     }
 
     /// `create_workspace`: a registered workspace with `spec`'s limits.
+    /// Mounts need a mount namespace of the workspace's own, which a
+    /// workspace of host processes does not have: a spec with any is
+    /// `Unsupported` (it is not silently ignored).
     pub(crate) async fn create(&self, spec: &WorkspaceSpec) -> Result<WorkspaceId> {
+        if !spec.mounts.is_empty() {
+            return Err(Error::Unsupported {
+                backend: BACKEND_NAME.into(),
+                operation: "mounts (a workspace of host processes has no mount namespace)".into(),
+            });
+        }
         let this = self.clone();
         let spec = spec.clone();
         // Without limits this is a small file and a directory: done inline.

@@ -67,6 +67,7 @@ pub use cases::io::*;
 pub use cases::isolation::*;
 pub use cases::lifecycle::*;
 pub use cases::limits::*;
+pub use cases::mounts::*;
 pub use cases::paths::*;
 pub use cases::process::*;
 pub use harness::{
@@ -146,6 +147,7 @@ cases! {
     availability_is_a_state_with_a_reason => Requirement::None,
     stop_returns_within_the_deadline => Requirement::Background,
     cleanup_leaves_a_live_owners_workspace => Requirement::CrossProcess,
+    mounts_are_honoured_or_refused => Requirement::None,
 }
 
 /// Expands to a `main` that runs the whole conformance suite against the

@@ -150,6 +150,7 @@ pub fn full_capabilities() -> Capabilities {
         oom_detection: true,
         cross_process: false,
         images: false,
+        mounts: false,
         limits: LimitKind::ALL.to_vec(),
     }
 }

@@ -45,6 +45,13 @@ impl Orchestrator for FakeOrchestrator {
             labels: spec.labels.clone(),
         })
         .await?;
+        // In-memory workspaces have nothing to bind a host path into.
+        if !spec.mounts.is_empty() {
+            return Err(Error::Unsupported {
+                backend: self.name().to_string(),
+                operation: "mounts".into(),
+            });
+        }
         let id = self.fresh_id();
         let ws = FakeWorkspace::new(spec.limits.clone(), spec.execution_id.clone());
         let mut st = self.lock();

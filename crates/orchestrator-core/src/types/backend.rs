@@ -26,6 +26,10 @@ pub struct Capabilities {
     /// Workspaces run from container images ([`crate::WorkspaceSpec::image`]
     /// is used; without one there is no image to run).
     pub images: bool,
+    /// [`crate::WorkspaceSpec::mounts`] are honoured (read-only and
+    /// read-write); without it a spec with mounts is
+    /// [`crate::Error::Unsupported`].
+    pub mounts: bool,
     /// Limits this backend enforces on this host.
     pub limits: Vec<LimitKind>,
 }

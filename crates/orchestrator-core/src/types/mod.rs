@@ -13,4 +13,4 @@ pub use backend::{Availability, Capabilities};
 pub use command::{CommandSpec, CommandSpecBuilder, OutputSink, SinkFn, Stream};
 pub use ids::{ProcessId, WorkspaceId};
 pub use output::{CappedBuffer, ExecOutput, ExitStatus, ProcessSnapshot, StartFailure};
-pub use spec::WorkspaceSpec;
+pub use spec::{Mount, WorkspaceSpec};

@@ -43,6 +43,25 @@ fn command_validation() {
 }
 
 #[test]
+fn mounts_are_valid_by_construction() {
+    let p = crate::SandboxPath::new("data").unwrap();
+    let m = Mount::new("/srv/data", p.clone(), true).unwrap();
+    assert_eq!(m.host(), std::path::Path::new("/srv/data"));
+    assert_eq!(m.sandbox(), &p);
+    assert!(m.is_read_only());
+    assert!(matches!(
+        Mount::new("rel/data", p, true),
+        Err(Error::InvalidInput(_))
+    ));
+    assert!(matches!(
+        Mount::new("/srv", crate::SandboxPath::root(), false),
+        Err(Error::InvalidInput(_))
+    ));
+    let spec = WorkspaceSpec::new().mount(m.clone());
+    assert_eq!(spec.mounts, [m]);
+}
+
+#[test]
 fn capped_buffer_caps() {
     let mut b = CappedBuffer::new(5);
     assert_eq!(b.push(b"abc"), b"abc");

@@ -116,11 +116,12 @@ pub(crate) fn name_safe(execution_id: &str) -> bool {
 }
 
 /// Whether a spec may take a pooled container: the default image, no
-/// labels of its own (labels cannot be added to an existing container), and
-/// an execution id (if any) that fits in a container name.
+/// labels or mounts of its own (neither can be added to an existing
+/// container), and an execution id (if any) that fits in a container name.
 pub(crate) fn poolable(spec: &WorkspaceSpec, default_image: &str) -> bool {
     spec.image.as_deref().is_none_or(|i| i == default_image)
         && spec.labels.is_empty()
+        && spec.mounts.is_empty()
         && spec.execution_id.as_deref().is_none_or(name_safe)
 }
 
@@ -159,6 +160,9 @@ mod tests {
         assert!(poolable(&WorkspaceSpec::new().limits(limits), img));
         assert!(!poolable(&WorkspaceSpec::new().image("other:1"), img));
         assert!(!poolable(&WorkspaceSpec::new().label("a", "b"), img));
+        let data = orchestrator_core::SandboxPath::new("data").unwrap();
+        let mount = orchestrator_core::Mount::new("/srv", data, true).unwrap();
+        assert!(!poolable(&WorkspaceSpec::new().mount(mount), img));
         assert!(!poolable(&WorkspaceSpec::new().execution_id("a b"), img));
     }
 

@@ -167,6 +167,7 @@ async fn make(ctx: &RefillCtx, guard: &mut RefillGuard) -> Result<Pooled, E> {
         labels: &BTreeMap::new(),
         execution_id: None,
         limits: &ResourceLimits::default(),
+        mounts: &[],
     };
     let created = container::create(&ctx.docker, &ctx.config, &ctx.owner, &recipe).await;
     guard.creating = None;

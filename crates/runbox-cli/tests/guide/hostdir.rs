@@ -202,6 +202,14 @@ impl Orchestrator for HostdirOrchestrator {
     }
 
     async fn create_workspace(&self, spec: &WorkspaceSpec) -> Result<WorkspaceId> {
+        // Host processes in a host directory cannot see a bind mount of
+        // their own: refuse mounts rather than ignore them.
+        if !spec.mounts.is_empty() {
+            return Err(Error::Unsupported {
+                backend: NAME.into(),
+                operation: "mounts".into(),
+            });
+        }
         let n = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // The owner is part of the name: a later process tells whose
         // workspace it is without a metadata file.

@@ -8,5 +8,6 @@ pub mod io;
 pub mod isolation;
 pub mod lifecycle;
 pub mod limits;
+pub mod mounts;
 pub mod paths;
 pub mod process;
