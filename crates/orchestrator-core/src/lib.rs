@@ -51,6 +51,6 @@ pub use paths::SandboxPath;
 pub use registry::{BackendOptions, BackendRegistration, Progress, ProgressEvent};
 pub use types::{
     Availability, Capabilities, CappedBuffer, CommandSpec, CommandSpecBuilder, ExecOutput,
-    ExitStatus, Mount, OutputSink, ProcessId, ProcessSnapshot, SinkFn, StartFailure, Stream,
+    ExitStatus, IsolationLevel, IsolationMode, IsolationReport, Mount, NetworkMode, UnknownMode, OutputSink, ProcessId, ProcessSnapshot, SinkFn, StartFailure, Stream,
     WorkspaceId, WorkspaceSpec,
 };

@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::limits::{LimitReport, ResourceLimits};
 use crate::paths::SandboxPath;
 use crate::types::{
+    IsolationReport,
     Availability, Capabilities, CommandSpec, ExecOutput, ProcessId, ProcessSnapshot, WorkspaceId,
     WorkspaceSpec,
 };
@@ -126,6 +127,15 @@ pub trait Orchestrator: Send + Sync + std::fmt::Debug {
     /// exists for this workspace id. Empty after a successful cleanup; the
     /// conformance suite checks it after every case.
     async fn residue(&self, id: &WorkspaceId) -> Result<Vec<String>>;
+
+    /// How workspace `id` is isolated from the host: the mode asked for,
+    /// the level in force, the network, each enforcing mechanism or why
+    /// there is none. Unknown ids are NotFound. The default, for a backend
+    /// that does not isolate, reports level `None`.
+    async fn isolation(&self, id: &WorkspaceId) -> Result<IsolationReport> {
+        let _ = id;
+        Ok(IsolationReport::unreported(self.name()))
+    }
 
     /// Removes sandboxes of this backend left behind by processes that are
     /// gone (crash recovery). Returns a description of each thing removed.

@@ -140,6 +140,7 @@ impl DockerOrchestrator {
             background: true,
             direct_access: false,
             network_isolation: self.config.network_mode == "none",
+            isolation: true,
             oom_detection: true,
             cross_process: true,
             images: true,

@@ -31,6 +31,7 @@ impl Orchestrator for NativeOrchestrator {
             background: true,
             direct_access: true,
             network_isolation: false,
+            isolation: false,
             oom_detection: self.inner.cgroups.is_ok(),
             cross_process: true,
             images: false,

@@ -147,6 +147,7 @@ pub fn full_capabilities() -> Capabilities {
         background: true,
         direct_access: false,
         network_isolation: true,
+        isolation: false,
         oom_detection: true,
         cross_process: false,
         images: false,

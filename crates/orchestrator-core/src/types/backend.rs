@@ -15,6 +15,12 @@ pub struct Capabilities {
     pub direct_access: bool,
     /// Commands have no network access.
     pub network_isolation: bool,
+    /// New workspaces are fully isolated from the host
+    /// ([`crate::IsolationLevel::Full`]): their commands see their own root,
+    /// processes and users, cannot signal host processes, run without
+    /// capabilities, under no_new_privs and a seccomp filter. The
+    /// conformance suite's isolation cases need it.
+    pub isolation: bool,
     /// Out-of-memory kills are detected and reported as MemoryLimitExceeded.
     pub oom_detection: bool,
     /// Workspaces live outside this process (a host directory, a daemon's
