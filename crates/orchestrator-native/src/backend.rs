@@ -26,6 +26,8 @@ pub(crate) struct Inner {
     pub root: PathBuf,
     /// The cgroups in use, or why there are none.
     pub cgroups: std::result::Result<CgroupSupport, String>,
+    /// `Ok` when new workspaces are isolated, else why not.
+    pub isolation: std::result::Result<(), String>,
     /// This process, as named in the ids of the workspaces it makes.
     pub owner: Owner,
     /// [`workspace::name_prefix`] of `owner`, made once: every workspace
@@ -56,12 +58,14 @@ impl NativeOrchestrator {
             Ok(c) => tracing::debug!(version = ?c.version(), "native backend uses cgroups"),
             Err(why) => tracing::info!(%why, "native backend without cgroups: rlimit fallback"),
         }
+        let isolation = crate::isolation::detect(&config, &root);
         let owner = Owner::current();
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
                 root,
                 cgroups,
+                isolation,
                 name_prefix: workspace::name_prefix(&owner),
                 owner,
                 workspaces: Mutex::new(HashMap::new()),
@@ -84,21 +88,41 @@ impl NativeOrchestrator {
         &self.inner.root
     }
 
-    /// `is_available`: the workspace root must be usable; without cgroups
-    /// the backend works, degraded to rlimits.
+    /// `is_available`: the workspace root must be usable, and full
+    /// isolation possible when `full` was asked for; without cgroups (limits
+    /// fall back to rlimits) or when `auto` cannot isolate, the backend
+    /// works, degraded, and says why.
     pub(crate) fn availability(&self) -> Availability {
+        use orchestrator_core::IsolationMode;
         let probe = &self.inner.root;
-        match std::fs::metadata(probe) {
-            Err(e) => Availability::unavailable(format!(
+        if let Err(e) = std::fs::metadata(probe) {
+            return Availability::unavailable(format!(
                 "workspace root {} unusable: {e}",
                 probe.display()
-            )),
-            Ok(_) => match &self.inner.cgroups {
-                Ok(_) => Availability::Available,
-                Err(why) => Availability::degraded(format!(
-                    "no writable cgroups ({why}); limits fall back to rlimits"
+            ));
+        }
+        let mode = self.inner.config.isolation;
+        let mut remarks = Vec::new();
+        if let Err(why) = &self.inner.isolation {
+            match mode {
+                IsolationMode::None => {}
+                IsolationMode::Full => {
+                    return Availability::unavailable(format!("full isolation unavailable: {why}"))
+                }
+                _ => remarks.push(format!(
+                    "full isolation unavailable ({why}); commands run as host processes"
                 )),
-            },
+            }
+        }
+        if let Err(why) = &self.inner.cgroups {
+            remarks.push(format!(
+                "no writable cgroups ({why}); limits fall back to rlimits"
+            ));
+        }
+        if remarks.is_empty() {
+            Availability::Available
+        } else {
+            Availability::degraded(remarks.join("; "))
         }
     }
 }

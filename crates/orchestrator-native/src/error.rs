@@ -55,6 +55,17 @@ pub enum NativeOrchestratorError {
         /// How long `stop` waited.
         waited: std::time::Duration,
     },
+    /// The sandbox of an isolated workspace failed (its init could not be
+    /// started or built the sandbox, or ended).
+    #[error("sandbox: {0}")]
+    Sandbox(String),
+    /// Full isolation was asked for (isolation `full`, or `auto` in strict
+    /// mode) and this host cannot give it.
+    #[error("full isolation is unavailable on this host: {reason}")]
+    IsolationUnavailable {
+        /// Why.
+        reason: String,
+    },
     /// A blocking task panicked or was cancelled.
     #[error("internal task failed: {0}")]
     Task(String),

@@ -13,8 +13,8 @@ use tokio::sync::watch;
 use crate::error::NativeOrchestratorError;
 use crate::process::capture::Shared;
 use crate::process::drive::{drive, not_started};
-use crate::process::signal::{kill_tree, Pgid};
-use crate::process::spawn::{spawn, SpawnPlan};
+use crate::process::group::Group;
+use crate::process::spawn::{start, SpawnPlan};
 use crate::procfs;
 use crate::sync::{blocking, lock};
 use crate::workspace::Workspace;
@@ -23,17 +23,19 @@ use crate::NativeOrchestrator;
 /// A background process.
 #[derive(Debug)]
 pub(crate) struct Background {
-    /// Its process group; `None` when it never started.
-    pub pgid: Option<Pgid>,
+    /// Its process tree; `None` when it never started.
+    pub group: Option<Group>,
     pub shared: Arc<Shared>,
     /// Its result, once it ended.
     pub result: watch::Receiver<Option<ExecOutput>>,
 }
 
 impl Background {
-    /// Its process group while it runs.
-    pub(crate) fn running_group(&self) -> Option<Pgid> {
-        self.pgid.filter(|_| self.result.borrow().is_none())
+    /// Its process tree while it runs.
+    pub(crate) fn running_group(&self) -> Option<Group> {
+        self.group
+            .clone()
+            .filter(|_| self.result.borrow().is_none())
     }
 }
 
@@ -43,7 +45,15 @@ impl NativeOrchestrator {
     fn plan(&self, id: &WorkspaceId, cmd: &CommandSpec) -> Result<(Arc<Workspace>, SpawnPlan)> {
         let ws = self.get_existing(id)?;
         let limits = lock(&ws.limits).clone();
-        let plan = SpawnPlan::new(&ws.dir, cmd, &limits, self.rlimits(&limits), ws.cgroup())?;
+        let sandbox = ws.sandbox()?;
+        let plan = SpawnPlan::new(
+            &ws.dir,
+            cmd,
+            &limits,
+            self.rlimits(&limits),
+            ws.cgroup(),
+            sandbox,
+        )?;
         Ok((ws, plan))
     }
 
@@ -61,15 +71,21 @@ impl NativeOrchestrator {
         cmd: &CommandSpec,
     ) -> Result<ExecOutput> {
         let (ws, plan) = self.plan(id, cmd)?;
-        let running = match spawn(plan)? {
+        let running = match start(plan).await? {
             Ok(r) => r,
             Err(status) => return Ok(not_started(status)),
         };
-        let pgid = running.pgid;
-        ws.note_spawn(pgid);
-        lock(&ws.foreground).insert(pgid);
+        // Host commands are tracked by group for `stop`; a sandbox's are
+        // all reached through its init.
+        let host = running.group.host();
+        if let Some(pgid) = host {
+            ws.note_spawn(pgid);
+            lock(&ws.foreground).insert(pgid);
+        }
         let out = drive(running).await;
-        lock(&ws.foreground).remove(&pgid);
+        if let Some(pgid) = host {
+            lock(&ws.foreground).remove(&pgid);
+        }
         Ok(out)
     }
 
@@ -85,11 +101,13 @@ impl NativeOrchestrator {
             ws.next_process.fetch_add(1, Ordering::Relaxed)
         ))?;
         let (tx, rx) = watch::channel(None);
-        let bg = match spawn(plan)? {
+        let bg = match start(plan).await? {
             Ok(running) => {
-                ws.note_spawn(running.pgid);
+                if let Some(pgid) = running.group.host() {
+                    ws.note_spawn(pgid);
+                }
                 let bg = Background {
-                    pgid: Some(running.pgid),
+                    group: Some(running.group.clone()),
                     shared: running.shared.clone(),
                     result: rx,
                 };
@@ -102,7 +120,7 @@ impl NativeOrchestrator {
             Err(status) => {
                 let _ = tx.send(Some(not_started(status)));
                 Background {
-                    pgid: None,
+                    group: None,
                     shared: Arc::new(Shared::empty()),
                     result: rx,
                 }
@@ -158,14 +176,14 @@ impl NativeOrchestrator {
         };
         {
             let ws = ws.clone();
-            let groups: Vec<Pgid> = targets
+            let groups: Vec<Group> = targets
                 .iter()
                 .filter_map(|(_, b)| b.running_group())
                 .collect();
             let all = pid.is_none();
             blocking(move || {
-                for pgid in groups {
-                    kill_tree(pgid);
+                for g in groups {
+                    g.kill_tree();
                 }
                 if all {
                     Self::kill_everything(&ws);
@@ -186,15 +204,27 @@ impl NativeOrchestrator {
             // The driver has not finished: a slow drain of its pipes, or a
             // process that SIGKILL has not ended (uninterruptible sleep).
             // Only the latter is an error.
-            let Some(pgid) = b.running_group() else {
+            let Some(group) = b.running_group() else {
                 continue;
             };
-            let alive = blocking(move || Ok(procfs::live_tree_of_group(pgid))).await?;
-            if !alive.is_empty() {
+            // A sandbox's command has no host group to look at: its init
+            // not reporting the end is the evidence.
+            let (pgid, alive) = match group.host() {
+                Some(pgid) => (
+                    pgid.get(),
+                    blocking(move || Ok(procfs::live_tree_of_group(pgid)))
+                        .await?
+                        .iter()
+                        .map(|p| p.get())
+                        .collect(),
+                ),
+                None => (0, Vec::new()),
+            };
+            if group.host().is_none() || !alive.is_empty() {
                 return Err(NativeOrchestratorError::Unkillable {
                     process: pid.to_string(),
-                    pgid: pgid.get(),
-                    alive: alive.iter().map(|p| p.get()).collect(),
+                    pgid,
+                    alive,
                     waited: STOP_DEADLINE,
                 }
                 .into());

@@ -30,10 +30,12 @@ mod config;
 mod copy;
 mod enforcement;
 mod error;
+mod isolation;
 mod jobs;
 mod orchestrator;
 mod process;
 mod procfs;
+mod sandbox;
 mod sync;
 mod teardown;
 mod workspace;
@@ -44,21 +46,27 @@ use orchestrator_core::{BackendOptions, Error, Orchestrator, Result};
 
 pub use backend::NativeOrchestrator;
 pub use cgroup::CgroupVersion;
-pub use config::{default_root, NativeConfig};
+pub use config::{
+    default_root, IdRange, NativeConfig, DEFAULT_ETC, DEFAULT_SANDBOX_ID_COUNT,
+    DEFAULT_SANDBOX_ID_FIRST, DEFAULT_SYSTEM_BINDS,
+};
 pub use enforcement::{CGROUP_V1, CGROUP_V2, RLIMIT};
 pub use error::NativeOrchestratorError;
 pub use orchestrator_core::exec::DEFAULT_OUTPUT_CAP;
+pub use sandbox::mechanisms;
 
 /// The name this backend registers under.
 pub const BACKEND_NAME: &str = "native";
 
 /// The settings the registry factory accepts (see [`NativeConfig`]).
-const SETTINGS: &[&str] = &["root", "strict"];
+const SETTINGS: &[&str] = &["root", "strict", "isolation", "network"];
 
 /// The registry's factory: [`NativeConfig::default`] with these settings
 /// from `options` (no image, no warm pool):
 /// - `root`: the workspace root ([`NativeConfig::workspace_root`]);
-/// - `strict`: `true` or `false` ([`NativeConfig::strict`]).
+/// - `strict`: `true` or `false` ([`NativeConfig::strict`]);
+/// - `isolation`: `auto`, `full` or `none` ([`NativeConfig::isolation`]);
+/// - `network`: `none` or `host` ([`NativeConfig::network`]).
 fn factory(options: &BackendOptions) -> Result<Arc<dyn Orchestrator>> {
     options.check(BACKEND_NAME, SETTINGS, false)?;
     let mut config = NativeConfig::default();
@@ -77,11 +85,21 @@ fn factory(options: &BackendOptions) -> Result<Arc<dyn Orchestrator>> {
             ))
         })?;
     }
+    if let Some(mode) = options.settings.get("isolation") {
+        config.isolation = mode
+            .parse()
+            .map_err(|e| Error::invalid(format!("backend native: setting \"isolation\": {e}")))?;
+    }
+    if let Some(net) = options.settings.get("network") {
+        config.network = net
+            .parse()
+            .map_err(|e| Error::invalid(format!("backend native: setting \"network\": {e}")))?;
+    }
     Ok(Arc::new(NativeOrchestrator::new(config)?))
 }
 
 orchestrator_core::register_backend!(
     BACKEND_NAME,
-    "host processes in a temp-dir workspace; cgroup v2/v1 or rlimit limits",
+    "a sandbox per workspace (namespaces, read-only root, no privileges, seccomp) or host processes; cgroup v2/v1 or rlimit limits",
     factory
 );

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use orchestrator_core::{
-    Availability, Capabilities, CommandSpec, ExecOutput, LimitReport, Orchestrator, ProcessId,
-    ProcessSnapshot, ResourceLimits, Result, SandboxPath, WorkspaceId, WorkspaceSpec,
+    Availability, Capabilities, CommandSpec, ExecOutput, IsolationReport, LimitReport,
+    Orchestrator, ProcessId, ProcessSnapshot, ResourceLimits, Result, SandboxPath, WorkspaceId,
+    WorkspaceSpec,
 };
 
 use crate::{NativeOrchestrator, BACKEND_NAME};
@@ -30,12 +31,13 @@ impl Orchestrator for NativeOrchestrator {
             copy: true,
             background: true,
             direct_access: true,
-            network_isolation: false,
-            isolation: false,
+            network_isolation: self.isolating()
+                && self.inner.config.network == orchestrator_core::NetworkMode::None,
+            isolation: self.isolating(),
             oom_detection: self.inner.cgroups.is_ok(),
             cross_process: true,
             images: false,
-            mounts: false,
+            mounts: self.isolating(),
             limits: self.enforceable(),
         }
     }
@@ -50,6 +52,10 @@ impl Orchestrator for NativeOrchestrator {
 
     async fn residue(&self, id: &WorkspaceId) -> Result<Vec<String>> {
         self.residue_of(id).await
+    }
+
+    async fn isolation(&self, id: &WorkspaceId) -> Result<IsolationReport> {
+        Ok(self.get(id)?.isolation.clone())
     }
 
     async fn reap_orphans(&self) -> Result<Vec<String>> {

@@ -64,8 +64,12 @@ fn kill_in_dir(dir: &Path, floor: PidFloor) {
 }
 
 impl NativeOrchestrator {
-    /// Kills every process of a workspace (background, foreground, cgroup).
+    /// Kills every process of a workspace (background, foreground, cgroup,
+    /// its sandbox's).
     pub(crate) fn kill_everything(ws: &Workspace) {
+        if let Some(sandbox) = ws.started_sandbox() {
+            sandbox.kill_all();
+        }
         Self::kill_groups(ws);
         match ws.cgroup() {
             Some(cg) => cg.kill_all(),
@@ -82,8 +86,8 @@ impl NativeOrchestrator {
     /// Kills the process groups of running commands.
     fn kill_groups(ws: &Workspace) {
         for b in lock(&ws.background).values() {
-            if let Some(pgid) = b.running_group() {
-                kill_tree(pgid);
+            if let Some(group) = b.running_group() {
+                group.kill_tree();
             }
         }
         for pgid in lock(&ws.foreground).iter() {
@@ -121,6 +125,11 @@ impl NativeOrchestrator {
     /// `cleanup`: idempotent; a workspace of another live owner is left alone.
     pub(crate) async fn tear_down(&self, id: &WorkspaceId) -> Result<()> {
         let ws = lock(&self.inner.workspaces).remove(id);
+        // A sandbox ends with its init: once its outer process has exited,
+        // no process of it is left.
+        if let Some(sandbox) = ws.as_ref().and_then(|w| w.started_sandbox()) {
+            sandbox.shutdown().await;
+        }
         let this = self.clone();
         let id = id.clone();
         // Nothing running, no cgroup, a few files: cheaper done inline than
@@ -248,6 +257,9 @@ impl Drop for Inner {
         let all: Vec<Arc<Workspace>> = lock(&self.workspaces).drain().map(|(_, w)| w).collect();
         for ws in all {
             NativeOrchestrator::kill_everything(&ws);
+            if let Some(sandbox) = ws.started_sandbox() {
+                sandbox.close();
+            }
             let _ = std::fs::remove_dir_all(&ws.dir);
             if let Some(cg) = ws.cgroup() {
                 let _ = cg.remove();

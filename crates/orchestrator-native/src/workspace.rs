@@ -1,6 +1,6 @@
-//! A workspace's state (directory, cgroup, limits, running commands), its
-//! lookup, and making one: a fresh id, naming its owner, reserved by
-//! creating its directory.
+//! A workspace's state (directory, sandbox, cgroup, limits, running
+//! commands), its lookup, and making one: a fresh id, naming its owner,
+//! reserved by creating its directory, its sandbox started when isolated.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -8,20 +8,29 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use orchestrator_core::owner::Owner;
-use orchestrator_core::{Error, ProcessId, ResourceLimits, Result, WorkspaceId, WorkspaceSpec};
+use orchestrator_core::{
+    Error, IsolationReport, ProcessId, ResourceLimits, Result, WorkspaceId, WorkspaceSpec,
+};
 
 use crate::cgroup::WorkspaceCgroup;
 use crate::error::NativeOrchestratorError;
 use crate::jobs::Background;
 use crate::process::signal::{Pgid, Pid};
+use crate::sandbox::Sandbox;
 use crate::sync::{lock, maybe_blocking};
 use crate::teardown::CgroupRef;
-use crate::{NativeOrchestrator, BACKEND_NAME};
+use crate::NativeOrchestrator;
 
 #[derive(Debug)]
 pub(crate) struct Workspace {
     pub id: WorkspaceId,
     pub dir: PathBuf,
+    /// How it is isolated.
+    pub isolation: IsolationReport,
+    /// The host uid and gid its sandbox user maps to, when isolated.
+    pub sandbox_ids: Option<(u32, u32)>,
+    /// Its sandbox, once started (isolated workspaces only).
+    sandbox: OnceLock<Arc<Sandbox>>,
     /// Made on the first limit that needs a cgroup (memory, pids, cpus):
     /// a workspace without such limits costs no cgroup work.
     pub cgroup: Mutex<Option<Arc<WorkspaceCgroup>>>,
@@ -35,10 +44,18 @@ pub(crate) struct Workspace {
 }
 
 impl Workspace {
-    fn new(id: WorkspaceId, dir: PathBuf) -> Self {
+    fn new(
+        id: WorkspaceId,
+        dir: PathBuf,
+        isolation: IsolationReport,
+        sandbox_ids: Option<(u32, u32)>,
+    ) -> Self {
         Self {
             id,
             dir,
+            isolation,
+            sandbox_ids,
+            sandbox: OnceLock::new(),
             cgroup: Mutex::new(None),
             limits: Mutex::new(ResourceLimits::default()),
             background: Mutex::new(HashMap::new()),
@@ -50,6 +67,28 @@ impl Workspace {
 
     pub fn cgroup(&self) -> Option<Arc<WorkspaceCgroup>> {
         lock(&self.cgroup).clone()
+    }
+
+    /// Where its commands start: `Ok(None)` on the host, its sandbox when
+    /// isolated; a sandbox that never started or has ended is an error
+    /// (its commands must not fall back to the host).
+    pub fn sandbox(&self) -> Result<Option<Arc<Sandbox>>> {
+        if self.sandbox_ids.is_none() {
+            return Ok(None);
+        }
+        match self.sandbox.get() {
+            Some(s) if s.alive() => Ok(Some(s.clone())),
+            _ => Err(NativeOrchestratorError::Sandbox(format!(
+                "the sandbox of workspace {} is not running",
+                self.id
+            ))
+            .into()),
+        }
+    }
+
+    /// Its sandbox, if one was started (for teardown).
+    pub fn started_sandbox(&self) -> Option<&Arc<Sandbox>> {
+        self.sandbox.get()
     }
 
     /// Notes a started command (its group leader's pid).
@@ -144,31 +183,39 @@ impl NativeOrchestrator {
         .into())
     }
 
-    /// `create_workspace`: a registered workspace with `spec`'s limits.
-    /// Mounts need a mount namespace of the workspace's own, which a
-    /// workspace of host processes does not have: a spec with any is
-    /// `Unsupported` (it is not silently ignored).
+    /// `create_workspace`: a registered workspace with `spec`'s limits,
+    /// and, when isolated, its sandbox (with `spec`'s mounts) running.
+    /// Mounts need the sandbox's mount namespace: without isolation a spec
+    /// with any is `Unsupported` (never silently ignored).
     pub(crate) async fn create(&self, spec: &WorkspaceSpec) -> Result<WorkspaceId> {
-        if !spec.mounts.is_empty() {
-            return Err(Error::Unsupported {
-                backend: BACKEND_NAME.into(),
-                operation: "mounts (a workspace of host processes has no mount namespace)".into(),
-            });
-        }
+        self.check_isolation(&spec.mounts)?;
         let this = self.clone();
-        let spec = spec.clone();
+        let spec2 = spec.clone();
         // Without limits this is a small file and a directory: done inline.
         let quick = spec.limits.is_none();
         // Registered inside the task: when this future is dropped mid-way,
         // the workspace is still known (and removed on drop).
-        maybe_blocking(quick, move || {
-            let ws = this.create_sync(&spec)?;
-            let id = ws.id.clone();
-            tracing::debug!(workspace = %id, dir = %ws.dir.display(), "workspace created");
-            lock(&this.inner.workspaces).insert(id.clone(), ws);
-            Ok(id)
+        let ws = maybe_blocking(quick, move || {
+            let ws = this.create_sync(&spec2)?;
+            tracing::debug!(workspace = %ws.id, dir = %ws.dir.display(), "workspace created");
+            lock(&this.inner.workspaces).insert(ws.id.clone(), ws.clone());
+            Ok(ws)
         })
-        .await
+        .await?;
+        let id = ws.id.clone();
+        if let Some(ids) = ws.sandbox_ids {
+            let setup = self.sandbox_setup(&ws.dir, ids, &spec.mounts);
+            match Sandbox::start(&setup).await {
+                Ok(s) => {
+                    let _ = ws.sandbox.set(s);
+                }
+                Err(e) => {
+                    let _ = self.tear_down(&id).await;
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(id)
     }
 
     fn create_sync(&self, spec: &WorkspaceSpec) -> Result<Arc<Workspace>> {
@@ -179,7 +226,23 @@ impl NativeOrchestrator {
         }
         let (id, dir) = self.reserve()?;
         // From here on the directory is ours: a failure removes it.
-        let ws = Arc::new(Workspace::new(id.clone(), dir.clone()));
+        let sandbox_ids = self.isolating().then(|| self.host_ids(&id));
+        let isolation = self.isolation_report(sandbox_ids.map(|i| i.0));
+        let ws = Arc::new(Workspace::new(
+            id.clone(),
+            dir.clone(),
+            isolation,
+            sandbox_ids,
+        ));
+        if let Some((uid, gid)) = sandbox_ids {
+            // The sandbox user owns its workspace (as root it is not the
+            // service's uid); the service, as root or as that same user,
+            // still reads and removes everything in it.
+            if let Err(e) = std::os::unix::fs::chown(&dir, Some(uid), Some(gid)) {
+                let _ = self.remove_all(id.as_str(), &dir, CgroupRef::Lookup);
+                return Err(NativeOrchestratorError::io("chown workspace", &dir, e).into());
+            }
+        }
         let applied = match &spec.limits {
             Some(l) => self.apply_limits_sync(&ws, l).map(drop),
             None => Ok(()),

@@ -7,6 +7,7 @@ use orchestrator_core::exec::{OutputCap, OutputCapture};
 use orchestrator_core::{ExitStatus, OutputSink, ProcessSnapshot, Stream};
 use tokio::io::AsyncReadExt;
 
+use crate::process::spawn::OutputPipe;
 use crate::sync::lock;
 
 /// Output captured so far, shared between the driver and observers.
@@ -58,8 +59,8 @@ const READ_BUF_MAX: usize = 64 * 1024;
 /// the descriptors the driver noted at spawn stay valid while this future
 /// is pending.
 pub(crate) async fn read_output(
-    mut stdout: Option<tokio::process::ChildStdout>,
-    mut stderr: Option<tokio::process::ChildStderr>,
+    mut stdout: Option<OutputPipe>,
+    mut stderr: Option<OutputPipe>,
     shared: Arc<Shared>,
 ) -> bool {
     // Most commands print little: start small, grow while reads fill the

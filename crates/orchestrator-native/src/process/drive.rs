@@ -9,7 +9,6 @@ use orchestrator_core::exec::OutputCapture;
 use orchestrator_core::{ExecOutput, ExitStatus};
 
 use crate::process::capture::read_output;
-use crate::process::signal;
 use crate::process::spawn::Running;
 use crate::procfs;
 
@@ -41,7 +40,7 @@ pub(crate) async fn drive(mut r: Running) -> ExecOutput {
     let mut read_all = false;
     let ending = loop {
         tokio::select! {
-            s = r.child.wait() => break match s { Ok(s) => Ending::Exited(s), Err(_) => Ending::WaitFailed },
+            s = r.leader.wait() => break match s { Some(s) => Ending::Exited(s), None => Ending::WaitFailed },
             _ = &mut sleep => break Ending::TimedOut,
             over = &mut reading, if !read_all => {
                 read_all = true;
@@ -62,13 +61,13 @@ pub(crate) async fn drive(mut r: Running) -> ExecOutput {
         Ending::Exited(s) => Some(s),
         _ => {
             // Leader still alive: the tree is intact, kill all of it.
-            signal::kill_tree(r.pgid);
-            r.child.wait().await.ok()
+            r.group.kill_tree();
+            r.leader.wait().await
         }
     };
     let wall_time = r.started.elapsed();
     // Leftovers of a command that ended by itself go with it.
-    let _ = signal::signal_group(r.pgid, libc::SIGKILL);
+    r.group.kill_leftovers();
     if !read_all
         && tokio::time::timeout(DRAIN_GRACE, &mut reading)
             .await

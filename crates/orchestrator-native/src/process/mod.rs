@@ -1,8 +1,11 @@
-//! A command's life as a host process: resolving it against its workspace,
-//! spawning it into its own process group (and cgroup), capturing its
+//! A command's life: resolving it against its workspace, starting it (a
+//! host process in its own process group, or a command forked by the
+//! workspace's sandbox init) into the workspace cgroup, capturing its
 //! output, driving it to an end, and signalling it.
 
 pub(crate) mod capture;
 pub(crate) mod drive;
+pub(crate) mod group;
+pub(crate) mod sandboxed;
 pub(crate) mod signal;
 pub(crate) mod spawn;

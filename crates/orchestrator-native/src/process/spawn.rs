@@ -1,6 +1,7 @@
 //! Starting a command: its plan (the command resolved against the
-//! workspace), its own process group, a clean environment, the workspace
-//! cgroup joined and rlimits set between fork and exec.
+//! workspace), and as a host process its own process group, a clean
+//! environment, the workspace cgroup joined and rlimits set between fork
+//! and exec ([`super::sandboxed`] starts it in a sandbox instead).
 
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -18,14 +19,32 @@ use tokio::task::JoinHandle;
 use crate::cgroup::{self, WorkspaceCgroup};
 use crate::error::NativeOrchestratorError;
 use crate::process::capture::Shared;
-use crate::process::signal::{self, Pgid};
+use crate::process::group::{Group, Leader};
+use crate::process::signal::Pgid;
+use crate::sandbox::Sandbox;
 
 /// One setrlimit(2) to apply in the child.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Rlimit {
     pub resource: libc::__rlimit_resource_t,
     pub soft: u64,
     pub hard: u64,
+}
+
+/// Applies `limits` to the calling process (between fork and exec:
+/// async-signal-safe, allocation-free).
+pub(crate) fn set_rlimits(limits: &[Rlimit]) -> std::io::Result<()> {
+    for r in limits {
+        let lim = libc::rlimit {
+            rlim_cur: r.soft,
+            rlim_max: r.hard,
+        };
+        // SAFETY: setrlimit reads the struct we pass.
+        if unsafe { libc::setrlimit(r.resource, &lim) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// Everything needed to start one command.
@@ -34,21 +53,31 @@ pub(crate) struct SpawnPlan {
     pub cmd: ResolvedCommand,
     /// The working directory on the host.
     pub cwd: PathBuf,
+    /// The working directory inside the sandbox, when there is one.
+    pub sandbox_cwd: String,
     pub rlimits: Vec<Rlimit>,
     pub cgroup: Option<Arc<WorkspaceCgroup>>,
+    /// The workspace's sandbox: the command is started by its init.
+    pub sandbox: Option<Arc<Sandbox>>,
 }
+
+/// The workspace as an isolated command sees it (the Docker backend's
+/// path too).
+pub(crate) const SANDBOX_WORKSPACE: &str = "/workspace";
 
 impl SpawnPlan {
     /// The plan to start `cmd` in workspace directory `dir` (which exists),
     /// under the workspace's `limits`; `rlimits` and `cgroup` are how this
     /// host enforces them. A working directory that is not a directory is
-    /// NotFound.
+    /// NotFound. With a `sandbox`, the command sees the workspace at
+    /// [`SANDBOX_WORKSPACE`] (its HOME and working directory).
     pub(crate) fn new(
         dir: &Path,
         cmd: &CommandSpec,
         limits: &ResourceLimits,
         rlimits: Vec<Rlimit>,
         cgroup: Option<Arc<WorkspaceCgroup>>,
+        sandbox: Option<Arc<Sandbox>>,
     ) -> Result<Self> {
         let cwd = match cmd.workdir() {
             Some(w) => {
@@ -63,38 +92,51 @@ impl SpawnPlan {
             }
             None => dir.to_path_buf(),
         };
+        let sandbox_cwd = match cmd.workdir() {
+            Some(w) if !w.is_root() => format!("{SANDBOX_WORKSPACE}/{}", w.as_str()),
+            _ => SANDBOX_WORKSPACE.to_string(),
+        };
+        let home = match &sandbox {
+            Some(_) => SANDBOX_WORKSPACE.into(),
+            None => dir.to_string_lossy(),
+        };
         Ok(Self {
-            cmd: ResolvedCommand::new(cmd, limits, &dir.to_string_lossy()),
+            cmd: ResolvedCommand::new(cmd, limits, &home),
             cwd,
+            sandbox_cwd,
             rlimits,
             cgroup,
+            sandbox,
         })
     }
 }
 
-/// Kills the process group (and, while its leader lives, every descendant)
-/// when dropped: a dropped `run_command` future leaves no process behind.
+/// Kills the process tree when dropped: a dropped `run_command` future
+/// leaves no process behind.
 #[derive(Debug)]
 pub(crate) struct TreeGuard {
-    pub pgid: Pgid,
+    pub group: Group,
     pub armed: bool,
 }
 
 impl Drop for TreeGuard {
     fn drop(&mut self) {
         if self.armed {
-            signal::kill_tree(self.pgid);
+            self.group.kill_tree();
         }
     }
 }
 
+/// A command's output stream, as read by the driver.
+pub(crate) type OutputPipe = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
+
 /// A started command.
 pub(crate) struct Running {
-    pub child: tokio::process::Child,
-    pub pgid: Pgid,
+    pub leader: Leader,
+    pub group: Group,
     pub shared: Arc<Shared>,
-    pub stdout: Option<tokio::process::ChildStdout>,
-    pub stderr: Option<tokio::process::ChildStderr>,
+    pub stdout: Option<OutputPipe>,
+    pub stderr: Option<OutputPipe>,
     /// Feeds stdin, when the command has some.
     pub stdin_task: Option<JoinHandle<()>>,
     /// The stdout/stderr pipes' descriptors (their inodes tell a slow
@@ -111,7 +153,7 @@ pub(crate) struct Running {
     pub guard: TreeGuard,
 }
 
-fn start_failure(e: &std::io::Error) -> Option<StartFailure> {
+pub(crate) fn start_failure(e: &std::io::Error) -> Option<StartFailure> {
     match e.raw_os_error() {
         Some(libc::ENOENT) | Some(libc::ENOTDIR) => Some(StartFailure::NotFound),
         Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::ENOEXEC) | Some(libc::EISDIR) => {
@@ -134,9 +176,32 @@ fn dev_null() -> Stdio {
         .map_or_else(Stdio::null, Stdio::from)
 }
 
-/// Starts a command. `Ok(Err(status))` when it could not start
-/// (FailedToStart); `Err` for backend failures.
-pub(crate) fn spawn(
+/// What starting a command gives: it running, or the status of a command
+/// that could not start (FailedToStart); `Err` for backend failures.
+pub(crate) type Started =
+    std::result::Result<std::result::Result<Running, ExitStatus>, NativeOrchestratorError>;
+
+/// Starts a command where its workspace runs commands.
+pub(crate) async fn start(plan: SpawnPlan) -> Started {
+    match plan.sandbox.clone() {
+        Some(sandbox) => super::sandboxed::spawn(plan, sandbox).await,
+        None => spawn(plan),
+    }
+}
+
+/// The cgroup counters a command's result is measured against, read just
+/// before it starts: the peak-memory handle, OOM kills, CPU usage.
+pub(crate) fn baseline(
+    cgroup: Option<&Arc<WorkspaceCgroup>>,
+) -> (Option<std::fs::File>, u64, Option<Duration>) {
+    let peak = cgroup.and_then(|cg| cg.reset_peak());
+    let oom = cgroup.map(|c| c.oom_kills()).unwrap_or(0);
+    let cpu = cgroup.and_then(|c| c.cpu_usage());
+    (peak, oom, cpu)
+}
+
+/// Starts a command as a host process.
+fn spawn(
     plan: SpawnPlan,
 ) -> std::result::Result<std::result::Result<Running, ExitStatus>, NativeOrchestratorError> {
     let fds = match &plan.cgroup {
@@ -169,22 +234,11 @@ pub(crate) fn spawn(
         unsafe {
             cmd.pre_exec(move || {
                 cgroup::join_in_child(&raw)?;
-                for r in &rlimits {
-                    let lim = libc::rlimit {
-                        rlim_cur: r.soft,
-                        rlim_max: r.hard,
-                    };
-                    if libc::setrlimit(r.resource, &lim) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                Ok(())
+                set_rlimits(&rlimits)
             });
         }
     }
-    let peak_handle = plan.cgroup.as_ref().and_then(|cg| cg.reset_peak());
-    let oom_before = plan.cgroup.as_ref().map(|c| c.oom_kills()).unwrap_or(0);
-    let cpu_before = plan.cgroup.as_ref().and_then(|c| c.cpu_usage());
+    let (peak_handle, oom_before, cpu_before) = baseline(plan.cgroup.as_ref());
     let started = Instant::now();
     let mut child = match cmd.spawn() {
         Ok(c) => c,
@@ -212,7 +266,10 @@ pub(crate) fn spawn(
             source: std::io::Error::other("the spawned child has no usable pid"),
         });
     };
-    let guard = TreeGuard { pgid, armed: true };
+    let guard = TreeGuard {
+        group: Group::Host(pgid),
+        armed: true,
+    };
     let shared = Arc::new(Shared::new(plan.cmd.output_cap, plan.cmd.sink));
     let stdin_task = match (plan.cmd.stdin, child.stdin.take()) {
         (Some(data), Some(mut stdin)) => Some(tokio::spawn(async move {
@@ -229,10 +286,10 @@ pub(crate) fn spawn(
     .flatten()
     .collect();
     Ok(Ok(Running {
-        stdout: child.stdout.take(),
-        stderr: child.stderr.take(),
-        child,
-        pgid,
+        stdout: child.stdout.take().map(|p| Box::new(p) as OutputPipe),
+        stderr: child.stderr.take().map(|p| Box::new(p) as OutputPipe),
+        leader: Leader::Host(child),
+        group: Group::Host(pgid),
         shared,
         stdin_task,
         pipe_fds,

@@ -16,6 +16,13 @@ pub async fn mounts_are_honoured_or_refused(o: &dyn Orchestrator) {
     let ro = host_dir();
     let rw = host_dir();
     std::fs::write(ro.path().join("in.txt"), b"from the host\n").expect("host file");
+    // The sandbox's user need not be the caller's: host permissions decide
+    // who writes through a read-write mount, so this one lets anyone.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(rw.path(), std::fs::Permissions::from_mode(0o777))
+            .expect("chmod the read-write mount source");
+    }
     let spec = WorkspaceSpec::new()
         .mount(Mount::new(ro.path(), sandbox("data/ro"), true).expect("ro mount"))
         .mount(Mount::new(rw.path(), sandbox("rw"), false).expect("rw mount"));

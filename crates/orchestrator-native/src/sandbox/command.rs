@@ -1,0 +1,154 @@
+//! A command's process between the init's fork and its exec: its own
+//! session, its descriptors, working directory, cgroup and rlimits, then
+//! exec through the command's PATH. Privileges were already dropped by the
+//! init (and are inherited); a failure before exec is reported as an errno
+//! on a close-on-exec pipe.
+
+use std::ffi::CString;
+use std::os::fd::RawFd;
+
+use crate::process::spawn::Rlimit;
+
+/// A command ready to start: everything allocated before the fork.
+pub(crate) struct Prepared {
+    pub argv: Vec<CString>,
+    pub envp: Vec<CString>,
+    /// Candidate paths of the program, in PATH order (one when the program
+    /// names a path).
+    pub candidates: Vec<CString>,
+    pub cwd: CString,
+    pub limits: Vec<Rlimit>,
+    /// stdin (or -1 for /dev/null), stdout, stderr.
+    pub stdio: [RawFd; 3],
+    pub cgroups: Vec<RawFd>,
+}
+
+impl Prepared {
+    /// Resolves `argv[0]` against the command's own `PATH` (as a shell
+    /// would: a name with a slash is used as is).
+    pub fn candidates_for(program: &[u8], env: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        if program.contains(&b'/') {
+            return vec![program.to_vec()];
+        }
+        let path = env
+            .iter()
+            .find_map(|e| e.strip_prefix(b"PATH="))
+            .unwrap_or(orchestrator_core::exec::DEFAULT_PATH.as_bytes());
+        path.split(|b| *b == b':')
+            .map(|dir| {
+                let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
+                let mut p = dir.to_vec();
+                p.push(b'/');
+                p.extend_from_slice(program);
+                p
+            })
+            .collect()
+    }
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+/// In the forked child: sets the command up and execs it. Returns only on
+/// failure, with the errno to report.
+pub(crate) fn exec(p: &Prepared) -> i32 {
+    // SAFETY: the child of a single-threaded init; every pointer passed
+    // below is a NUL-terminated string or array prepared before the fork.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        if libc::setsid() < 0 {
+            return errno();
+        }
+        let null;
+        let stdin = if p.stdio[0] >= 0 {
+            p.stdio[0]
+        } else {
+            null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+            if null < 0 {
+                return errno();
+            }
+            null
+        };
+        for (target, src) in [(0, stdin), (1, p.stdio[1]), (2, p.stdio[2])] {
+            if src == target {
+                if libc::fcntl(src, libc::F_SETFD, 0) < 0 {
+                    return errno();
+                }
+            } else if libc::dup2(src, target) < 0 {
+                return errno();
+            }
+        }
+        // Nothing else of the init reaches the command.
+        if libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        ) < 0
+        {
+            return errno();
+        }
+        if libc::chdir(p.cwd.as_ptr()) < 0 {
+            return errno();
+        }
+        if crate::cgroup::join_in_child(&p.cgroups).is_err()
+            || crate::process::spawn::set_rlimits(&p.limits).is_err()
+        {
+            return errno();
+        }
+        let argv: Vec<*const libc::c_char> = p
+            .argv
+            .iter()
+            .map(|a| a.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        let envp: Vec<*const libc::c_char> = p
+            .envp
+            .iter()
+            .map(|a| a.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        // As execvp does: a directory that lacks the program is skipped;
+        // one where it exists but cannot run is remembered.
+        let mut denied = None;
+        for c in &p.candidates {
+            libc::execve(c.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            match errno() {
+                libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
+                libc::EACCES => denied = Some(libc::EACCES),
+                e => return e,
+            }
+        }
+        denied.unwrap_or(libc::ENOENT)
+    }
+}
+
+/// Hands `e` to the init and ends the child.
+pub(crate) fn fail(pipe: RawFd, e: i32) -> ! {
+    let _ = super::sys::write_all(pipe, &e.to_le_bytes());
+    // SAFETY: _exit ends the process without running the init's handlers.
+    unsafe { libc::_exit(127) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn programs_resolve_through_the_commands_path() {
+        let env = vec![b"A=1".to_vec(), b"PATH=/a::/b".to_vec()];
+        let c = Prepared::candidates_for(b"sh", &env);
+        assert_eq!(c, [b"/a/sh".to_vec(), b"./sh".to_vec(), b"/b/sh".to_vec()]);
+        assert_eq!(
+            Prepared::candidates_for(b"./run", &env),
+            [b"./run".to_vec()]
+        );
+        let default = Prepared::candidates_for(b"sh", &[]);
+        assert!(default.contains(&b"/usr/bin/sh".to_vec()), "{default:?}");
+    }
+}
