@@ -40,7 +40,7 @@ pub mod guide {}
 pub use error::ServiceError;
 pub use record::{
     BackendPreference, ExecutionId, ExecutionRecord, ExecutionRequest, ExecutionState,
-    FileTransfer, InvalidTransition, LimitSummary, ResultSummary,
+    FileTransfer, InvalidTransition, IsolationSummary, LimitSummary, ResultSummary,
 };
 pub use service::{
     create_backend, CompleteOptions, ExecutionResult, ExecutionService, ExecutionServiceBuilder,

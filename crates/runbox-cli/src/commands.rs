@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use execution_service::{
-    ExecutionId, ExecutionRecord, ExecutionService, ExecutionStore, ListFilter, RecoveredExecution,
-    RecoveryReport, SqliteStore, DEFAULT_BACKEND,
+    ExecutionId, ExecutionRecord, ExecutionService, ExecutionStore, IsolationSummary, ListFilter,
+    RecoveredExecution, RecoveryReport, SqliteStore, DEFAULT_BACKEND,
 };
 use orchestrator_core::{registry, BackendOptions, Capabilities};
 use serde_json::{json, Value};
@@ -22,6 +22,8 @@ fn capabilities_json(c: &Capabilities) -> Value {
         "background": c.background,
         "direct_access": c.direct_access,
         "network_isolation": c.network_isolation,
+        "isolation": c.isolation,
+        "mounts": c.mounts,
         "oom_detection": c.oom_detection,
         "limits": c.limits.iter().map(|k| k.name()).collect::<Vec<_>>(),
     })
@@ -34,6 +36,8 @@ fn capabilities_text(c: &Capabilities) -> String {
         (c.background, "background"),
         (c.direct_access, "direct-access"),
         (c.network_isolation, "network-isolation"),
+        (c.isolation, "isolation"),
+        (c.mounts, "mounts"),
         (c.oom_detection, "oom-detection"),
     ] {
         if on {
@@ -54,6 +58,16 @@ fn capabilities_text(c: &Capabilities) -> String {
             limits.join(", ")
         }
     )
+}
+
+/// Whether new workspaces get full isolation; why not is the backend's
+/// availability reason, printed above it.
+fn backend_isolation_text(c: &Capabilities, has_reason: bool) -> &'static str {
+    match (c.isolation, has_reason) {
+        (true, _) => "full",
+        (false, true) => "none (full isolation is not available: see the reason above)",
+        (false, false) => "none (this backend does not isolate)",
+    }
 }
 
 /// `runbox backends [--json]`.
@@ -97,6 +111,10 @@ pub async fn backends(json_out: bool) -> Result<u8, CliError> {
                     "default": *name == DEFAULT_BACKEND,
                     "available": available,
                     "reason": reason,
+                    // Full isolation for new workspaces; when false, the
+                    // reason says why (null: the backend could not be
+                    // created).
+                    "isolation": caps.as_ref().map(|c| c.isolation),
                     "capabilities": caps.as_ref().map(capabilities_json),
                 })
             })
@@ -124,6 +142,10 @@ pub async fn backends(json_out: bool) -> Result<u8, CliError> {
             }
             if let Some(c) = caps {
                 println!("    can: {}", capabilities_text(c));
+                println!(
+                    "    isolation: {}",
+                    backend_isolation_text(c, reason.is_some())
+                );
             }
         }
     }
@@ -194,6 +216,22 @@ fn record_json(r: &ExecutionRecord, full: bool) -> Value {
         let req = &r.request;
         if let Value::Object(m) = &mut v {
             m.insert("limits".into(), Value::Object(limits));
+            m.insert(
+                "isolation".into(),
+                r.isolation.as_ref().map_or(Value::Null, isolation_json),
+            );
+            m.insert(
+                "mounts".into(),
+                json!(req
+                    .mounts
+                    .iter()
+                    .map(|m| json!({
+                        "host": m.host().display().to_string(),
+                        "sandbox": m.sandbox().to_string(),
+                        "read_only": m.is_read_only(),
+                    }))
+                    .collect::<Vec<_>>()),
+            );
             m.insert("env".into(), json!(req.env));
             m.insert("image".into(), json!(req.image));
             m.insert(
@@ -223,6 +261,36 @@ fn record_json(r: &ExecutionRecord, full: bool) -> Value {
         }
     }
     v
+}
+
+/// A recorded isolation summary in the shape of `run --json`'s
+/// `isolation` object.
+fn isolation_json(s: &IsolationSummary) -> Value {
+    json!({
+        "requested": s.requested,
+        "level": s.level,
+        "network": s.network,
+        "enforced_by": s.enforced_by,
+        "note": s.note,
+    })
+}
+
+/// `full (requested auto, network none; by user-namespace, seccomp)`.
+fn isolation_text(s: &IsolationSummary) -> String {
+    let by = if s.enforced_by.is_empty() {
+        String::new()
+    } else {
+        format!("; by {}", s.enforced_by.join(", "))
+    };
+    let note = s
+        .note
+        .as_deref()
+        .map(|n| format!(": {}", crate::error::one_line(n)))
+        .unwrap_or_default();
+    format!(
+        "{} (requested {}, network {}{by}){note}",
+        s.level, s.requested, s.network
+    )
 }
 
 fn outcome_text(r: &ExecutionRecord) -> String {
@@ -344,6 +412,17 @@ pub async fn show(dir: &Path, id: &str, json_out: bool) -> Result<u8, CliError> 
             } else {
                 ""
             }
+        );
+    }
+    if let Some(i) = &r.isolation {
+        println!("isolation:  {}", isolation_text(i));
+    }
+    for m in &r.request.mounts {
+        println!(
+            "mount:      {} -> {} ({})",
+            m.host().display(),
+            m.sandbox(),
+            if m.is_read_only() { "ro" } else { "rw" }
         );
     }
     for l in &r.limits_applied {

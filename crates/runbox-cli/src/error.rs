@@ -127,6 +127,9 @@ pub fn from_service(e: &ServiceError, backend: &str) -> CliError {
                 (_, CoreError::NotFound { what: "image", .. }) => Some("--image".to_string()),
                 ("copy_to", _) => Some("--copy-in".to_string()),
                 ("copy_from", _) => Some("--copy-out".to_string()),
+                // The backend could not say how (or whether) it isolates
+                // the sandbox it made.
+                ("isolation", _) => Some("--isolation".to_string()),
                 ("create", _) | ("create_workspace", _) => Some("--backend".to_string()),
                 // A missing working directory is the --workdir flag's fault.
                 (_, CoreError::NotFound { what, .. }) if what.contains("directory") => {

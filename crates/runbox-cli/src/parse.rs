@@ -1,12 +1,15 @@
 //! Parsers of flag values (clap value parsers): sizes, durations, counts,
-//! cores, each limit checked against the core's range, copy specs and
-//! environment assignments. Each returns the reason as a one-line `String`;
-//! the caller prefixes the flag's name.
+//! cores, each limit checked against the core's range, isolation and
+//! network modes, copy and mount specs and environment assignments. Each
+//! returns the reason as a one-line `String`; the caller prefixes the
+//! flag's name.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use orchestrator_core::{LimitKind, LimitValue, ResourceLimits, SandboxPath};
+use orchestrator_core::{
+    IsolationMode, LimitKind, LimitValue, Mount, NetworkMode, ResourceLimits, SandboxPath,
+};
 
 /// Splits `"64M"` into `("64", "M")`: the leading number (digits and at most
 /// one dot) and the rest.
@@ -165,14 +168,31 @@ pub fn output_limit(s: &str) -> Result<u64, String> {
     limit(LimitKind::OutputBytes, size(s)?, LimitValue::Bytes)
 }
 
-/// Checks a sandbox path: relative, no `..`, not empty.
-fn sandbox_path(p: &str, spec: &str) -> Result<String, String> {
+/// `--isolation`: `auto`, `full` or `none`.
+pub fn isolation(s: &str) -> Result<IsolationMode, String> {
+    s.parse()
+        .map_err(|e: orchestrator_core::UnknownMode| e.to_string())
+}
+
+/// `--network`: `none` or `host`.
+pub fn network(s: &str) -> Result<NetworkMode, String> {
+    s.parse()
+        .map_err(|e: orchestrator_core::UnknownMode| e.to_string())
+}
+
+/// Parses a sandbox path: relative, no `..`, not empty.
+fn parse_sandbox_path(p: &str, spec: &str) -> Result<SandboxPath, String> {
     SandboxPath::new(p).map_err(|e| {
         format!(
             "invalid sandbox path {p:?} in {spec:?}: {}",
             crate::error::core_message(&e)
         )
-    })?;
+    })
+}
+
+/// Checks a sandbox path: relative, no `..`, not empty.
+fn sandbox_path(p: &str, spec: &str) -> Result<String, String> {
+    parse_sandbox_path(p, spec)?;
     Ok(p.to_string())
 }
 
@@ -215,6 +235,51 @@ pub fn copy_out(spec: &str) -> Result<(String, PathBuf), String> {
     }
     let sandbox = sandbox_path(sandbox, spec)?;
     Ok((sandbox, host_path(host)?))
+}
+
+/// `HOST_PATH:SANDBOX_PATH[:ro|:rw]`, read-only unless `:rw`.
+///
+/// Split at every `:` (as `docker run -v` does), so a host path holding a
+/// colon cannot be mounted: a spec is unambiguous without knowing which
+/// paths exist. `HOST:ro` alone is refused rather than read as a mount at a
+/// directory named `ro`. The host path is resolved against the current
+/// directory with symlinks followed, so it must exist, and what is recorded
+/// and mounted is the path it resolved to.
+pub fn mount(spec: &str) -> Result<Mount, String> {
+    const FORM: &str =
+        "expected HOST_PATH:SANDBOX_PATH, HOST_PATH:SANDBOX_PATH:ro or HOST_PATH:SANDBOX_PATH:rw";
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (host, sandbox, read_only) = match parts.as_slice() {
+        [host, sandbox] => (*host, *sandbox, true),
+        [host, sandbox, "ro"] => (*host, *sandbox, true),
+        [host, sandbox, "rw"] => (*host, *sandbox, false),
+        [_, _, mode] => {
+            return Err(format!(
+                "unknown mount mode {mode:?} in {spec:?}: expected ro or rw"
+            ))
+        }
+        _ => {
+            return Err(format!(
+                "malformed mount spec {spec:?}: {FORM} (host paths with ':' cannot be mounted)"
+            ))
+        }
+    };
+    if host.is_empty() || sandbox.is_empty() {
+        return Err(format!(
+            "malformed mount spec {spec:?}: {FORM}, both paths non-empty"
+        ));
+    }
+    if parts.len() == 2 && (sandbox == "ro" || sandbox == "rw") {
+        return Err(format!(
+            "malformed mount spec {spec:?}: no SANDBOX_PATH before :{sandbox} (to mount at a directory named {sandbox}, write {host}:{sandbox}:ro)"
+        ));
+    }
+    let sandbox = parse_sandbox_path(sandbox, spec)?;
+    let absolute = host_path(host)?;
+    let host = std::fs::canonicalize(&absolute)
+        .map_err(|e| format!("cannot read host path {}: {e}", absolute.display()))?;
+    Mount::new(host, sandbox, read_only)
+        .map_err(|e| format!("invalid mount {spec:?}: {}", crate::error::core_message(&e)))
 }
 
 /// `KEY=VALUE`: a non-empty key without `=` or NUL, a value without NUL.
@@ -330,6 +395,72 @@ mod tests {
         assert_eq!(h, PathBuf::from("/tmp/o.txt"));
         assert!(copy_out("out.txt").is_err());
         assert!(copy_out("../out:/tmp/x").is_err());
+    }
+
+    #[test]
+    fn modes() {
+        assert_eq!(isolation("auto"), Ok(IsolationMode::Auto));
+        assert_eq!(isolation("full"), Ok(IsolationMode::Full));
+        assert_eq!(isolation("none"), Ok(IsolationMode::None));
+        let e = isolation("strong").unwrap_err();
+        assert!(
+            e.contains("\"strong\"") && e.contains("auto full none"),
+            "{e}"
+        );
+        assert!(isolation("Full").is_err());
+        assert_eq!(network("none"), Ok(NetworkMode::None));
+        assert_eq!(network("host"), Ok(NetworkMode::Host));
+        let e = network("bridge").unwrap_err();
+        assert!(e.contains("none host"), "{e}");
+    }
+
+    #[test]
+    fn mount_specs() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = std::fs::canonicalize(dir.path()).unwrap();
+        let d = dir.path().display();
+        let m = mount(&format!("{d}:data")).unwrap();
+        assert_eq!(m.host(), real);
+        assert_eq!(m.sandbox().as_str(), "data");
+        assert!(m.is_read_only());
+        assert!(mount(&format!("{d}:data:ro")).unwrap().is_read_only());
+        let m = mount(&format!("{d}:a/./b/:rw")).unwrap();
+        assert!(!m.is_read_only());
+        assert_eq!(m.sandbox().as_str(), "a/b");
+        // A symlink is resolved: the recorded host path is its target.
+        let link = real.join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert_eq!(
+            mount(&format!("{}:x", link.display())).unwrap().host(),
+            real
+        );
+        // A directory named like a mode needs the mode spelled out.
+        assert_eq!(
+            mount(&format!("{d}:ro:ro")).unwrap().sandbox().as_str(),
+            "ro"
+        );
+        for (bad, needle) in [
+            ("nocolon".to_string(), "malformed mount spec"),
+            (format!("{d}"), "malformed mount spec"),
+            (":data".to_string(), "both paths non-empty"),
+            (format!("{d}:"), "both paths non-empty"),
+            (format!("{d}::rw"), "both paths non-empty"),
+            (format!("{d}:data:rx"), "unknown mount mode \"rx\""),
+            (format!("{d}:data:ro:x"), "host paths with ':'"),
+            (format!("{d}:ro"), "no SANDBOX_PATH before :ro"),
+            (format!("{d}:rw"), "no SANDBOX_PATH before :rw"),
+            (format!("{d}:../x"), "invalid sandbox path"),
+            (format!("{d}:/abs"), "invalid sandbox path"),
+            (format!("{d}:."), "workspace root"),
+            (
+                "/definitely/not/here:x".to_string(),
+                "cannot read host path",
+            ),
+        ] {
+            let e = mount(&bad).unwrap_err();
+            assert!(e.contains(needle), "{bad:?}: {e}");
+            assert!(!e.contains('\n'), "{e:?}");
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Black-box tests of the `runbox` binary: exit codes, the `--json` schema,
-//! copies, stdin, live output, flag errors, `backends`, `list`/`show` and
-//! `gc` after a killed run, and a docker run.
+//! copies, stdin, live output, flag errors, isolation and mounts,
+//! `backends`, `list`/`show` and `gc` after a killed run, and a docker run.
 //!
 //! Every test has its own state directory and workspace root (temp dirs)
 //! and checks that no workspace, metadata or process is left behind.
@@ -436,6 +436,8 @@ fn runbox_failure_with_json_prints_one_error_object() {
     assert_eq!(j["status"], "error");
     assert_eq!(j["error"]["flag"], "--timeout");
     assert!(j["error"]["message"].as_str().unwrap().contains("forever"));
+    assert!(j.as_object().unwrap().contains_key("isolation"), "{j}");
+    assert!(j["isolation"].is_null(), "{j}");
     assert_eq!(stderr(&out).lines().count(), 1);
 }
 
@@ -516,6 +518,7 @@ fn json_has_every_field_with_its_type() {
         "workspace_id",
         "execution_id",
         "limits",
+        "isolation",
     ];
     for f in fields {
         assert!(o.contains_key(f), "missing {f}: {j}");
@@ -788,6 +791,329 @@ fn workdir_is_used() {
 }
 
 // ---------------------------------------------------------------------------
+// isolation, network, mounts
+// ---------------------------------------------------------------------------
+
+/// A backend's entry in `runbox backends --json`.
+fn backend_entry(sb: &Sandbox, name: &str) -> Value {
+    let j = parse_one_json(&sb.run(&["backends", "--json"]));
+    j["backends"]
+        .as_array()
+        .and_then(|l| l.iter().find(|b| b["name"] == name).cloned())
+        .unwrap_or(Value::Null)
+}
+
+/// Asserts the `isolation` object of a `--json` result has exactly its
+/// keys, each with a valid value, and is consistent in itself (no
+/// isolation: the host's network and no mechanism).
+fn assert_isolation_shape(j: &Value) {
+    let iso = j["isolation"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no isolation object: {j}"));
+    let mut keys: Vec<&str> = iso.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["enforced_by", "level", "network", "note", "requested"],
+        "{j}"
+    );
+    let one_of = |k: &str, allowed: &[&str]| {
+        let v = iso[k].as_str().unwrap_or_else(|| panic!("{k}: {j}"));
+        assert!(allowed.contains(&v), "{k} = {v:?}: {j}");
+    };
+    one_of("requested", &["auto", "full", "none"]);
+    one_of("level", &["full", "none"]);
+    one_of("network", &["none", "host"]);
+    let by = iso["enforced_by"].as_array().expect("enforced_by array");
+    assert!(by.iter().all(Value::is_string), "{j}");
+    assert!(iso["note"].is_null() || iso["note"].is_string(), "{j}");
+    if iso["level"] == "none" {
+        assert_eq!(iso["network"], "host", "{j}");
+        assert!(by.is_empty(), "{j}");
+    }
+}
+
+/// Did the backend ignore the isolation settings (the trait's default
+/// report)? Such a report says nothing to check beyond its shape.
+fn unreported(j: &Value) -> bool {
+    j["isolation"]["note"]
+        .as_str()
+        .is_some_and(|n| n.contains("does not report isolation"))
+}
+
+const FALLBACK: &str = "runbox: isolation auto fell back to none: ";
+
+#[test]
+fn isolation_network_and_mount_flag_errors() {
+    let sb = Sandbox::new();
+    let dir = sb.path("mnt");
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.display().to_string();
+    let cases: Vec<(Vec<String>, &str, &str)> = vec![
+        (
+            vec!["--isolation".into(), "strong".into()],
+            "--isolation",
+            "unknown isolation mode \"strong\" (expected one of: auto full none)",
+        ),
+        (
+            vec!["--isolation".into(), "Full".into()],
+            "--isolation",
+            "unknown isolation mode",
+        ),
+        (
+            vec!["--network".into(), "bridge".into()],
+            "--network",
+            "unknown network mode \"bridge\" (expected one of: none host)",
+        ),
+        (
+            vec!["--mount".into(), "nocolon".into()],
+            "--mount",
+            "malformed mount spec",
+        ),
+        (
+            vec!["--mount".into(), format!("{d}:data:rx")],
+            "--mount",
+            "unknown mount mode \"rx\"",
+        ),
+        (
+            vec!["--mount".into(), format!("{d}:data:ro:extra")],
+            "--mount",
+            "malformed mount spec",
+        ),
+        (
+            vec!["--mount".into(), format!("{d}:ro")],
+            "--mount",
+            "no SANDBOX_PATH before :ro",
+        ),
+        (
+            vec!["--mount".into(), ":data".into()],
+            "--mount",
+            "non-empty",
+        ),
+        (
+            vec!["--mount".into(), format!("{d}:../up")],
+            "--mount",
+            "invalid sandbox path",
+        ),
+        (
+            vec!["--mount".into(), format!("{d}:/abs")],
+            "--mount",
+            "invalid sandbox path",
+        ),
+        (
+            vec!["--mount".into(), format!("{d}:.")],
+            "--mount",
+            "workspace root",
+        ),
+        (
+            vec!["--mount".into(), "/no/such/dir/xyz:data".into()],
+            "--mount",
+            "cannot read host path /no/such/dir/xyz",
+        ),
+        // A relative host path is resolved against the current directory.
+        (
+            vec!["--mount".into(), "no-such-relative-dir-xyz:data".into()],
+            "--mount",
+            "no-such-relative-dir-xyz",
+        ),
+    ];
+    for (flags, flag, needle) in cases {
+        let mut args: Vec<&str> = vec!["run"];
+        args.extend(flags.iter().map(String::as_str));
+        args.extend(["--", "echo", "must-not-run"]);
+        let out = sb.run(&args);
+        assert_flag_error(&out, flag, needle);
+    }
+    for flag in ["--isolation", "--network", "--mount"] {
+        let out = sb.run(&["run", flag]);
+        assert_flag_error(&out, flag, "value");
+    }
+    // Under --json: one error object naming the flag.
+    let out = sb.run(&["run", "--json", "--network", "bridge", "--", "true"]);
+    assert_eq!(code(&out), 125);
+    let j = parse_one_json(&out);
+    assert_eq!(j["status"], "error");
+    assert_eq!(j["error"]["flag"], "--network");
+    assert!(j["isolation"].is_null(), "{j}");
+    let listed = parse_one_json(&sb.run(&["list", "--json"]));
+    assert_eq!(listed["executions"].as_array().map(Vec::len), Some(0));
+}
+
+#[test]
+fn json_reports_how_the_run_was_isolated() {
+    let sb = Sandbox::new();
+    let native = backend_entry(&sb, "native");
+    let isolates = native["isolation"] == true;
+
+    // Asked for none: no isolation, and no fallback to report.
+    let out = sb.run(&["run", "--json", "--isolation", "none", "--", "true"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let j = parse_one_json(&out);
+    assert_isolation_shape(&j);
+    assert_eq!(j["isolation"]["requested"], "none", "{j}");
+    assert_eq!(j["isolation"]["level"], "none", "{j}");
+    assert!(!stderr(&out).contains(FALLBACK), "{}", stderr(&out));
+
+    // The default, auto.
+    let out = sb.run(&["run", "--json", "--", "true"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let j = parse_one_json(&out);
+    assert_isolation_shape(&j);
+    let err = stderr(&out);
+    let fallback_lines = err.lines().filter(|l| l.starts_with(FALLBACK)).count();
+    if isolates {
+        assert_eq!(j["isolation"]["requested"], "auto", "{j}");
+        assert_eq!(j["isolation"]["level"], "full", "{j}");
+        assert_eq!(j["isolation"]["network"], "none", "{j}");
+        assert!(
+            !j["isolation"]["enforced_by"].as_array().unwrap().is_empty(),
+            "{j}"
+        );
+        assert_eq!(fallback_lines, 0, "{err}");
+    } else if unreported(&j) {
+        eprintln!(
+            "note: native ignores --isolation here (its report: {}); only the shape is checked",
+            j["isolation"]
+        );
+    } else {
+        // Auto without the means to isolate: it ran without, and said so
+        // in one line, with the backend's reason.
+        assert_eq!(j["isolation"]["requested"], "auto", "{j}");
+        assert_eq!(j["isolation"]["level"], "none", "{j}");
+        assert!(j["isolation"]["note"].is_string(), "{j}");
+        assert_eq!(fallback_lines, 1, "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        // `backends` says why too.
+        assert!(
+            native["reason"].is_string(),
+            "native without isolation must say why in `backends`: {native}"
+        );
+        // Also without --json.
+        let out = sb.run(&["run", "--", "true"]);
+        assert_eq!(
+            stderr(&out)
+                .lines()
+                .filter(|l| l.starts_with(FALLBACK))
+                .count(),
+            1
+        );
+    }
+
+    // What was reported is what is recorded.
+    let id = j["execution_id"].as_str().unwrap().to_string();
+    let shown = parse_one_json(&sb.run(&["show", &id, "--json"]));
+    assert_eq!(shown["isolation"], j["isolation"], "{shown}");
+    assert_eq!(shown["mounts"], serde_json::json!([]), "{shown}");
+    let out = sb.run(&["show", &id]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("isolation: "))
+        .unwrap_or_else(|| panic!("no isolation line: {text}"));
+    let level = j["isolation"]["level"].as_str().unwrap();
+    assert!(
+        line.contains(&format!(
+            "{level} (requested {}",
+            j["isolation"]["requested"].as_str().unwrap()
+        )),
+        "{line}"
+    );
+
+    // Full: isolated, or a failure before anything runs.
+    let marker = sb.path("ran-unisolated");
+    // Isolated, the host path is not there to write (a private /tmp).
+    let script = format!("touch {} 2>/dev/null; exit 0", marker.display());
+    let out = sb.run(&[
+        "run",
+        "--json",
+        "--isolation",
+        "full",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let j = parse_one_json(&out);
+    if isolates {
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert_eq!(j["isolation"]["requested"], "full", "{j}");
+        assert_eq!(j["isolation"]["level"], "full", "{j}");
+        assert!(!marker.exists(), "an isolated command wrote a host path");
+        let (c, j) = sb.json(&["--network", "host", "--", "true"]);
+        assert_eq!(c, 0, "{j}");
+        assert_eq!(j["isolation"]["network"], "host", "{j}");
+    } else if unreported(&j) {
+        eprintln!("note: native ignores --isolation full here; not checked");
+    } else {
+        assert_eq!(code(&out), 125, "{j}");
+        assert_eq!(j["status"], "error");
+        assert_eq!(j["error"]["flag"], "--isolation", "{j}");
+        assert!(!marker.exists(), "the command ran despite --isolation full");
+    }
+}
+
+#[test]
+fn mounts_are_honoured_or_refused_naming_the_flag() {
+    let sb = Sandbox::new();
+    let native = backend_entry(&sb, "native");
+    let ro = sb.path("ro");
+    std::fs::create_dir_all(&ro).unwrap();
+    std::fs::write(ro.join("f.txt"), "from the host\n").unwrap();
+    let rw = sb.path("rw");
+    std::fs::create_dir_all(&rw).unwrap();
+    // The sandbox user is not the caller: let it write here.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&rw, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let ro_spec = format!("{}:data", ro.display());
+    let rw_spec = format!("{}:out/dir:rw", rw.display());
+    let out = sb.run(&[
+        "run",
+        "--json",
+        "--mount",
+        &ro_spec,
+        "--mount",
+        &rw_spec,
+        "--",
+        "sh",
+        "-c",
+        "cat data/f.txt; echo no > data/g.txt; echo $?; echo yes > out/dir/h.txt",
+    ]);
+    let j = parse_one_json(&out);
+    if native["capabilities"]["mounts"] == true {
+        assert_eq!(code(&out), 0, "{j}");
+        let stdout = j["stdout"].as_str().unwrap();
+        assert!(stdout.starts_with("from the host\n"), "{j}");
+        assert_ne!(
+            stdout.lines().nth(1),
+            Some("0"),
+            "a read-only mount was written: {j}"
+        );
+        assert!(!ro.join("g.txt").exists());
+        assert_eq!(std::fs::read_to_string(rw.join("h.txt")).unwrap(), "yes\n");
+        let id = j["execution_id"].as_str().unwrap().to_string();
+        let shown = parse_one_json(&sb.run(&["show", &id, "--json"]));
+        let real = |p: &std::path::Path| std::fs::canonicalize(p).unwrap().display().to_string();
+        assert_eq!(
+            shown["mounts"],
+            serde_json::json!([
+                {"host": real(&ro), "sandbox": "data", "read_only": true},
+                {"host": real(&rw), "sandbox": "out/dir", "read_only": false},
+            ]),
+            "{shown}"
+        );
+    } else {
+        // Refused before anything runs, blamed on --mount.
+        assert_eq!(code(&out), 125, "{j}");
+        assert_eq!(j["status"], "error", "{j}");
+        assert_eq!(j["error"]["flag"], "--mount", "{j}");
+        assert!(!rw.join("h.txt").exists());
+        let out = sb.run(&["run", "--mount", &ro_spec, "--", "true"]);
+        assert_flag_error(&out, "--mount", "mount");
+        eprintln!("note: native cannot mount here: {}", j["error"]["message"]);
+    }
+}
+
+// ---------------------------------------------------------------------------
 // backends, list, show, gc
 // ---------------------------------------------------------------------------
 
@@ -821,11 +1147,16 @@ fn backends_lists_every_registered_backend_quickly() {
             "background",
             "direct_access",
             "network_isolation",
+            "isolation",
+            "mounts",
             "oom_detection",
         ] {
             assert!(caps[k].is_boolean(), "{k}: {b}");
         }
         assert!(caps["limits"].is_array());
+        // Whether new workspaces are fully isolated, at the top level too;
+        // when not, the reason says why.
+        assert_eq!(b["isolation"], caps["isolation"], "{b}");
     }
     let native = list.iter().find(|b| b["name"] == "native").unwrap();
     assert_eq!(native["available"], true);
@@ -838,6 +1169,23 @@ fn backends_lists_every_registered_backend_quickly() {
     assert_eq!(code(&out), 0);
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(s.contains("native") && s.contains("docker"), "{s}");
+    // The native block: its header line, then its indented lines.
+    let native_block: Vec<&str> = s
+        .lines()
+        .skip_while(|l| !l.starts_with("native"))
+        .skip(1)
+        .take_while(|l| l.starts_with(' '))
+        .collect();
+    let native_line = native_block
+        .iter()
+        .map(|l| l.trim())
+        .find(|l| l.starts_with("isolation: "))
+        .unwrap_or_else(|| panic!("no isolation line for native: {s}"));
+    if native["isolation"] == true {
+        assert_eq!(native_line, "isolation: full", "{s}");
+    } else {
+        assert!(native_line.starts_with("isolation: none"), "{s}");
+    }
 }
 
 #[test]
@@ -1030,6 +1378,13 @@ fn docker_run() {
     assert_eq!(c, 5, "{j}");
     assert_eq!(j["backend"], "docker");
     assert_eq!(j["stdout"], "y\n");
+    assert_isolation_shape(&j);
+    if unreported(&j) {
+        eprintln!("note: docker does not report isolation here; only the shape is checked");
+    } else {
+        assert_eq!(j["isolation"]["level"], "full", "{j}");
+        assert_eq!(j["isolation"]["requested"], "auto", "{j}");
+    }
     assert_eq!(j["limits"]["memory"]["enforced_by"], "docker");
     assert_eq!(
         std::fs::read_to_string(&out_file).unwrap(),
@@ -1047,6 +1402,33 @@ fn docker_run() {
         "30",
     ]);
     assert_eq!(c, 124, "{j}");
+
+    // Mounts: read-only by default, read-write on request.
+    let ro = sb.path("dro");
+    std::fs::create_dir_all(&ro).unwrap();
+    std::fs::write(ro.join("f.txt"), "host file\n").unwrap();
+    let rw = sb.path("drw");
+    std::fs::create_dir_all(&rw).unwrap();
+    let (c, j) = sb.json(&[
+        "--backend",
+        "docker",
+        "--image",
+        "runbox-testbox:latest",
+        "--mount",
+        &format!("{}:data", ro.display()),
+        "--mount",
+        &format!("{}:out:rw", rw.display()),
+        "--",
+        "sh",
+        "-c",
+        "cat data/f.txt; echo no > data/g.txt; echo $?; echo yes > out/h.txt",
+    ]);
+    assert_eq!(c, 0, "{j}");
+    let stdout = j["stdout"].as_str().unwrap();
+    assert!(stdout.starts_with("host file\n"), "{j}");
+    assert_ne!(stdout.lines().nth(1), Some("0"), "{j}");
+    assert!(!ro.join("g.txt").exists());
+    assert_eq!(std::fs::read_to_string(rw.join("h.txt")).unwrap(), "yes\n");
 }
 
 #[test]

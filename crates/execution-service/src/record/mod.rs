@@ -3,9 +3,9 @@
 //!
 //! The parts live by concern: [`ExecutionId`] (id), the [`ExecutionState`]
 //! machine (state), what was asked (request), how it ended and how its
-//! limits were enforced (summary), serde for the core types a record holds
-//! (limits_serde, path_serde, owner_serde), and the record itself with its
-//! transitions (here).
+//! limits and isolation were enforced (summary), serde for the core types a
+//! record holds (limits_serde, mount_serde, path_serde, owner_serde), and
+//! the record itself with its transitions (here).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -17,6 +17,7 @@ use crate::service::DOCKER_BACKEND;
 
 mod id;
 mod limits_serde;
+mod mount_serde;
 mod owner_serde;
 mod path_serde;
 mod request;
@@ -26,7 +27,7 @@ mod summary;
 pub use id::ExecutionId;
 pub use request::{BackendPreference, ExecutionRequest, FileTransfer};
 pub use state::{ExecutionState, InvalidTransition};
-pub use summary::{LimitSummary, ResultSummary};
+pub use summary::{IsolationSummary, LimitSummary, ResultSummary};
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> u64 {
@@ -58,6 +59,11 @@ pub struct ExecutionRecord {
     pub result: Option<ResultSummary>,
     /// How each limit is enforced.
     pub limits_applied: Vec<LimitSummary>,
+    /// How the sandbox is isolated, as its backend reported right after
+    /// creating it; `None` before that (and in records written before
+    /// isolation was reported).
+    #[serde(default)]
+    pub isolation: Option<IsolationSummary>,
     /// Why it failed or was cancelled (or a teardown problem).
     pub error: Option<String>,
     /// The process that started it (for crash recovery).
@@ -89,6 +95,7 @@ impl ExecutionRecord {
             sandbox_released: false,
             result: None,
             limits_applied: Vec::new(),
+            isolation: None,
             error: None,
             owner: None,
             created_at_ms: now,

@@ -1,12 +1,14 @@
-//! [`ExecutionRequest`]: what to run, with its files, limits and backend.
+//! [`ExecutionRequest`]: what to run, with its files, mounts, limits and
+//! backend.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-use super::{limits_serde, path_serde};
+use super::{limits_serde, mount_serde, path_serde};
 use orchestrator_core::{
-    CommandSpec, CommandSpecBuilder, Error as CoreError, OutputSink, ResourceLimits, SandboxPath,
+    CommandSpec, CommandSpecBuilder, Error as CoreError, Mount, OutputSink, ResourceLimits,
+    SandboxPath,
 };
 use serde::{Deserialize, Serialize};
 
@@ -36,14 +38,14 @@ pub enum BackendPreference {
     Named(String),
 }
 
-/// What to run: the command, its files, limits and backend. Plain data with
-/// a builder; everything but the live output sink is persisted.
+/// What to run: the command, its files, mounts, limits and backend. Plain
+/// data with a builder; everything but the live output sink is persisted.
 ///
-/// Sandbox paths and limits are typed, so they are valid wherever a request
-/// exists. The builder methods that take a sandbox path as text parse it at
-/// once; a path they cannot parse is held back and reported by
-/// [`ExecutionRequest::validate`] (and so by `submit` and `execute`), with
-/// the error [`SandboxPath::new`] gives.
+/// Sandbox paths, mounts and limits are typed, so they are valid wherever a
+/// request exists. The builder methods that take a sandbox path as text
+/// parse it at once; a path (or mount) they cannot parse is held back and
+/// reported by [`ExecutionRequest::validate`] (and so by `submit` and
+/// `execute`), with the error [`SandboxPath::new`] or [`Mount::new`] gives.
 #[derive(Clone, Default, Serialize, Deserialize)]
 pub struct ExecutionRequest {
     /// Program and arguments. Empty: provision the sandbox only (`start`
@@ -55,6 +57,10 @@ pub struct ExecutionRequest {
     pub files_in: Vec<FileTransfer>,
     /// Files copied out of the sandbox after the command ran (by `execute`).
     pub files_out: Vec<FileTransfer>,
+    /// Host paths mounted into the sandbox (the workspace spec's mounts).
+    /// Records written before mounts existed load with none.
+    #[serde(default, with = "mount_serde")]
+    pub mounts: Vec<Mount>,
     /// Resource limits (applied to the sandbox).
     #[serde(with = "limits_serde")]
     pub limits: ResourceLimits,
@@ -76,6 +82,10 @@ pub struct ExecutionRequest {
     /// The first sandbox path a builder method could not parse, as given.
     #[serde(skip)]
     rejected_path: Option<String>,
+    /// Why the first mount a builder method could not make was refused
+    /// (its sandbox path parsed, but [`Mount::new`] said no).
+    #[serde(skip)]
+    rejected_mount: Option<String>,
 }
 
 impl fmt::Debug for ExecutionRequest {
@@ -85,6 +95,7 @@ impl fmt::Debug for ExecutionRequest {
             .field("env", &self.env)
             .field("files_in", &self.files_in)
             .field("files_out", &self.files_out)
+            .field("mounts", &self.mounts)
             .field("limits", &self.limits)
             .field("backend", &self.backend)
             .field("image", &self.image)
@@ -93,6 +104,7 @@ impl fmt::Debug for ExecutionRequest {
             .field("labels", &self.labels)
             .field("output", &self.output.is_some())
             .field("rejected_path", &self.rejected_path)
+            .field("rejected_mount", &self.rejected_mount)
             .finish()
     }
 }
@@ -104,6 +116,7 @@ impl PartialEq for ExecutionRequest {
             && self.env == other.env
             && self.files_in == other.files_in
             && self.files_out == other.files_out
+            && self.mounts == other.mounts
             && self.limits == other.limits
             && self.backend == other.backend
             && self.image == other.image
@@ -111,6 +124,7 @@ impl PartialEq for ExecutionRequest {
             && self.stdin == other.stdin
             && self.labels == other.labels
             && self.rejected_path == other.rejected_path
+            && self.rejected_mount == other.rejected_mount
     }
 }
 
@@ -174,6 +188,38 @@ impl ExecutionRequest {
                 sandbox,
             });
         }
+        self
+    }
+
+    /// Mounts host path `host` (absolute) at `sandbox` (relative to the
+    /// workspace, as for copies: `data` is `/workspace/data` in an isolated
+    /// sandbox), read-only unless `read_only` is false. A sandbox path or
+    /// host path that [`Mount::new`] refuses is held back for
+    /// [`Self::validate`]. Whether the host path exists is the backend's
+    /// check when it creates the sandbox.
+    pub fn mount(
+        mut self,
+        host: impl Into<PathBuf>,
+        sandbox: impl AsRef<str>,
+        read_only: bool,
+    ) -> Self {
+        if let Some(sandbox) = self.sandbox_path(sandbox.as_ref()) {
+            match Mount::new(host, sandbox, read_only) {
+                Ok(m) => self.mounts.push(m),
+                Err(e) => {
+                    self.rejected_mount.get_or_insert_with(|| match e {
+                        CoreError::InvalidInput(m) => m,
+                        other => other.to_string(),
+                    });
+                }
+            }
+        }
+        self
+    }
+
+    /// Adds a mount made with [`Mount::new`] (valid by construction).
+    pub fn add_mount(mut self, mount: Mount) -> Self {
+        self.mounts.push(mount);
         self
     }
 
@@ -261,15 +307,18 @@ impl ExecutionRequest {
             .transpose()
     }
 
-    /// Checks what the types do not: a sandbox path a builder method could
-    /// not parse, the command (see [`Self::command_spec`]), host paths and
-    /// the backend name. `submit` and `execute` call it before anything is
-    /// recorded.
+    /// Checks what the types do not: a sandbox path or mount a builder
+    /// method could not make, the command (see [`Self::command_spec`]),
+    /// host paths and the backend name. `submit` and `execute` call it
+    /// before anything is recorded.
     pub fn validate(&self) -> Result<(), CoreError> {
         if let Some(raw) = &self.rejected_path {
             // Parsed again for its error: core errors are not `Clone`, so
             // the builder keeps the text, not the error.
             SandboxPath::new(raw)?;
+        }
+        if let Some(reason) = &self.rejected_mount {
+            return Err(CoreError::invalid(reason.clone()));
         }
         self.command_spec()?;
         for f in self.files_in.iter().chain(&self.files_out) {

@@ -1,6 +1,10 @@
-//! What the record keeps of a run: [`ResultSummary`] and [`LimitSummary`].
+//! What the record keeps of a run: [`ResultSummary`], [`LimitSummary`] and
+//! [`IsolationSummary`].
 
-use orchestrator_core::{ExecOutput, LimitReport, Mechanism};
+use orchestrator_core::{
+    ExecOutput, IsolationLevel, IsolationMode, IsolationReport, LimitReport, Mechanism,
+    NetworkMode, UnknownMode,
+};
 use serde::{Deserialize, Serialize};
 
 /// How the command ended, as stored in the record.
@@ -83,5 +87,64 @@ impl LimitSummary {
     /// unenforced).
     pub fn mechanism(&self) -> Option<Mechanism> {
         self.enforced_by.as_deref().map(Mechanism::from_name)
+    }
+}
+
+/// How the sandbox was isolated, as stored in the record: the backend's
+/// [`IsolationReport`] with each value by its stable name (so a record
+/// written by a newer runbox, with a name this one does not know, still
+/// loads; [`Self::report`] says which name it does not know).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IsolationSummary {
+    /// [`IsolationMode::as_str`] of the mode asked for.
+    pub requested: String,
+    /// [`IsolationLevel::as_str`] of the level in force.
+    pub level: String,
+    /// [`NetworkMode::as_str`] of the network the commands see.
+    pub network: String,
+    /// [`Mechanism::name`] of each mechanism in force, in the backend's
+    /// order.
+    pub enforced_by: Vec<String>,
+    /// The backend's note (why not, or how).
+    pub note: Option<String>,
+}
+
+impl IsolationSummary {
+    /// Summarises an [`IsolationReport`].
+    pub fn from_report(report: &IsolationReport) -> Self {
+        Self {
+            requested: report.requested.as_str().to_string(),
+            level: report.level.as_str().to_string(),
+            network: report.network.as_str().to_string(),
+            enforced_by: report
+                .enforced_by
+                .iter()
+                .map(|m| m.name().to_string())
+                .collect(),
+            note: report.note.clone(),
+        }
+    }
+
+    /// The report again, or the first stored name this runbox does not
+    /// know.
+    pub fn report(&self) -> Result<IsolationReport, UnknownMode> {
+        Ok(IsolationReport {
+            requested: self.requested.parse::<IsolationMode>()?,
+            level: self.level.parse::<IsolationLevel>()?,
+            network: self.network.parse::<NetworkMode>()?,
+            enforced_by: self
+                .enforced_by
+                .iter()
+                .map(|m| Mechanism::from_name(m.clone()))
+                .collect(),
+            note: self.note.clone(),
+        })
+    }
+
+    /// Whether `auto` was asked and the sandbox ran without isolation (see
+    /// [`IsolationReport::fell_back`]).
+    pub fn fell_back(&self) -> bool {
+        self.requested == IsolationMode::Auto.as_str()
+            && self.level == IsolationLevel::None.as_str()
     }
 }

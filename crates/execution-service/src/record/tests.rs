@@ -56,6 +56,8 @@ fn request_roundtrips_without_sink() {
                 .build()
                 .unwrap(),
         )
+        .mount("/srv/data", "data", true)
+        .mount("/srv/out", "out", false)
         .use_docker(true)
         .image("busybox")
         .stdin(b"in".to_vec())
@@ -64,6 +66,9 @@ fn request_roundtrips_without_sink() {
     let json = serde_json::to_string(&rec).unwrap();
     let back: ExecutionRecord = serde_json::from_str(&json).unwrap();
     assert_eq!(back, rec);
+    assert_eq!(back.request.mounts.len(), 2);
+    assert!(back.request.mounts[0].is_read_only());
+    assert!(!back.request.mounts[1].is_read_only());
     assert!(back.request.output.is_none());
     assert!(req.validate().is_ok());
     assert!(ExecutionRequest::new(["x"])
@@ -102,6 +107,66 @@ fn stored_records_with_invalid_inputs_are_errors() {
     assert!(err.to_string().contains("sandbox path"), "{err}");
     let ok = load(stored_with("workdir", "./a/./b".into())).unwrap();
     assert_eq!(ok.request.workdir.unwrap().as_str(), "a/b");
+    let mount = |host: &str, sandbox: &str| serde_json::json!([{"host": host, "sandbox": sandbox, "read_only": true}]);
+    let err = load(stored_with("mounts", mount("/srv", "../x"))).unwrap_err();
+    assert!(
+        err.to_string().contains("stored mount sandbox path"),
+        "{err}"
+    );
+    let err = load(stored_with("mounts", mount("relative", "x"))).unwrap_err();
+    assert!(err.to_string().contains("absolute"), "{err}");
+    let err = load(stored_with("mounts", mount("/srv", "."))).unwrap_err();
+    assert!(err.to_string().contains("root"), "{err}");
+    let ok = load(stored_with("mounts", mount("/srv", "./d/"))).unwrap();
+    assert_eq!(ok.request.mounts[0].sandbox().as_str(), "d");
+}
+
+#[test]
+fn records_from_before_mounts_and_isolation_load() {
+    let mut json = serde_json::to_value(ExecutionRecord::new(
+        ExecutionId::generate(),
+        ExecutionRequest::new(["true"]),
+    ))
+    .unwrap();
+    let removed = (
+        json["request"].as_object_mut().unwrap().remove("mounts"),
+        json.as_object_mut().unwrap().remove("isolation"),
+    );
+    assert!(removed.0.is_some() && removed.1.is_some(), "{json}");
+    let rec: ExecutionRecord = serde_json::from_value(json).unwrap();
+    assert!(rec.request.mounts.is_empty());
+    assert_eq!(rec.isolation, None);
+}
+
+#[test]
+fn isolation_summaries_round_trip_and_name_unknown_values() {
+    use orchestrator_core::{IsolationMode, IsolationReport, Mechanism, NetworkMode};
+    let report = IsolationReport::full(
+        IsolationMode::Full,
+        NetworkMode::Host,
+        vec![Mechanism::named("user-namespace")],
+    );
+    let s = IsolationSummary::from_report(&report);
+    assert_eq!(
+        (s.requested.as_str(), s.level.as_str(), s.network.as_str()),
+        ("full", "full", "host")
+    );
+    assert_eq!(s.report().unwrap(), report);
+    let mut rec = ExecutionRecord::new(ExecutionId::generate(), ExecutionRequest::default());
+    rec.isolation = Some(s.clone());
+    let back: ExecutionRecord =
+        serde_json::from_str(&serde_json::to_string(&rec).unwrap()).unwrap();
+    assert_eq!(back.isolation, Some(s.clone()));
+    // A level a newer runbox wrote still loads; only `report` refuses it.
+    let newer = IsolationSummary {
+        level: "partial".into(),
+        ..s
+    };
+    let err = newer.report().unwrap_err();
+    assert_eq!(err.given, "partial");
+    assert!(
+        IsolationSummary::from_report(&IsolationReport::none(IsolationMode::Auto, "x")).fell_back()
+    );
 }
 
 #[test]

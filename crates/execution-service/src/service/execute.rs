@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use orchestrator_core::{ExecOutput, LimitReport, WorkspaceId};
+use orchestrator_core::{ExecOutput, IsolationReport, LimitReport, WorkspaceId};
 use tracing::Instrument;
 
 use crate::error::ServiceError;
@@ -28,6 +28,10 @@ pub struct ExecutionResult {
     pub output: ExecOutput,
     /// How each limit was enforced (empty when no limits were asked).
     pub limit_report: LimitReport,
+    /// How the sandbox was isolated, as the backend reported it right after
+    /// creating it (the record keeps it as an
+    /// [`IsolationSummary`](crate::IsolationSummary)).
+    pub isolation: IsolationReport,
     /// The final record (state completed).
     pub record: ExecutionRecord,
     /// Files of `files_out` that could not be copied out, with why. Every
@@ -94,6 +98,7 @@ impl ExecutionService {
                 backend,
                 workspace: ws,
                 limit_report,
+                isolation,
             } = started;
             let orch = backend.orchestrator.clone();
             span2.record("backend", tracing::field::display(&backend.name));
@@ -184,6 +189,7 @@ impl ExecutionService {
                 workspace_id: ws,
                 output,
                 limit_report,
+                isolation,
                 record,
                 copy_out_errors,
             })

@@ -3,11 +3,13 @@
 use std::sync::Arc;
 
 use orchestrator_core::owner::Owner;
-use orchestrator_core::{LimitReport, Orchestrator, ResourceLimits, WorkspaceId, WorkspaceSpec};
+use orchestrator_core::{
+    IsolationReport, LimitReport, Orchestrator, ResourceLimits, WorkspaceId, WorkspaceSpec,
+};
 use tracing::Instrument;
 
 use crate::error::ServiceError;
-use crate::record::{ExecutionId, ExecutionRecord, ExecutionState, LimitSummary};
+use crate::record::{ExecutionId, ExecutionRecord, ExecutionState, IsolationSummary, LimitSummary};
 use crate::store::{ExecutionStore, StoreError};
 
 use super::guard::InFlight;
@@ -38,15 +40,17 @@ pub(super) struct Started {
     pub(super) backend: Backend,
     pub(super) workspace: WorkspaceId,
     pub(super) limit_report: LimitReport,
+    pub(super) isolation: IsolationReport,
 }
 
 impl ExecutionService {
     /// Provisions the sandbox of a pending execution: creates the workspace
-    /// (or container, with `use_docker`), copies its files in, applies its
+    /// (or container, with `use_docker`) with the request's mounts, asks
+    /// the backend how it is isolated, copies its files in, applies its
     /// limits (in strict mode an unenforceable limit is an error and the
     /// sandbox is torn down), starts its command in the background when it
-    /// has one, and records the sandbox and backend. Returns the workspace
-    /// or container id.
+    /// has one, and records the sandbox, backend, isolation and limits.
+    /// Returns the workspace or container id.
     pub async fn start(
         &self,
         id: &ExecutionId,
@@ -115,6 +119,9 @@ impl ExecutionService {
         for (k, v) in &rec.request.labels {
             spec = spec.label(k.clone(), v.clone());
         }
+        for m in &rec.request.mounts {
+            spec = spec.mount(m.clone());
+        }
 
         let ws = match orch.create_workspace(&spec).await {
             Ok(ws) => ws,
@@ -141,6 +148,23 @@ impl ExecutionService {
                 return Err(self.abort_start(id, &orch, Some(&ws), e.into()).await);
             }
         };
+
+        // How the sandbox is isolated is part of what start provisions: a
+        // backend that cannot say is a failed start like any other (the
+        // trait's default answers for backends that do not isolate).
+        let isolation = match orch.isolation(&ws).await {
+            Ok(r) => r,
+            Err(e) => {
+                let err = ServiceError::backend("isolation", &backend, e);
+                return Err(self.abort_start(id, &orch, Some(&ws), err).await);
+            }
+        };
+        if isolation.fell_back() {
+            tracing::warn!(note = ?isolation.note, "isolation auto fell back to none");
+        } else {
+            tracing::info!(isolation = %isolation.level, network = %isolation.network, "isolated");
+        }
+        rec.isolation = Some(IsolationSummary::from_report(&isolation));
 
         for f in &rec.request.files_in {
             if let Err(e) = orch.copy_to(&ws, &f.host, &f.sandbox).await {
@@ -218,6 +242,7 @@ impl ExecutionService {
             },
             workspace: ws,
             limit_report,
+            isolation,
         })
     }
 

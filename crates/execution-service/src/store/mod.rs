@@ -149,7 +149,7 @@ impl<T: ExecutionStore + ?Sized> ExecutionStore for Arc<T> {
 #[cfg(test)]
 pub(crate) mod suite {
     use super::*;
-    use crate::record::{ExecutionRequest, ResultSummary};
+    use crate::record::{ExecutionRequest, IsolationSummary, ResultSummary};
 
     fn rec(n: u64) -> ExecutionRecord {
         let mut r = ExecutionRecord::new(
@@ -186,6 +186,14 @@ pub(crate) mod suite {
             stderr_truncated: true,
         });
         r.owner = Some(orchestrator_core::owner::Owner::current());
+        r.request = r.request.mount("/srv/data", "data", false);
+        r.isolation = Some(IsolationSummary {
+            requested: "auto".into(),
+            level: "full".into(),
+            network: "none".into(),
+            enforced_by: vec!["user-namespace".into(), "seccomp".into()],
+            note: Some("remark".into()),
+        });
         s.insert(&r).await.unwrap();
         assert_eq!(s.get(&r.id).await.unwrap(), Some(r.clone()));
         let missing = ExecutionId::new("ex-missing").unwrap();

@@ -50,6 +50,15 @@ const MIGRATIONS: &[&str] = &[
      UPDATE executions
         SET record = json_remove(record, '$.used_docker')
       WHERE CASE WHEN json_valid(record) THEN json_type(record, '$.used_docker') IS NOT NULL ELSE 0 END;",
+    // 4: requests hold mounts and records how the sandbox was isolated.
+    // Older rows get what they meant (no mounts, no isolation reported), so
+    // every row has the current shape; a build that predates the fields
+    // refuses the database rather than drop a request's mounts. Fields
+    // already there are kept (json_insert); rows that do not parse are left
+    // for `decode` to report.
+    "UPDATE executions
+        SET record = json_insert(record, '$.request.mounts', json('[]'), '$.isolation', NULL)
+      WHERE json_valid(record);",
 ];
 
 fn db_err(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
@@ -499,6 +508,59 @@ mod tests {
         assert_eq!(column, crate::DOCKER_BACKEND);
         assert!(!json.contains("used_docker"), "{json}");
         // A row that does not parse does not stop the migration.
+        let bad = ExecutionId::new("ex-bad").unwrap();
+        assert!(matches!(s.get(&bad).await, Err(StoreError::Corrupt { .. })));
+    }
+
+    #[tokio::test]
+    async fn migration_four_gives_old_rows_no_mounts_and_no_isolation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v3.db");
+        let r = ExecutionRecord::new(
+            ExecutionId::new("ex-old").unwrap(),
+            ExecutionRequest::new(["true"]),
+        );
+        {
+            // A database written before requests had mounts and records an
+            // isolation summary.
+            let mut json = serde_json::to_value(&r).unwrap();
+            json["request"].as_object_mut().unwrap().remove("mounts");
+            json.as_object_mut().unwrap().remove("isolation");
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch("CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES (3);").unwrap();
+            for m in &MIGRATIONS[..3] {
+                c.execute_batch(m).unwrap();
+            }
+            c.execute(
+                "INSERT INTO executions VALUES ('ex-old', 'pending', NULL, NULL, 0, 0, 0, ?1)",
+                params![json.to_string()],
+            )
+            .unwrap();
+            c.execute("INSERT INTO executions VALUES ('ex-bad', 'pending', NULL, NULL, 0, 0, 0, '{not json')", []).unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), 4);
+        let back = s.get(&r.id).await.unwrap().unwrap();
+        assert!(back.request.mounts.is_empty());
+        assert_eq!(back.isolation, None);
+        assert_eq!(back, r);
+        let json: String = s
+            .conn
+            .lock()
+            .unwrap()
+            .query_row(
+                "SELECT record FROM executions WHERE id = 'ex-old'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(json["request"]["mounts"], serde_json::json!([]), "{json}");
+        assert!(
+            json.as_object().unwrap().contains_key("isolation"),
+            "{json}"
+        );
+        assert!(json["isolation"].is_null());
         let bad = ExecutionId::new("ex-bad").unwrap();
         assert!(matches!(s.get(&bad).await, Err(StoreError::Corrupt { .. })));
     }

@@ -272,6 +272,20 @@ mod tests {
         let (e, b) = err(&["runbox", "run", "--pids", "0", "--backend=x", "--", "true"]);
         assert_eq!(e.flag.as_deref(), Some("--pids"), "{e}");
         assert_eq!(b.as_deref(), Some("x"));
+        let (e, b) = err(&[
+            "runbox",
+            "run",
+            "--mount",
+            "nocolon",
+            "--network",
+            "bridge",
+            "--backend=y",
+            "--",
+            "true",
+        ]);
+        assert_eq!(e.flag.as_deref(), Some("--network"), "{e}");
+        assert!(e.message.contains("unknown network mode"), "{e}");
+        assert_eq!(b.as_deref(), Some("y"));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
+use orchestrator_core::{IsolationMode, Mount, NetworkMode};
 
 use crate::error::CliError;
 use crate::parse;
@@ -81,6 +82,25 @@ pub struct RunArgs {
     /// Image for container backends (docker: required unless RUNBOX_DOCKER_IMAGE is set).
     #[arg(long, value_name = "IMAGE")]
     pub image: Option<String>,
+
+    /// Isolation from the host: auto (full where the host allows it, else
+    /// none, said in one line on stderr), full (or fail before running) or
+    /// none. Passed to the backend as its "isolation" setting.
+    #[arg(long, value_name = "MODE", default_value = "auto", value_parser = parse::isolation)]
+    pub isolation: IsolationMode,
+
+    /// The sandbox's network: none (its own, loopback only) or host.
+    /// Default: the backend's (none under full isolation). Passed to the
+    /// backend as its "network" setting only when given.
+    #[arg(long, value_name = "MODE", value_parser = parse::network)]
+    pub network: Option<NetworkMode>,
+
+    /// Mount a host path into the sandbox (repeatable), read-only unless
+    /// `:rw`. HOST_PATH is resolved against the current directory (symlinks
+    /// followed) and must exist; SANDBOX_PATH is relative to the workspace,
+    /// as for --copy-in (`data` is /workspace/data).
+    #[arg(long = "mount", value_name = "HOST_PATH:SANDBOX_PATH[:ro|:rw]", value_parser = parse::mount)]
+    pub mounts: Vec<Mount>,
 
     /// Memory limit, e.g. 64M, 1G (binary units).
     #[arg(long, value_name = "SIZE", allow_hyphen_values = true, value_parser = parse::memory)]

@@ -32,7 +32,8 @@ pub async fn run(
     let mut signals = crate::signals::Terminations::install();
     let requested_limits = req.limits.clone();
     let pulls = Arc::new(PullBar::default());
-    let orch = setup::backend(&args.backend, &pulls)?;
+    let orch = setup::backend(&args.backend, &setup::backend_settings(&args), &pulls)
+        .map_err(|e| blame_sandbox_flag(e, &args))?;
     if args.image.is_some() {
         setup::check_runs_images(&args.backend, orch.as_ref())?;
     }
@@ -86,6 +87,8 @@ pub async fn run(
             };
             if image_to_blame {
                 err.flag = Some("--image".into());
+            } else if is_create(&e) {
+                err = blame_sandbox_flag(err, &args);
             }
             return Err(err);
         }
@@ -99,6 +102,39 @@ pub async fn run(
     let code = report(&args, &requested_limits, &result);
     tracing::info!(execution = %result.execution_id, status = %result.output.status, code, "done");
     Ok(code)
+}
+
+/// A backend that refused to be created, or to create the workspace, is
+/// blamed on `--backend`; when what it says names a mount, isolation or the
+/// network and that flag was given (isolation always is), the flag is to
+/// blame instead.
+fn blame_sandbox_flag(mut err: CliError, args: &RunArgs) -> CliError {
+    if err.flag.as_deref() != Some("--backend") {
+        return err;
+    }
+    let msg = err.message.to_ascii_lowercase();
+    let flag = if !args.mounts.is_empty() && msg.contains("mount") {
+        "--mount"
+    } else if msg.contains("isolation") {
+        "--isolation"
+    } else if args.network.is_some() && msg.contains("network") {
+        "--network"
+    } else {
+        return err;
+    };
+    err.flag = Some(flag.into());
+    err
+}
+
+/// Did the backend fail to create the workspace?
+fn is_create(e: &execution_service::ServiceError) -> bool {
+    matches!(
+        e,
+        execution_service::ServiceError::Orchestrator {
+            operation: "create_workspace",
+            ..
+        }
+    )
 }
 
 /// Did the backend refuse to create the workspace for what it was given?

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use execution_service::ExecutionResult;
 use orchestrator_core::{
-    ExitStatus, LimitReport, LimitValue, OutputSink, ResourceLimits, StartFailure, Stream,
+    ExitStatus, IsolationReport, LimitReport, LimitValue, OutputSink, ResourceLimits, StartFailure,
+    Stream,
 };
 use serde_json::{json, Map, Value};
 
@@ -63,6 +64,27 @@ fn limits_json(requested: &ResourceLimits, report: &LimitReport) -> Value {
     Value::Object(m)
 }
 
+/// The `isolation` object of `--json`: the backend's report.
+pub(crate) fn isolation_json(r: &IsolationReport) -> Value {
+    json!({
+        "requested": r.requested.as_str(),
+        "level": r.level.as_str(),
+        "network": r.network.as_str(),
+        "enforced_by": r.enforced_by.iter().map(|m| m.name()).collect::<Vec<_>>(),
+        "note": r.note,
+    })
+}
+
+/// The one line on stderr when `auto` could not isolate, or `None`.
+pub(crate) fn fallback_line(r: &IsolationReport) -> Option<String> {
+    r.fell_back().then(|| {
+        format!(
+            "runbox: isolation auto fell back to none: {}",
+            crate::error::one_line(r.note.as_deref().unwrap_or("the backend gave no reason"))
+        )
+    })
+}
+
 /// The `--json` object of a finished run.
 pub fn result_json(limits: &ResourceLimits, r: &ExecutionResult) -> Value {
     let o = &r.output;
@@ -85,6 +107,7 @@ pub fn result_json(limits: &ResourceLimits, r: &ExecutionResult) -> Value {
         "workspace_id": r.workspace_id.as_str(),
         "execution_id": r.execution_id.as_str(),
         "limits": limits_json(limits, &r.limit_report),
+        "isolation": isolation_json(&r.isolation),
     });
     // Only a command that could not start carries the OS's message.
     if let (Some(e), Some(obj)) = (error, v.as_object_mut()) {
@@ -111,6 +134,7 @@ pub fn error_json(e: &CliError, backend: Option<&str>) -> Value {
         "workspace_id": null,
         "execution_id": null,
         "limits": {},
+        "isolation": null,
         "error": {
             "kind": e.kind,
             "flag": e.flag,
@@ -169,6 +193,11 @@ pub fn report(args: &RunArgs, requested: &ResourceLimits, result: &ExecutionResu
     if !copy_errors.is_empty() {
         code = EXIT_RUNBOX;
     }
+    // Said whatever the output mode: running without isolation is what
+    // the caller must not miss.
+    if let Some(line) = fallback_line(&result.isolation) {
+        eprintln!("{line}");
+    }
     if args.json {
         let mut v = result_json(requested, result);
         if let (Some(first), Some(obj)) = (copy_errors.first(), v.as_object_mut()) {
@@ -197,6 +226,34 @@ pub fn report(args: &RunArgs, requested: &ResourceLimits, result: &ExecutionResu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use orchestrator_core::{IsolationMode, Mechanism, NetworkMode};
+
+    #[test]
+    fn isolation_objects_and_the_fallback_line() {
+        let full = IsolationReport::full(
+            IsolationMode::Full,
+            NetworkMode::Host,
+            vec![
+                Mechanism::named("user-namespace"),
+                Mechanism::named("seccomp"),
+            ],
+        );
+        assert_eq!(
+            isolation_json(&full),
+            json!({"requested": "full", "level": "full", "network": "host",
+                   "enforced_by": ["user-namespace", "seccomp"], "note": null})
+        );
+        assert_eq!(fallback_line(&full), None);
+        let fell = IsolationReport::none(IsolationMode::Auto, "no user\nnamespaces");
+        assert_eq!(isolation_json(&fell)["level"], "none");
+        assert_eq!(isolation_json(&fell)["network"], "host");
+        assert_eq!(
+            fallback_line(&fell).as_deref(),
+            Some("runbox: isolation auto fell back to none: no user; namespaces")
+        );
+        let asked = IsolationReport::none(IsolationMode::None, "asked");
+        assert_eq!(fallback_line(&asked), None);
+    }
 
     #[test]
     fn exit_codes() {

@@ -1,6 +1,6 @@
 //! From the parsed flags of `runbox run` to the [`ExecutionRequest`] (without
-//! its output sink): limits, environment, files, working directory, image
-//! and the bytes of `--stdin`.
+//! its output sink): limits, environment, files, mounts, working directory,
+//! image and the bytes of `--stdin`.
 
 use std::io::Read;
 
@@ -55,6 +55,9 @@ pub fn request(args: &RunArgs) -> Result<ExecutionRequest, CliError> {
     }
     for (sandbox, host) in &args.copy_out {
         req = req.file_out(sandbox.clone(), host.clone());
+    }
+    for m in &args.mounts {
+        req = req.add_mount(m.clone());
     }
     if let Some(w) = &args.workdir {
         SandboxPath::new(w).map_err(|e| CliError::flag("--workdir", core_message(&e)))?;

@@ -1,5 +1,6 @@
 //! What a run needs before it starts: the backend instance for `--backend`
-//! (any registered backend, configured the same way), whether it is
+//! (any registered backend, configured the same way: isolation and network
+//! settings from the flags), whether it is
 //! available (within a deadline), the SQLite store, and the service over
 //! both.
 
@@ -11,13 +12,33 @@ use execution_service::{ExecutionService, SqliteStore};
 use orchestrator_core::{registry, Availability, BackendOptions, Orchestrator, Progress};
 
 use super::pull::PullBar;
+use crate::cli::RunArgs;
 use crate::error::{from_service, CliError};
 
 /// How long a backend may take to say whether it is available.
 pub const AVAILABILITY_DEADLINE: Duration = Duration::from_secs(3);
 
-/// The backend instance for `--backend NAME`.
-pub fn backend(name: &str, pulls: &Arc<PullBar>) -> Result<Arc<dyn Orchestrator>, CliError> {
+/// The backend settings of `runbox run`'s flags. `isolation` always goes
+/// (`auto` when not given, every backend's default anyway), so the mode
+/// the caller sees in `--help` is the one in force on any backend;
+/// `network` only when given, so each backend's own default applies
+/// otherwise (none under full isolation; with `--isolation none` there is
+/// only the host's). A backend that does not know a setting refuses it when
+/// created: the flag does not silently do nothing.
+pub fn backend_settings(args: &RunArgs) -> Vec<(&'static str, String)> {
+    let mut v = vec![("isolation", args.isolation.as_str().to_string())];
+    if let Some(network) = args.network {
+        v.push(("network", network.as_str().to_string()));
+    }
+    v
+}
+
+/// The backend instance for `--backend NAME`, with these settings.
+pub fn backend(
+    name: &str,
+    settings: &[(&'static str, String)],
+    pulls: &Arc<PullBar>,
+) -> Result<Arc<dyn Orchestrator>, CliError> {
     if registry::find(name).is_none() {
         return Err(CliError::flag(
             "--backend",
@@ -28,7 +49,10 @@ pub fn backend(name: &str, pulls: &Arc<PullBar>) -> Result<Arc<dyn Orchestrator>
         ));
     }
     let p = pulls.clone();
-    let options = BackendOptions::new().progress(Progress::new(move |ev| p.on_event(ev)));
+    let mut options = BackendOptions::new().progress(Progress::new(move |ev| p.on_event(ev)));
+    for (k, v) in settings {
+        options = options.setting(*k, v.clone());
+    }
     registry::create_with(name, &options).map_err(|e| {
         CliError::new(e.kind(), format!("cannot create backend {name}: {e}")).on("--backend")
     })

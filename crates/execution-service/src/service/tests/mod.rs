@@ -27,6 +27,7 @@ mod construction;
 mod execute;
 mod failures;
 mod guard;
+mod isolation;
 mod lifecycle;
 mod named;
 mod recovery;
