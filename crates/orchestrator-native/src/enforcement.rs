@@ -10,6 +10,7 @@ use orchestrator_core::{
 };
 
 use crate::cgroup::CgroupVersion;
+use crate::isolation::is_root;
 use crate::process::spawn::Rlimit;
 use crate::sync::lock;
 use crate::workspace::Workspace;
@@ -21,11 +22,6 @@ pub const CGROUP_V2: Mechanism = Mechanism::named("cgroup-v2");
 pub const CGROUP_V1: Mechanism = Mechanism::named("cgroup-v1");
 /// setrlimit(2) in each command's process, between fork and exec.
 pub const RLIMIT: Mechanism = Mechanism::named("rlimit");
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
 
 impl NativeOrchestrator {
     fn mechanism(&self) -> Option<Mechanism> {

@@ -13,7 +13,7 @@ use crate::error::NativeOrchestratorError;
 use crate::sandbox::{self, Setup};
 use crate::NativeOrchestrator;
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }

@@ -457,8 +457,22 @@ fn strict_fails_before_running_when_a_limit_is_not_enforced() {
         .filter(|(_, v)| v["enforced_by"].is_null())
         .map(|(k, _)| k.clone())
         .collect();
+    // Host processes: the marker is a host path (an isolated command could
+    // not reach it).
     let out = sb.run(&[
-        "run", "--strict", "--cpus", "0.5", "--pids", "64", "--memory", "64M", "--", "sh", "-c",
+        "run",
+        "--strict",
+        "--isolation",
+        "none",
+        "--cpus",
+        "0.5",
+        "--pids",
+        "64",
+        "--memory",
+        "64M",
+        "--",
+        "sh",
+        "-c",
         &script,
     ]);
     if unenforced.is_empty() {
@@ -1249,6 +1263,11 @@ fn list_and_show_after_runs() {
     assert_eq!(stderr(&out).lines().count(), 1);
 }
 
+/// Whether native runs isolate here (`runbox backends` says so).
+fn native_isolates(sb: &Sandbox) -> bool {
+    backend_entry(sb, "native")["isolation"] == true
+}
+
 #[test]
 fn gc_reaps_a_killed_run() {
     let sb = Sandbox::new();
@@ -1262,14 +1281,24 @@ fn gc_reaps_a_killed_run() {
     wait_until("the command to start", Duration::from_secs(30), || {
         !processes_with(&pattern).is_empty()
     });
-    // Kill runbox itself, without a chance to clean up.
+    // Kill runbox itself, without a chance to clean up. An isolated
+    // command ends with it (its sandbox init sees the service's end of the
+    // control socket close); a host process outlives it until gc.
     let _ = child.kill();
     let _ = child.wait();
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(
-        !processes_with(&pattern).is_empty(),
-        "the command died with runbox"
-    );
+    if native_isolates(&sb) {
+        wait_until(
+            "the sandbox to end with runbox",
+            Duration::from_secs(10),
+            || processes_with(&pattern).is_empty(),
+        );
+    } else {
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            !processes_with(&pattern).is_empty(),
+            "the command died with runbox"
+        );
+    }
     let listed = parse_one_json(&sb.run(&["list", "--json"]));
     assert_eq!(listed["executions"][0]["state"], "running");
 

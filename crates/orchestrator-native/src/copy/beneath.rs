@@ -37,6 +37,10 @@ pub(super) struct Root {
     ino: u64,
     /// For messages only.
     dir: PathBuf,
+    /// Who owns what a copy creates, when not the caller: the sandbox user
+    /// of an isolated workspace, as root (it must be able to change and
+    /// remove what was copied in).
+    pub owner: Option<(u32, u32)>,
 }
 
 /// A copy's destination inside the workspace: a name in an open directory.
@@ -112,7 +116,14 @@ impl Root {
             dev: st.st_dev,
             ino: st.st_ino,
             dir: dir.to_path_buf(),
+            owner: None,
         })
+    }
+
+    /// The same root, giving what copies create to `owner`.
+    pub fn owned_by(mut self, owner: Option<(u32, u32)>) -> Self {
+        self.owner = owner;
+        self
     }
 
     /// Whether `st` is on the workspace's own file system (not below a mount
@@ -288,7 +299,9 @@ impl Root {
             cur = match self.open_beneath(&prefix, flags) {
                 Err(Errno::NOENT) if comp != ".." => {
                     match rustix::fs::mkdirat(&cur, comp, mode(0o777)) {
-                        Ok(()) | Err(Errno::EXIST) => {}
+                        Ok(()) => give_at(cur.as_fd(), OsStr::new(comp), self.owner)
+                            .map_err(|e| self.lookup_error("chown", &prefix, e))?,
+                        Err(Errno::EXIST) => {}
                         Err(e) => return Err(self.lookup_error("mkdir", &prefix, e)),
                     }
                     self.open_beneath(&prefix, flags)
@@ -314,6 +327,33 @@ fn normalise_tail(mut path: &str) -> &str {
             return path;
         }
         path = trimmed;
+    }
+}
+
+/// Gives entry `name` of `dir` (never followed) to `owner`, if any.
+pub(super) fn give_at(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    owner: Option<(u32, u32)>,
+) -> std::result::Result<(), Errno> {
+    let Some((uid, gid)) = owner else {
+        return Ok(());
+    };
+    let name = std::ffi::CString::new(name.as_bytes()).map_err(|_| Errno::INVAL)?;
+    // SAFETY: a NUL-terminated name relative to a descriptor we hold.
+    let r = unsafe {
+        libc::fchownat(
+            std::os::fd::AsRawFd::as_raw_fd(&dir),
+            name.as_ptr(),
+            uid,
+            gid,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::IO))
     }
 }
 

@@ -29,12 +29,16 @@ pub(super) fn copy_in(
     };
     let dest = root.dest(to)?;
     let shown = root.host_path(to.as_str());
-    if md.is_file() && md.len() <= super::SMALL_FILE_MAX && copy_small(src, &md, &dest, &shown)? {
+    let owner = root.owner;
+    if md.is_file()
+        && md.len() <= super::SMALL_FILE_MAX
+        && copy_small(src, &md, &dest, &shown, owner)?
+    {
         return Ok(());
     }
     let dir = dest.parent.as_fd();
     let stage = super::stage_name(&dest.name);
-    if let Err(e) = tree(src, dir, &stage, &shown) {
+    if let Err(e) = tree(src, dir, &stage, &shown, owner) {
         beneath::remove_at(dir, &stage);
         return Err(e);
     }
@@ -49,7 +53,13 @@ pub(super) fn copy_in(
 /// instead of staged: nothing in the sandbox reads it before the copy
 /// returns, a failed write removes it, and a crash loses the whole
 /// workspace anyway.
-fn copy_small(src: &Path, md: &std::fs::Metadata, dest: &Dest, shown: &Path) -> Result<bool> {
+fn copy_small(
+    src: &Path,
+    md: &std::fs::Metadata,
+    dest: &Dest,
+    shown: &Path,
+    owner: Option<(u32, u32)>,
+) -> Result<bool> {
     // O_NOFOLLOW: a link swapped in since the lstat is not followed;
     // O_NONBLOCK: nor does a FIFO swapped in block.
     let mut file = match std::fs::OpenOptions::new()
@@ -70,13 +80,13 @@ fn copy_small(src: &Path, md: &std::fs::Metadata, dest: &Dest, shown: &Path) -> 
     let mode = md.permissions().mode() & 0o7777;
     let parent = dest.parent.as_fd();
     if dest.existing.is_none() {
-        match write_new(parent, &dest.name, &data, mode) {
+        match write_new(parent, &dest.name, &data, mode, owner) {
             Err(e) if e == Errno::EXIST => {}
             r => return r.map(|()| true).map_err(|e| io("create", shown, e.into())),
         }
     }
     let stage = super::stage_name(&dest.name);
-    write_new(parent, &stage, &data, mode).map_err(|e| io("create", shown, e.into()))?;
+    write_new(parent, &stage, &data, mode, owner).map_err(|e| io("create", shown, e.into()))?;
     match rustix::fs::renameat(parent, &stage, parent, &dest.name) {
         Ok(()) => Ok(true),
         // A directory is in the way: move it aside first.
@@ -90,18 +100,20 @@ fn copy_small(src: &Path, md: &std::fs::Metadata, dest: &Dest, shown: &Path) -> 
     }
 }
 
-/// Creates `name` in `dir` exclusively (never through a link) with `data`
-/// and permission bits `mode`; a failed write removes it.
+/// Creates `name` in `dir` exclusively (never through a link) with `data`,
+/// permission bits `mode` and `owner`; a failed write removes it.
 fn write_new(
     dir: BorrowedFd<'_>,
     name: &OsStr,
     data: &[u8],
     mode: u32,
+    owner: Option<(u32, u32)>,
 ) -> std::result::Result<(), Errno> {
     let mut out = create(dir, name, mode)?;
     let written = out
         .write_all(data)
         .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))
+        .and_then(|()| beneath::give_at(dir, name, owner))
         .and_then(|()| rustix::fs::fchmod(&out, beneath::mode(mode)));
     if written.is_err() {
         drop(out);
@@ -125,9 +137,15 @@ fn create(
     .map(std::fs::File::from)
 }
 
-/// Copies host `src` to `name` in sandbox directory `dir`; symlinks are
-/// copied verbatim (they are the caller's own).
-fn tree(src: &Path, dir: BorrowedFd<'_>, name: &OsStr, shown: &Path) -> Result<()> {
+/// Copies host `src` to `name` in sandbox directory `dir`, each entry given
+/// to `owner`; symlinks are copied verbatim (they are the caller's own).
+fn tree(
+    src: &Path,
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    shown: &Path,
+    owner: Option<(u32, u32)>,
+) -> Result<()> {
     let md = std::fs::symlink_metadata(src).map_err(|e| io("stat", src, e))?;
     let ft = md.file_type();
     let mode = md.permissions().mode() & 0o7777;
@@ -136,9 +154,11 @@ fn tree(src: &Path, dir: BorrowedFd<'_>, name: &OsStr, shown: &Path) -> Result<(
         let target = std::fs::read_link(src).map_err(|e| io("readlink", src, e))?;
         rustix::fs::symlinkat(target.as_os_str().as_bytes(), dir, name.as_bytes())
             .map_err(|e| err("symlink", e))?;
+        beneath::give_at(dir, name, owner).map_err(|e| err("chown", e))?;
     } else if ft.is_dir() {
         rustix::fs::mkdirat(dir, name.as_bytes(), Mode::from_bits_truncate(0o700))
             .map_err(|e| err("mkdir", e))?;
+        beneath::give_at(dir, name, owner).map_err(|e| err("chown", e))?;
         let sub = beneath::open_entry(dir, name, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
             .map_err(|e| err("open", e))?;
         let mut entries: Vec<_> = std::fs::read_dir(src)
@@ -152,12 +172,14 @@ fn tree(src: &Path, dir: BorrowedFd<'_>, name: &OsStr, shown: &Path) -> Result<(
                 sub.as_fd(),
                 &e.file_name(),
                 &shown.join(e.file_name()),
+                owner,
             )?;
         }
         let _ = rustix::fs::fchmod(&sub, beneath::mode(mode));
     } else if ft.is_file() {
         let mut from = std::fs::File::open(src).map_err(|e| io("open", src, e))?;
         let mut out = create(dir, name, mode).map_err(|e| err("create", e))?;
+        beneath::give_at(dir, name, owner).map_err(|e| err("chown", e))?;
         std::io::copy(&mut from, &mut out).map_err(|e| io("copy", src, e))?;
         out.set_permissions(std::fs::Permissions::from_mode(mode))
             .map_err(|e| io("chmod", shown, e))?;

@@ -39,7 +39,10 @@ impl NativeOrchestrator {
     /// `copy_to`: host path `p` to `to` in workspace `id`.
     pub(crate) async fn import(&self, id: &WorkspaceId, p: &Path, to: &SandboxPath) -> Result<()> {
         let ws = self.get_existing(id)?;
-        let root = beneath::Root::open(&ws.dir)?;
+        // As root the sandbox user is not the caller: it gets what is
+        // copied in (as non-root it is the caller already).
+        let owner = ws.sandbox_ids.filter(|_| crate::isolation::is_root());
+        let root = beneath::Root::open(&ws.dir)?.owned_by(owner);
         let src = p.to_path_buf();
         let to = to.clone();
         let md = std::fs::symlink_metadata(&src).ok();
