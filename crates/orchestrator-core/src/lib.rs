@@ -51,6 +51,7 @@ pub use paths::SandboxPath;
 pub use registry::{BackendOptions, BackendRegistration, Progress, ProgressEvent};
 pub use types::{
     Availability, Capabilities, CappedBuffer, CommandSpec, CommandSpecBuilder, ExecOutput,
-    ExitStatus, IsolationLevel, IsolationMode, IsolationReport, Mount, NetworkMode, UnknownMode, OutputSink, ProcessId, ProcessSnapshot, SinkFn, StartFailure, Stream,
-    WorkspaceId, WorkspaceSpec,
+    ExitStatus, IsolationLevel, IsolationMode, IsolationReport, Mount, NetworkMode, OutputSink,
+    ProcessId, ProcessSnapshot, SinkFn, StartFailure, Stream, UnknownMode, WorkspaceId,
+    WorkspaceSpec,
 };

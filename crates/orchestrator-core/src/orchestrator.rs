@@ -9,9 +9,8 @@ use crate::error::Result;
 use crate::limits::{LimitReport, ResourceLimits};
 use crate::paths::SandboxPath;
 use crate::types::{
-    IsolationReport,
-    Availability, Capabilities, CommandSpec, ExecOutput, ProcessId, ProcessSnapshot, WorkspaceId,
-    WorkspaceSpec,
+    Availability, Capabilities, CommandSpec, ExecOutput, IsolationReport, ProcessId,
+    ProcessSnapshot, WorkspaceId, WorkspaceSpec,
 };
 
 /// How long [`Orchestrator::stop`] waits for the processes it killed to end.
