@@ -15,6 +15,7 @@ use crate::client::{connect, deadline};
 use crate::config::{DockerConfig, MAX_WARM_POOL};
 use crate::container::{self, lock};
 use crate::error::DockerOrchestratorError as E;
+use crate::isolation::DaemonSecurity;
 use crate::limits;
 use crate::pool::Shared;
 use crate::workspace::Ws;
@@ -30,6 +31,8 @@ pub struct DockerOrchestrator {
     pub(crate) config: DockerConfig,
     pub(crate) host: String,
     client: tokio::sync::OnceCell<Docker>,
+    /// The daemon's security features, asked on the first isolation report.
+    pub(crate) security: tokio::sync::OnceCell<DaemonSecurity>,
     pub(crate) owner: Owner,
     pub(crate) workspaces: Mutex<HashMap<WorkspaceId, Arc<Ws>>>,
     /// The warm pool and the image cache; refills hold only a `Weak`.
@@ -61,6 +64,11 @@ impl DockerOrchestrator {
                 "docker request deadlines must be greater than zero",
             ));
         }
+        if config.tmp_size_bytes == 0 || config.tmp_inodes == 0 {
+            return Err(Error::invalid(
+                "the size and inode cap of the docker /tmp must be greater than zero",
+            ));
+        }
         if config.warm_pool > MAX_WARM_POOL {
             return Err(Error::invalid(format!(
                 "docker warm_pool is {}, at most {MAX_WARM_POOL} is allowed",
@@ -79,6 +87,7 @@ impl DockerOrchestrator {
             refill_config: Arc::new(config.clone()),
             config,
             client: tokio::sync::OnceCell::new(),
+            security: tokio::sync::OnceCell::new(),
             owner: Owner::current(),
             workspaces: Mutex::new(HashMap::new()),
             shared: Arc::new(Shared::new()),
@@ -132,7 +141,8 @@ impl DockerOrchestrator {
 
     /// `capabilities`: copies and background processes, every limit kind,
     /// OOM detection through the container's memory cgroup, containers
-    /// other processes meet (the daemon's), and network isolation when the
+    /// other processes meet (the daemon's), full isolation (every container
+    /// is hardened, see `container`), and network isolation when the
     /// containers get no network.
     pub(crate) fn what_it_can_do(&self) -> Capabilities {
         Capabilities {

@@ -6,10 +6,15 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use orchestrator_core::{Progress, ProgressEvent};
+use orchestrator_core::{IsolationMode, Progress, ProgressEvent};
 
 /// Network mode of workspace containers unless configured otherwise.
 pub const DEFAULT_NETWORK_MODE: &str = "none";
+/// Size of each container's private `/tmp` (a tmpfs, counted against the
+/// container's memory) unless configured otherwise: 256 MiB.
+pub const DEFAULT_TMP_SIZE_BYTES: u64 = 256 << 20;
+/// Inodes of each container's private `/tmp` unless configured otherwise.
+pub const DEFAULT_TMP_INODES: u64 = 65_536;
 /// Label carried by every container this backend creates; also the prefix
 /// of the owner's labels ([`orchestrator_core::owner::Owner::labels`]):
 /// `io.runbox.owner.pid`, `.start`, `.boot` and `.host`.
@@ -87,7 +92,18 @@ pub struct DockerConfig {
     /// Labels added to every container (on top of runbox's own).
     pub labels: BTreeMap<String, String>,
     /// Docker network mode of workspace containers (`none` isolates them).
+    /// The isolation report says `none` for `none` and `host` for anything
+    /// else (`host`, `bridge`, a named network), since those reach the
+    /// host's network.
     pub network_mode: String,
+    /// The isolation asked for. Containers are always fully isolated, so
+    /// this only travels into the report (where `none` gets a note saying
+    /// so).
+    pub isolation: IsolationMode,
+    /// Size of each container's private `/tmp` tmpfs in bytes.
+    pub tmp_size_bytes: u64,
+    /// Inode cap of each container's private `/tmp` tmpfs.
+    pub tmp_inodes: u64,
     /// Deadline of each quick daemon request (inspect, create, exec setup...).
     pub request_timeout: Duration,
     /// Deadline of the availability check (connect, negotiate, ping).
@@ -123,6 +139,9 @@ impl Default for DockerConfig {
             default_image: None,
             labels: BTreeMap::new(),
             network_mode: DEFAULT_NETWORK_MODE.to_string(),
+            isolation: IsolationMode::default(),
+            tmp_size_bytes: DEFAULT_TMP_SIZE_BYTES,
+            tmp_inodes: DEFAULT_TMP_INODES,
             request_timeout: Duration::from_secs(5),
             availability_timeout: Duration::from_millis(1500),
             transfer_timeout: Duration::from_secs(300),
@@ -182,6 +201,18 @@ impl DockerConfig {
     /// Sets the network mode.
     pub fn network_mode(mut self, mode: impl Into<String>) -> Self {
         self.network_mode = mode.into();
+        self
+    }
+    /// Sets the isolation asked for (reported; containers are always
+    /// isolated).
+    pub fn isolation(mut self, mode: IsolationMode) -> Self {
+        self.isolation = mode;
+        self
+    }
+    /// Sets the size and inode cap of each container's private `/tmp`.
+    pub fn tmp_limits(mut self, size_bytes: u64, inodes: u64) -> Self {
+        self.tmp_size_bytes = size_bytes;
+        self.tmp_inodes = inodes;
         self
     }
     /// Sets the deadline of quick daemon requests.

@@ -1,6 +1,8 @@
-//! Workspace containers: creating, starting and removing them (shared by
-//! `create_workspace` and the warm pool's refills), and the process-wide
-//! list of containers that are alive on purpose.
+//! Workspace containers: creating them hardened (read-only root, private
+//! tmpfs `/tmp`, the workspace volume, no capabilities, no_new_privs),
+//! starting and removing them (shared by `create_workspace` and the warm
+//! pool's refills), and the process-wide list of containers that are alive
+//! on purpose.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use bollard::models::{
     ContainerCreateBody, ContainerSummary, HostConfig, Mount as BollardMount, MountType,
+    MountVolumeOptions,
 };
 use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
 use bollard::Docker;
@@ -121,23 +124,70 @@ pub(crate) struct Recipe<'a> {
     pub mounts: &'a [Mount],
 }
 
-/// The bind mounts of a recipe, under the workspace directory.
-fn binds(mounts: &[Mount]) -> Option<Vec<BollardMount>> {
-    if mounts.is_empty() {
-        return None;
+/// The workspace directory's anonymous volume: writable although the root
+/// filesystem is read-only, and reachable by the daemon's archive API
+/// (which refuses a read-only root and cannot see into tmpfs mounts).
+/// Removed with the container (`v=true`); labelled like it, so `residue`
+/// and `reap_orphans` find one left behind.
+fn workspace_volume(labels: &HashMap<String, String>) -> BollardMount {
+    BollardMount {
+        target: Some(WORKSPACE_DIR.into()),
+        typ: Some(MountType::VOLUME),
+        volume_options: Some(MountVolumeOptions {
+            labels: Some(labels.clone()),
+            ..Default::default()
+        }),
+        ..Default::default()
     }
-    Some(
-        mounts
-            .iter()
-            .map(|m| BollardMount {
-                target: Some(m.sandbox().under(WORKSPACE_DIR)),
-                source: Some(m.host().to_string_lossy().into_owned()),
-                typ: Some(MountType::BIND),
-                read_only: Some(m.is_read_only()),
-                ..Default::default()
-            })
-            .collect(),
-    )
+}
+
+/// The workspace volume, then the recipe's bind mounts under it (the
+/// daemon mounts parents first).
+fn mounts(mounts: &[Mount], volume_labels: &HashMap<String, String>) -> Vec<BollardMount> {
+    let mut all = vec![workspace_volume(volume_labels)];
+    all.extend(mounts.iter().map(|m| BollardMount {
+        target: Some(m.sandbox().under(WORKSPACE_DIR)),
+        source: Some(m.host().to_string_lossy().into_owned()),
+        typ: Some(MountType::BIND),
+        read_only: Some(m.is_read_only()),
+        ..Default::default()
+    }));
+    all
+}
+
+/// The private tmpfs mounts: `/tmp` (size and inode caps from the
+/// configuration; executables allowed, as on a normal host) and a small
+/// `/run` for runbox's helper state and programs' runtime files.
+fn tmpfs(config: &DockerConfig) -> HashMap<String, String> {
+    HashMap::from([
+        (
+            "/tmp".to_string(),
+            format!(
+                "rw,exec,nosuid,nodev,mode=1777,size={},nr_inodes={}",
+                config.tmp_size_bytes, config.tmp_inodes
+            ),
+        ),
+        (
+            "/run".to_string(),
+            "rw,noexec,nosuid,nodev,mode=755,size=16m,nr_inodes=4096".to_string(),
+        ),
+    ])
+}
+
+/// The hardening every workspace container gets (pooled ones too), on top
+/// of its namespaces: no capabilities, no_new_privs (so nothing regains
+/// them through a setuid binary), the daemon's default seccomp profile
+/// (left in place: a container without `seccomp=unconfined` gets it) and
+/// a read-only root filesystem with private tmpfs `/tmp` and `/run` and
+/// the workspace volume as the only writable places.
+fn harden(config: &DockerConfig, hc: HostConfig) -> HostConfig {
+    HostConfig {
+        cap_drop: Some(vec!["ALL".into()]),
+        security_opt: Some(vec!["no-new-privileges".into()]),
+        readonly_rootfs: Some(true),
+        tmpfs: Some(tmpfs(config)),
+        ..hc
+    }
 }
 
 /// Creates (does not start) a workspace container named [`name_of`] the
@@ -158,6 +208,10 @@ pub(crate) async fn create(
         labels.insert(LABEL_EXECUTION.into(), e.to_string());
     }
     labels.extend(owner.labels(OWNER_LABEL));
+    let mut volume_labels: HashMap<String, String> =
+        owner.labels(OWNER_LABEL).into_iter().collect();
+    volume_labels.insert(OWNER_LABEL.into(), OWNER_VALUE.into());
+    volume_labels.insert(LABEL_WORKSPACE.into(), r.id.to_string());
     let cg = limits::cgroup_fields(r.limits);
     let body = ContainerCreateBody {
         image: Some(r.image.to_string()),
@@ -167,16 +221,19 @@ pub(crate) async fn create(
         working_dir: Some(WORKSPACE_DIR.into()),
         labels: Some(labels),
         stop_timeout: Some(1),
-        host_config: Some(HostConfig {
-            init: Some(true),
-            network_mode: Some(config.network_mode.clone()),
-            memory: cg.memory,
-            memory_swap: cg.memory_swap,
-            nano_cpus: cg.nano_cpus,
-            pids_limit: cg.pids_limit,
-            mounts: binds(r.mounts),
-            ..Default::default()
-        }),
+        host_config: Some(harden(
+            config,
+            HostConfig {
+                init: Some(true),
+                network_mode: Some(config.network_mode.clone()),
+                memory: cg.memory,
+                memory_swap: cg.memory_swap,
+                nano_cpus: cg.nano_cpus,
+                pids_limit: cg.pids_limit,
+                mounts: Some(mounts(r.mounts, &volume_labels)),
+                ..Default::default()
+            },
+        )),
         ..Default::default()
     };
     let name = name_of(r.id);

@@ -36,6 +36,7 @@ mod container;
 mod error;
 mod exec;
 mod images;
+mod isolation;
 mod limits;
 mod orchestrator;
 mod pool;
@@ -49,10 +50,14 @@ mod workspace;
 
 pub use backend::DockerOrchestrator;
 pub use config::{
-    DockerConfig, PullEvent, PullProgress, DEFAULT_NETWORK_MODE, LABEL_EXECUTION, LABEL_WORKSPACE,
-    MAX_WARM_POOL, OWNER_LABEL, OWNER_VALUE,
+    DockerConfig, PullEvent, PullProgress, DEFAULT_NETWORK_MODE, DEFAULT_TMP_INODES,
+    DEFAULT_TMP_SIZE_BYTES, LABEL_EXECUTION, LABEL_WORKSPACE, MAX_WARM_POOL, OWNER_LABEL,
+    OWNER_VALUE,
 };
 pub use error::DockerOrchestratorError;
+pub use isolation::{
+    APPARMOR, CAPABILITIES_DROPPED, NO_NEW_PRIVS, READ_ONLY_ROOT, SECCOMP, USER_NAMESPACE,
+};
 pub use limits::DOCKER;
 pub use pool::PoolStats;
 
@@ -65,16 +70,29 @@ pub use test_image::{ensure_test_image, TestImageOptions, TEST_IMAGE};
 pub const BACKEND_NAME: &str = "docker";
 
 /// The settings the registry factory accepts: `host`, the daemon address
-/// ([`DockerConfig::host`]).
-const SETTINGS: &[&str] = &["host"];
+/// ([`DockerConfig::host`]); `network`, `none` or `host`
+/// ([`DockerConfig::network_mode`]); `isolation`, `auto`, `full` or `none`
+/// ([`DockerConfig::isolation`]; containers are always isolated, `none`
+/// only gets a note in the report).
+const SETTINGS: &[&str] = &["host", "network", "isolation"];
 
-/// The registry's factory: [`DockerConfig::from_env`], then the options:
-/// `image` as [`DockerConfig::default_image`], `pool_size` as
-/// [`DockerConfig::warm_pool`], `progress` receiving image pulls, and the
-/// [`SETTINGS`].
+/// The registry's factory: [`config_from_options`], then the backend.
 fn registry_factory(
     options: &orchestrator_core::BackendOptions,
 ) -> orchestrator_core::Result<std::sync::Arc<dyn orchestrator_core::Orchestrator>> {
+    Ok(std::sync::Arc::new(DockerOrchestrator::new(
+        config_from_options(options)?,
+    )?))
+}
+
+/// [`DockerConfig::from_env`], then the registry's options: `image` as
+/// [`DockerConfig::default_image`], `pool_size` as
+/// [`DockerConfig::warm_pool`], `progress` receiving image pulls, and the
+/// [`SETTINGS`]. An unknown setting or value is InvalidInput.
+fn config_from_options(
+    options: &orchestrator_core::BackendOptions,
+) -> orchestrator_core::Result<DockerConfig> {
+    use orchestrator_core::{Error, IsolationMode, NetworkMode};
     options.check(BACKEND_NAME, SETTINGS, true)?;
     let mut config = DockerConfig::from_env();
     if let Some(image) = &options.image {
@@ -86,10 +104,22 @@ fn registry_factory(
     if let Some(host) = options.settings.get("host") {
         config = config.host(host.clone());
     }
+    if let Some(n) = options.settings.get("network") {
+        let n: NetworkMode = n
+            .parse()
+            .map_err(|e| Error::invalid(format!("backend {BACKEND_NAME}: {e}")))?;
+        config = config.network_mode(n.as_str());
+    }
+    if let Some(m) = options.settings.get("isolation") {
+        let m: IsolationMode = m
+            .parse()
+            .map_err(|e| Error::invalid(format!("backend {BACKEND_NAME}: {e}")))?;
+        config = config.isolation(m);
+    }
     if let Some(progress) = options.progress.clone() {
         config = config.pull_progress(PullProgress::reporting_to(progress));
     }
-    Ok(std::sync::Arc::new(DockerOrchestrator::new(config)?))
+    Ok(config)
 }
 
 orchestrator_core::register_backend!(
@@ -97,3 +127,31 @@ orchestrator_core::register_backend!(
     "workspaces are Docker containers (bollard; opt-in, needs a daemon)",
     registry_factory
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orchestrator_core::{BackendOptions, Error, IsolationMode};
+
+    #[test]
+    fn network_and_isolation_settings_are_parsed() {
+        let c = config_from_options(
+            &BackendOptions::new()
+                .setting("network", "host")
+                .setting("isolation", "none"),
+        )
+        .expect("config");
+        assert_eq!(c.network_mode, "host");
+        assert_eq!(c.isolation, IsolationMode::None);
+        let c =
+            config_from_options(&BackendOptions::new().setting("network", "none")).expect("config");
+        assert_eq!(c.network_mode, "none");
+        assert_eq!(c.isolation, IsolationMode::Auto);
+        for (k, v) in [("network", "bridge"), ("isolation", "strict")] {
+            match config_from_options(&BackendOptions::new().setting(k, v)) {
+                Err(Error::InvalidInput(msg)) => assert!(msg.contains(v), "{msg}"),
+                other => panic!("{k}={v}: {other:?}"),
+            }
+        }
+    }
+}

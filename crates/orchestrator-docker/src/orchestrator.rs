@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use orchestrator_core::{
-    async_trait, Availability, Capabilities, CommandSpec, ExecOutput, LimitReport, Orchestrator,
-    ProcessId, ProcessSnapshot, ResourceLimits, Result, SandboxPath, WorkspaceId, WorkspaceSpec,
+    async_trait, Availability, Capabilities, CommandSpec, ExecOutput, IsolationReport, LimitReport,
+    Orchestrator, ProcessId, ProcessSnapshot, ResourceLimits, Result, SandboxPath, WorkspaceId,
+    WorkspaceSpec,
 };
 
 use crate::{DockerOrchestrator, BACKEND_NAME};
@@ -98,6 +99,10 @@ impl Orchestrator for DockerOrchestrator {
 
     async fn residue(&self, workspace: &WorkspaceId) -> Result<Vec<String>> {
         self.containers_of(workspace).await
+    }
+
+    async fn isolation(&self, workspace: &WorkspaceId) -> Result<IsolationReport> {
+        self.isolation_of(workspace).await
     }
 
     async fn reap_orphans(&self) -> Result<Vec<String>> {

@@ -1,10 +1,14 @@
-//! Finding runbox's containers by label: what a workspace left behind
-//! (`residue`) and the containers of owners that are gone (`reap_orphans`).
+//! Finding runbox's containers and workspace volumes by label: what a
+//! workspace left behind (`residue`) and what owners that are gone left
+//! (`reap_orphans`).
 
 use std::collections::HashMap;
 
-use bollard::models::ContainerSummary;
-use bollard::query_parameters::ListContainersOptionsBuilder;
+use bollard::models::{ContainerSummary, Volume};
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, ListVolumesOptionsBuilder, RemoveVolumeOptions,
+};
+use orchestrator_core::owner::Owner;
 use orchestrator_core::{Result, WorkspaceId};
 
 use crate::config::{LABEL_WORKSPACE, OWNER_LABEL, OWNER_VALUE};
@@ -30,14 +34,105 @@ impl DockerOrchestrator {
             .await
     }
 
-    /// `residue`: the containers still labelled with workspace `id`.
+    /// Every volume carrying `label=value`, only those no container uses
+    /// when `dangling`.
+    pub(crate) async fn list_volumes(
+        &self,
+        label: &str,
+        value: &str,
+        dangling: bool,
+    ) -> std::result::Result<Vec<Volume>, E> {
+        let docker = self.docker().await?;
+        let mut filters: HashMap<String, Vec<String>> = HashMap::new();
+        filters.insert("label".into(), vec![format!("{label}={value}")]);
+        if dangling {
+            filters.insert("dangling".into(), vec!["true".into()]);
+        }
+        let opts = ListVolumesOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let listed = self
+            .call("list volumes", docker.list_volumes(Some(opts)))
+            .await?;
+        Ok(listed.volumes.unwrap_or_default())
+    }
+
+    /// `residue`: the containers and workspace volumes still labelled with
+    /// workspace `id`.
     pub(crate) async fn containers_of(&self, id: &WorkspaceId) -> Result<Vec<String>> {
-        Ok(self
+        let mut left: Vec<String> = self
             .list(LABEL_WORKSPACE, id.as_str())
             .await?
             .iter()
             .map(container_description)
-            .collect())
+            .collect();
+        left.extend(
+            self.list_volumes(LABEL_WORKSPACE, id.as_str(), false)
+                .await?
+                .iter()
+                .map(|v| format!("volume {}", v.name)),
+        );
+        Ok(left)
+    }
+
+    /// Removes the volumes of workspace `id` that no container uses and
+    /// whose owner is this process or gone (`cleanup` of a workspace this
+    /// backend does not hold, after its containers).
+    pub(crate) async fn remove_dangling_volumes(&self, id: &WorkspaceId) -> Result<()> {
+        for v in self
+            .list_volumes(LABEL_WORKSPACE, id.as_str(), true)
+            .await?
+        {
+            let owner = Owner::from_label_fn(OWNER_LABEL, |k| v.labels.get(k).map(String::as_str));
+            if owner.is_some_and(|o| container::gone_or_me(&o)) {
+                self.remove_volume(&v.name).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a volume; one already gone, or taken into use meanwhile, is
+    /// left (false).
+    async fn remove_volume(&self, name: &str) -> Result<bool> {
+        let docker = self.docker().await?;
+        match self
+            .call(
+                "remove volume",
+                docker.remove_volume(name, None::<RemoveVolumeOptions>),
+            )
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(e) if matches!(e.status_code(), Some(404 | 409)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes workspace volumes no container uses whose owner is gone
+    /// (one whose owner is this process may belong to a container being
+    /// created right now, so it is left to `cleanup`'s removal or a later
+    /// owner's reap). Returns a description of each.
+    async fn reap_volumes(&self) -> Result<Vec<String>> {
+        let mut removed = Vec::new();
+        for v in self.list_volumes(OWNER_LABEL, OWNER_VALUE, true).await? {
+            let owner = Owner::from_label_fn(OWNER_LABEL, |k| v.labels.get(k).map(String::as_str));
+            let Some(owner) = owner.filter(|o| *o != Owner::current() && o.is_dead()) else {
+                continue;
+            };
+            // Gone meanwhile, or taken into use: not an orphan now.
+            if !self.remove_volume(&v.name).await? {
+                continue;
+            }
+            let desc = format!(
+                "volume {} of workspace {} (owner pid {} gone)",
+                v.name,
+                v.labels.get(LABEL_WORKSPACE).map_or("", String::as_str),
+                owner.pid
+            );
+            tracing::info!(%desc, "reaped orphan volume");
+            removed.push(desc);
+        }
+        Ok(removed)
     }
 
     /// `reap_orphans`: removes runbox containers whose owner process is
@@ -65,6 +160,9 @@ impl DockerOrchestrator {
             tracing::info!(%desc, "reaped orphan");
             removed.push(desc);
         }
+        // After the containers: removing one removes its volume, so what
+        // is left dangling here had no container (a failed removal).
+        removed.extend(self.reap_volumes().await?);
         Ok(removed)
     }
 }

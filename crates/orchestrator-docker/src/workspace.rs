@@ -148,9 +148,10 @@ impl DockerOrchestrator {
         Ok(report)
     }
 
-    /// `cleanup`: removes the workspace's container; for a workspace this
-    /// backend does not hold, the containers carrying its label whose owner
-    /// is this process or is gone (another live owner's stay).
+    /// `cleanup`: removes the workspace's container (and with it its
+    /// volume); for a workspace this backend does not hold, the containers
+    /// carrying its label whose owner is this process or is gone (another
+    /// live owner's stay), then its volumes no container uses.
     pub(crate) async fn remove_workspace(&self, id: &WorkspaceId) -> Result<()> {
         let ws = lock(&self.workspaces).remove(id);
         if let Some(ws) = &ws {
@@ -169,6 +170,7 @@ impl DockerOrchestrator {
                     tracing::info!(workspace = %id, container = %cid, "cleanup leaves a container of another live owner");
                 }
             }
+            self.remove_dangling_volumes(id).await?;
         }
         tracing::info!(workspace = %id, "workspace cleaned up");
         Ok(())

@@ -436,3 +436,127 @@ async fn cleanup_takes_a_foreign_workspace_only_from_a_gone_owner() {
         "this process's container stayed"
     );
 }
+
+#[tokio::test]
+async fn containers_are_hardened_reported_and_leave_no_volume() {
+    use orchestrator_core::{IsolationLevel, NetworkMode};
+    use orchestrator_docker::{
+        CAPABILITIES_DROPPED, DOCKER, NO_NEW_PRIVS, READ_ONLY_ROOT, SECCOMP,
+    };
+
+    let config = DockerConfig::new()
+        .default_image(TEST_IMAGE)
+        .tmp_limits(8 << 20, 64);
+    let Some(b) = common::backend(config).await else {
+        return;
+    };
+    let id = b.create_workspace(&WorkspaceSpec::new()).await.unwrap();
+    let name = format!("runbox-{id}");
+    let fmt = "{{.HostConfig.ReadonlyRootfs}} {{json .HostConfig.CapDrop}} {{json .HostConfig.SecurityOpt}} {{index .HostConfig.Tmpfs \"/tmp\"}}";
+    assert_eq!(
+        docker_cli(&["inspect", "-f", fmt, &name]).trim(),
+        format!(
+            "true [\"ALL\"] [\"no-new-privileges\"] rw,exec,nosuid,nodev,mode=1777,size={},nr_inodes=64",
+            8 << 20
+        )
+    );
+    let label = format!("label=io.runbox.workspace={id}");
+    let volumes = docker_cli(&["volume", "ls", "-q", "--filter", &label]);
+    assert_eq!(volumes.lines().count(), 1, "{volumes}");
+    // The /tmp caps hold: 16 MiB do not fit in 8, nor 100 files in 64 inodes.
+    let out = b
+        .run_command(
+            &id,
+            &CommandSpec::shell(
+                "dd if=/dev/zero of=/tmp/big bs=1048576 count=16 2>/dev/null && echo fit; rm -f /tmp/big; \
+                 i=0; while [ $i -lt 100 ]; do touch /tmp/f$i 2>/dev/null || break; i=$((i + 1)); done; echo $i",
+            )
+            .build()
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let text = out.stdout_str();
+    assert!(!text.contains("fit"), "16 MiB fit in /tmp: {out:?}");
+    let files: u32 = text.trim().parse().unwrap_or(u32::MAX);
+    assert!((50..100).contains(&files), "{out:?}");
+    // The workspace is writable and copies still work with a read-only root.
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("in"), b"payload").unwrap();
+    b.copy_to(&id, &host.path().join("in"), &sp("sub/in"))
+        .await
+        .unwrap();
+    b.copy_from(&id, &sp("sub/in"), &host.path().join("out"))
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(host.path().join("out")).unwrap(), b"payload");
+
+    let r = b.isolation(&id).await.unwrap();
+    assert_eq!(r.level, IsolationLevel::Full, "{r:?}");
+    assert_eq!(r.network, NetworkMode::None, "{r:?}");
+    for m in [DOCKER, CAPABILITIES_DROPPED, NO_NEW_PRIVS, READ_ONLY_ROOT] {
+        assert!(r.enforced_by.contains(&m), "{m} missing: {r:?}");
+    }
+    let daemon_seccomp =
+        docker_cli(&["info", "-f", "{{json .SecurityOptions}}"]).contains("name=seccomp");
+    assert_eq!(r.enforced_by.contains(&SECCOMP), daemon_seccomp, "{r:?}");
+
+    b.cleanup(&id).await.unwrap();
+    assert!(b.residue(&id).await.unwrap().is_empty());
+    assert_eq!(
+        docker_cli(&["volume", "ls", "-q", "--filter", &label]).trim(),
+        ""
+    );
+    assert!(b.isolation(&id).await.unwrap_err().is_not_found());
+}
+
+#[tokio::test]
+async fn leaked_volumes_are_residue_and_gone_owners_volumes_are_reaped() {
+    use orchestrator_core::owner::Owner;
+    use orchestrator_core::WorkspaceId;
+
+    let Some(b) = backend().await else { return };
+    let me = std::process::id();
+    let volume = |name: &str, ws: &str, owner: &[(String, String)]| {
+        let _ = docker_cli(&["volume", "rm", "-f", name]);
+        let mut args = vec![
+            "volume".to_string(),
+            "create".into(),
+            "--label".into(),
+            "io.runbox.owner=runbox".into(),
+            "--label".into(),
+            format!("io.runbox.workspace={ws}"),
+        ];
+        for (k, v) in owner {
+            args.extend(["--label".to_string(), format!("{k}={v}")]);
+        }
+        args.push(name.to_string());
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_eq!(docker_cli(&refs).trim(), name);
+    };
+    let dead = [
+        ("io.runbox.owner.pid".to_string(), "4194303".to_string()),
+        ("io.runbox.owner.start".to_string(), "1".to_string()),
+    ];
+    let (gone_vol, gone_ws) = (format!("runbox-vol-gone-{me}"), format!("dk-vol-gone-{me}"));
+    volume(&gone_vol, &gone_ws, &dead);
+    let gone_id = WorkspaceId::new(&gone_ws).unwrap();
+    let residue = b.residue(&gone_id).await.unwrap();
+    assert_eq!(residue, [format!("volume {gone_vol}")]);
+    // A dangling volume of this process: not reaped (its container may be
+    // in creation), but cleanup of its workspace removes it.
+    let mine: Vec<(String, String)> = Owner::current()
+        .labels("io.runbox.owner")
+        .into_iter()
+        .collect();
+    let (my_vol, my_ws) = (format!("runbox-vol-mine-{me}"), format!("dk-vol-mine-{me}"));
+    volume(&my_vol, &my_ws, &mine);
+    let reaped = b.reap_orphans().await.unwrap();
+    assert!(reaped.iter().any(|r| r.contains(&gone_vol)), "{reaped:?}");
+    assert!(!reaped.iter().any(|r| r.contains(&my_vol)), "{reaped:?}");
+    assert!(b.residue(&gone_id).await.unwrap().is_empty());
+    let my_id = WorkspaceId::new(&my_ws).unwrap();
+    assert_eq!(b.residue(&my_id).await.unwrap().len(), 1);
+    b.cleanup(&my_id).await.unwrap();
+    assert!(b.residue(&my_id).await.unwrap().is_empty());
+}

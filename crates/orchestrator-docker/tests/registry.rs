@@ -1,5 +1,6 @@
 //! The registered `docker` backend takes the registry's options: `image`,
-//! `pool_size` and the setting `host`; anything else is InvalidInput. (Its
+//! `pool_size` and the settings `host`, `network` and `isolation`; anything
+//! else is InvalidInput. (Its
 //! own test binary: it changes the process environment.)
 
 use orchestrator_core::{registry, BackendOptions, Error};
@@ -17,6 +18,19 @@ async fn registry_options_configure_the_backend() {
     std::env::remove_var("RUNBOX_DOCKER_IMAGE");
     let msg = invalid(&BackendOptions::new().setting("nope", "1"));
     assert!(msg.contains("nope"), "{msg}");
+    let msg = invalid(&BackendOptions::new().setting("network", "bridge"));
+    assert!(msg.contains("bridge"), "{msg}");
+    let msg = invalid(&BackendOptions::new().setting("isolation", "partial"));
+    assert!(msg.contains("partial"), "{msg}");
+    let host_net = registry::create_with(
+        BACKEND_NAME,
+        &BackendOptions::new()
+            .setting("network", "host")
+            .setting("isolation", "full"),
+    )
+    .expect("docker backend with host network");
+    let caps = host_net.capabilities();
+    assert!(caps.isolation && !caps.network_isolation, "{caps:?}");
     let msg = invalid(&BackendOptions::new().pool_size(2));
     assert!(msg.contains("image"), "{msg}");
     let msg = invalid(&BackendOptions::new().image(TEST_IMAGE).pool_size(65));

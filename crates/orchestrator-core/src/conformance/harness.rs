@@ -13,8 +13,8 @@ use crate::limits::{LimitKind, LimitReport, ResourceLimits};
 use crate::orchestrator::Orchestrator;
 use crate::paths::SandboxPath;
 use crate::types::{
-    Availability, Capabilities, CommandSpec, ExecOutput, ProcessId, ProcessSnapshot, WorkspaceId,
-    WorkspaceSpec,
+    Availability, Capabilities, CommandSpec, ExecOutput, IsolationReport, ProcessId,
+    ProcessSnapshot, WorkspaceId, WorkspaceSpec,
 };
 
 use super::{all_cases, owner, BoxFuture, Factory};
@@ -37,6 +37,10 @@ pub enum Requirement {
     /// Workspaces another process of the same backend meets
     /// ([`Capabilities::cross_process`]).
     CrossProcess,
+    /// Full isolation of new workspaces ([`Capabilities::isolation`]).
+    Isolation,
+    /// Full isolation plus copy_to / copy_from.
+    IsolationAndCopy,
 }
 
 impl Requirement {
@@ -50,6 +54,8 @@ impl Requirement {
             Requirement::Limit(k) => caps.enforces(k),
             Requirement::OomDetection => caps.enforces(LimitKind::Memory) && caps.oom_detection,
             Requirement::CrossProcess => caps.cross_process,
+            Requirement::Isolation => caps.isolation,
+            Requirement::IsolationAndCopy => caps.isolation && caps.copy,
         };
         if ok {
             None
@@ -241,6 +247,9 @@ impl Orchestrator for Tracked {
     }
     async fn residue(&self, id: &WorkspaceId) -> Result<Vec<String>> {
         self.inner.residue(id).await
+    }
+    async fn isolation(&self, id: &WorkspaceId) -> Result<IsolationReport> {
+        self.inner.isolation(id).await
     }
     async fn reap_orphans(&self) -> Result<Vec<String>> {
         self.inner.reap_orphans().await

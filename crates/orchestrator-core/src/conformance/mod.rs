@@ -41,6 +41,12 @@
 //! `main` then only creates and holds one workspace for it. Run outside
 //! that `main`, the case fails with a message saying so.
 //!
+//! The isolation cases (`cases/sandbox.rs`, for backends claiming
+//! [`Capabilities::isolation`](crate::Capabilities::isolation)) run
+//! commands that would harm the host if they ran on it (`kill -9 -1`,
+//! writes under /usr, `mount`) only after proving, in the same workspace,
+//! that a host process is invisible there and pid 1 is not the host's.
+//!
 //! The cases live in `cases/`, one module per area of the contract
 //! (`contract` holds the points the trait documents); the `harness` module
 //! runs them, `owner` is the second owner process and `support` holds the
@@ -70,6 +76,7 @@ pub use cases::limits::*;
 pub use cases::mounts::*;
 pub use cases::paths::*;
 pub use cases::process::*;
+pub use cases::sandbox::*;
 pub use harness::{
     case_deadline, run_case, run_main, scaled, time_scale, Case, Requirement, Tracked,
 };
@@ -148,6 +155,16 @@ cases! {
     stop_returns_within_the_deadline => Requirement::Background,
     cleanup_leaves_a_live_owners_workspace => Requirement::CrossProcess,
     mounts_are_honoured_or_refused => Requirement::None,
+    isolation_is_reported_full => Requirement::Isolation,
+    host_canary_files_are_invisible => Requirement::Isolation,
+    host_processes_are_invisible_and_unsignalable => Requirement::Isolation,
+    kill_all_inside_harms_nothing_outside => Requirement::Isolation,
+    host_loopback_and_abstract_sockets_follow_the_network => Requirement::Isolation,
+    system_paths_are_read_only => Requirement::Isolation,
+    tmp_is_private_to_each_workspace => Requirement::Isolation,
+    commands_run_without_privileges => Requirement::Isolation,
+    mount_and_unshare_fail_inside => Requirement::Isolation,
+    copy_from_never_yields_host_content_or_hangs => Requirement::IsolationAndCopy,
 }
 
 /// Expands to a `main` that runs the whole conformance suite against the
@@ -205,5 +222,17 @@ mod tests {
             ..Default::default()
         };
         assert!(Requirement::CrossProcess.unmet(&shared).is_none());
+        assert!(Requirement::Isolation.unmet(&shared).is_some());
+        let isolated = Capabilities {
+            isolation: true,
+            ..Default::default()
+        };
+        assert!(Requirement::Isolation.unmet(&isolated).is_none());
+        assert!(Requirement::IsolationAndCopy.unmet(&isolated).is_some());
+        let with_copy = Capabilities {
+            copy: true,
+            ..isolated
+        };
+        assert!(Requirement::IsolationAndCopy.unmet(&with_copy).is_none());
     }
 }

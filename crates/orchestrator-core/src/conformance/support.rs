@@ -272,3 +272,93 @@ pub(crate) async fn expect_liveness(
         describe(&check)
     );
 }
+
+/// A token no other run draws (for canaries the sandbox must not see): the
+/// process-wide random hasher keys, the clock, the pid and a counter.
+pub(crate) fn token(what: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    h.write_u128(nanos);
+    h.write_u32(std::process::id());
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    format!("runbox-{what}-{:016x}", h.finish())
+}
+
+/// A host process (`sleep`) a sandbox must neither see nor signal; killed
+/// and reaped when dropped.
+pub(crate) struct HostProcess {
+    child: std::process::Child,
+}
+
+impl HostProcess {
+    /// Starts `sleep 600` on the host.
+    pub(crate) fn spawn() -> Self {
+        let child = std::process::Command::new("sleep")
+            .arg("600")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start a host sleep process: {e}"));
+        Self { child }
+    }
+
+    /// Its host pid.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether it still runs (it is this process's child, so an exit shows
+    /// here and not as a zombie elsewhere).
+    pub(crate) fn is_alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Proves that commands of workspace `id` run isolated from the host, and
+/// panics (failing the case) when they do not: `host`'s pid is not in the
+/// workspace's /proc (which must show the command itself) and cannot be
+/// signalled from it, and its pid 1 is not the host's. Cases that would
+/// harm the host if run on it (`kill -9 -1`, writes under /usr, `mount`)
+/// call this first, in the same workspace, and never go on without it.
+pub(crate) async fn prove_isolated(o: &dyn Orchestrator, id: &WorkspaceId, host: &mut HostProcess) {
+    let pid = host.pid();
+    let probe = format!(
+        "[ -e /proc/self/status ] || echo no-proc; [ -e /proc/{pid} ] && echo visible; \
+         kill -0 {pid} 2>/dev/null && echo signalable; echo probed"
+    );
+    let out = sh(o, id, &probe).await;
+    expect_exit(&out, 0);
+    assert_eq!(
+        out.stdout_str().trim(),
+        "probed",
+        "NOT ISOLATED: the host process {pid} is visible or signalable from the workspace \
+         (or it has no /proc); refusing to go on: {}",
+        describe(&out)
+    );
+    assert!(
+        host.is_alive(),
+        "the host process {pid} died during the probe"
+    );
+    let host_init = std::fs::read("/proc/1/cmdline")
+        .unwrap_or_else(|e| panic!("cannot read the host's /proc/1/cmdline to compare: {e}"));
+    let inside = sh(o, id, "cat /proc/1/cmdline").await;
+    expect_exit(&inside, 0);
+    assert_ne!(
+        inside.stdout, host_init,
+        "NOT ISOLATED: pid 1 in the workspace is the host's init; refusing to go on"
+    );
+}

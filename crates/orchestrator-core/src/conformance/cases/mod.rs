@@ -11,3 +11,4 @@ pub mod limits;
 pub mod mounts;
 pub mod paths;
 pub mod process;
+pub mod sandbox;

@@ -8,10 +8,10 @@ use crate::types::{Mount, WorkspaceSpec};
 
 use crate::conformance::support::*;
 
-/// With `mounts` claimed: a read-only mount is readable and refuses writes,
-/// a read-write mount's writes land on the host, cleanup leaves both host
-/// directories and their contents alone, and a missing host path is
-/// `InvalidInput`. Without it: a spec with a mount is `Unsupported`.
+/// With `mounts` claimed: a read-only mount is readable and refuses new
+/// files, appends, removal and renames, a read-write mount's writes land on
+/// the host, cleanup leaves both host directories and their contents alone,
+/// and a missing host path is `InvalidInput`. Without it: a spec with a mount is `Unsupported`.
 pub async fn mounts_are_honoured_or_refused(o: &dyn Orchestrator) {
     let ro = host_dir();
     let rw = host_dir();
@@ -39,12 +39,19 @@ pub async fn mounts_are_honoured_or_refused(o: &dyn Orchestrator) {
     let out = sh(o, &id, "cat data/ro/in.txt").await;
     expect_exit(&out, 0);
     assert_eq!(out.stdout, b"from the host\n", "{}", describe(&out));
-    let out = sh(o, &id, "echo no > data/ro/new.txt").await;
-    assert!(
-        !out.status.success(),
-        "a write through a read-only mount succeeded: {}",
-        describe(&out)
-    );
+    for write in [
+        "echo no > data/ro/new.txt",
+        "echo no >> data/ro/in.txt",
+        "rm data/ro/in.txt",
+        "mv data/ro/in.txt data/ro/moved.txt",
+    ] {
+        let out = sh(o, &id, write).await;
+        assert!(
+            !out.status.success(),
+            "{write:?} through a read-only mount succeeded: {}",
+            describe(&out)
+        );
+    }
     expect_exit(&sh(o, &id, "echo yes > rw/out.txt").await, 0);
     assert_eq!(
         std::fs::read(rw.path().join("out.txt")).expect("written through the mount"),
@@ -52,6 +59,7 @@ pub async fn mounts_are_honoured_or_refused(o: &dyn Orchestrator) {
     );
     done(o, &id).await;
     assert!(!ro.path().join("new.txt").exists());
+    assert!(!ro.path().join("moved.txt").exists());
     assert_eq!(
         std::fs::read(ro.path().join("in.txt")).expect("host file kept"),
         b"from the host\n",
