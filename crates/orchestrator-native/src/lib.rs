@@ -53,7 +53,7 @@ pub use config::{
 pub use enforcement::{CGROUP_V1, CGROUP_V2, RLIMIT};
 pub use error::NativeOrchestratorError;
 pub use orchestrator_core::exec::DEFAULT_OUTPUT_CAP;
-pub use sandbox::mechanisms;
+pub use sandbox::{mechanisms, SECCOMP_DENIED};
 
 /// The name this backend registers under.
 pub const BACKEND_NAME: &str = "native";

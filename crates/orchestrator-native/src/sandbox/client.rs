@@ -219,16 +219,13 @@ impl Sandbox {
     }
 
     async fn read_replies(self: Arc<Self>) {
-        loop {
-            match recv(&self.sock).await {
-                Ok(Some(m)) => match Reply::decode(&m.body) {
-                    Ok(r) => self.dispatch(r),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "sandbox init sent a malformed reply");
-                        break;
-                    }
-                },
-                Ok(None) | Err(_) => break,
+        while let Ok(Some(m)) = recv(&self.sock).await {
+            match Reply::decode(&m.body) {
+                Ok(r) => self.dispatch(r),
+                Err(e) => {
+                    tracing::warn!(error = %e, "sandbox init sent a malformed reply");
+                    break;
+                }
             }
         }
         let mut p = lock(&self.pending);

@@ -31,6 +31,7 @@ pub(crate) use client::{Command, Sandbox};
 pub(crate) use probe::probe;
 pub(crate) use protocol::{Setup, Spawn};
 pub(crate) use rootfs::SANDBOX_ID;
+pub use seccomp::DENIED as SECCOMP_DENIED;
 
 use orchestrator_core::{Mechanism, NetworkMode};
 

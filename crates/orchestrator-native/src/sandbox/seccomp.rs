@@ -26,7 +26,7 @@ use seccompiler::{
 /// The calls the filter denies, for the documentation and the isolation
 /// report: a bare name is denied whatever its arguments; a qualified one
 /// only as said.
-pub(crate) const DENIED: &[&str] = &[
+pub const DENIED: &[&str] = &[
     "mount",
     "umount2",
     "fsopen",
