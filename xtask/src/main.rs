@@ -112,6 +112,15 @@ fn ci(_args: &[String]) -> Result<()> {
         "warnings",
     ]))?;
     run(cargo().args(["test", "--workspace", "--all-features", "--no-fail-fast"]))?;
+    // The native suite again as host processes (the isolation cases are
+    // ignored, visibly) and, for the network cases, with the host's network.
+    run(cargo()
+        .args(["test", "-p", "orchestrator-native", "--test", "conformance"])
+        .env("RUNBOX_NATIVE_ISOLATION", "none"))?;
+    run(cargo()
+        .args(["test", "-p", "orchestrator-native", "--test", "conformance"])
+        .env("RUNBOX_NATIVE_ISOLATION", "full")
+        .env("RUNBOX_NATIVE_NETWORK", "host"))?;
     // The API docs build without broken or private links.
     run(cargo()
         .args(["doc", "--workspace", "--all-features", "--no-deps"])

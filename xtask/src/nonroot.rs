@@ -10,7 +10,8 @@
 //!
 //! Without writable cgroups the backend falls back to rlimits. The task
 //! asserts: at least 30 cases passed, none failed, and the ignored cases are
-//! exactly the cgroup-only ones (OOM detection, CPU bandwidth); the fork
+//! exactly the cgroup-only ones (OOM detection, CPU bandwidth), so the
+//! isolation cases ran (rootless, `RUNBOX_NATIVE_ISOLATION=full`); the fork
 //! bomb case must pass (RLIMIT_NPROC binds non-root users); the nonroot
 //! tests all pass; the user has no process left afterwards.
 
@@ -93,6 +94,9 @@ fn run_suite(bin: &Path, args: &[&str], work: &Path, user: Option<&str>) -> Resu
         .env("RUNBOX_WORKSPACE_ROOT", work.join("workspaces"))
         .env("LANG", "C.UTF-8")
         .env("RUST_BACKTRACE", "1")
+        // Rootless full isolation: a fallback to host processes would
+        // leave the isolation cases ignored and fail the lane.
+        .env("RUNBOX_NATIVE_ISOLATION", "full")
         .current_dir(work);
     if let Ok(scale) = std::env::var("RUNBOX_TEST_TIME_SCALE") {
         cmd.env("RUNBOX_TEST_TIME_SCALE", scale);

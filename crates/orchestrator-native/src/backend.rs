@@ -37,8 +37,19 @@ pub(crate) struct Inner {
 }
 
 impl NativeOrchestrator {
-    /// Creates the backend: makes the workspace root and detects cgroups.
+    /// Creates the backend: makes the workspace root, detects cgroups and
+    /// whether workspaces can be isolated (by building one sandbox).
     pub fn new(config: NativeConfig) -> Result<Self> {
+        Self::with_isolation_probe(config, crate::isolation::detect)
+    }
+
+    /// [`Self::new`] with the isolation probe given (tests stand in a host
+    /// that cannot isolate).
+    pub(crate) fn with_isolation_probe(
+        config: NativeConfig,
+        probe: impl FnOnce(&NativeConfig, &Path) -> std::result::Result<(), String>,
+    ) -> Result<Self> {
+        crate::isolation::check_config(&config)?;
         use std::os::unix::fs::DirBuilderExt;
         let root = &config.workspace_root;
         std::fs::DirBuilder::new()
@@ -58,7 +69,7 @@ impl NativeOrchestrator {
             Ok(c) => tracing::debug!(version = ?c.version(), "native backend uses cgroups"),
             Err(why) => tracing::info!(%why, "native backend without cgroups: rlimit fallback"),
         }
-        let isolation = crate::isolation::detect(&config, &root);
+        let isolation = probe(&config, &root);
         let owner = Owner::current();
         Ok(Self {
             inner: Arc::new(Inner {

@@ -51,6 +51,25 @@ fn setup(config: &NativeConfig, dir: PathBuf, ids: (u32, u32), mounts: &[Mount])
     }
 }
 
+/// Refuses a configuration that would not isolate what it claims to: as
+/// root, a sandbox id range that includes uid 0 or runs past the id space.
+pub(crate) fn check_config(config: &NativeConfig) -> Result<()> {
+    let r = config.sandbox_ids;
+    if r.count == 0
+        || r.first == 0
+        || r.first
+            .checked_add(r.count - 1)
+            .is_none_or(|l| l == u32::MAX)
+    {
+        return Err(Error::invalid(format!(
+            "native: sandbox_ids {}..+{} must be a non-empty range of host ids above 0 \
+             and below 4294967295",
+            r.first, r.count
+        )));
+    }
+    Ok(())
+}
+
 /// Whether workspaces made with `config` under `root` can be isolated:
 /// `Ok` when they will be, else why not (also when `none` was asked for).
 pub(crate) fn detect(config: &NativeConfig, root: &Path) -> std::result::Result<(), String> {
@@ -178,5 +197,89 @@ impl NativeOrchestrator {
             ),
             (Ok(()), None) => IsolationReport::none(config.isolation, "no sandbox was started"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use orchestrator_core::{IsolationLevel, Orchestrator, SandboxPath, WorkspaceSpec};
+
+    use super::*;
+    use crate::config::IdRange;
+
+    fn unable(mode: IsolationMode, strict: bool, root: &Path) -> NativeOrchestrator {
+        let config = NativeConfig {
+            workspace_root: root.to_path_buf(),
+            isolation: mode,
+            strict,
+            ..NativeConfig::default()
+        };
+        NativeOrchestrator::with_isolation_probe(config, |_, _| Err("no user namespaces".into()))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_host_that_cannot_isolate_is_said_so_or_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        // auto: runs without, and the report says why.
+        let auto = unable(IsolationMode::Auto, false, dir.path());
+        assert!(!auto.capabilities().isolation);
+        assert!(!auto.capabilities().mounts);
+        let ws = auto.create_workspace(&WorkspaceSpec::new()).await.unwrap();
+        let r = auto.isolation(&ws).await.unwrap();
+        assert_eq!(r.level, IsolationLevel::None);
+        assert!(r.fell_back(), "{r:?}");
+        assert!(
+            r.note.as_deref().unwrap().contains("no user namespaces"),
+            "{r:?}"
+        );
+        assert!(r.enforced_by.is_empty());
+        auto.cleanup(&ws).await.unwrap();
+        match auto.is_available().await {
+            orchestrator_core::Availability::Degraded { reason } => {
+                assert!(reason.contains("isolation"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // Mounts need the sandbox.
+        let m = Mount::new(dir.path(), SandboxPath::new("m").unwrap(), true).unwrap();
+        let e = auto
+            .create_workspace(&WorkspaceSpec::new().mount(m))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::Unsupported { .. }), "{e}");
+        // full, and auto in strict mode: refused before anything is made.
+        for (mode, strict) in [(IsolationMode::Full, false), (IsolationMode::Auto, true)] {
+            let o = unable(mode, strict, dir.path());
+            let e = o.create_workspace(&WorkspaceSpec::new()).await.unwrap_err();
+            assert!(e.to_string().contains("isolation"), "{e}");
+            assert!(e.to_string().contains("no user namespaces"), "{e}");
+        }
+        let full = unable(IsolationMode::Full, false, dir.path());
+        assert!(matches!(
+            full.is_available().await,
+            orchestrator_core::Availability::Unavailable { .. }
+        ));
+        // Nothing was left in the root.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // none: no fallback to report.
+        let none = unable(IsolationMode::None, false, dir.path());
+        let ws = none.create_workspace(&WorkspaceSpec::new()).await.unwrap();
+        let r = none.isolation(&ws).await.unwrap();
+        assert_eq!(r.requested, IsolationMode::None);
+        assert!(!r.fell_back());
+        none.cleanup(&ws).await.unwrap();
+    }
+
+    #[test]
+    fn sandbox_ids_must_not_include_root_or_overflow() {
+        for (first, count) in [(0, 10), (5, 0), (u32::MAX - 1, 2), (u32::MAX, 1)] {
+            let c = NativeConfig {
+                sandbox_ids: IdRange { first, count },
+                ..NativeConfig::default()
+            };
+            assert!(check_config(&c).is_err(), "{first}+{count}");
+        }
+        assert!(check_config(&NativeConfig::default()).is_ok());
     }
 }

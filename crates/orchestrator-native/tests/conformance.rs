@@ -2,6 +2,8 @@
 //!
 //! As root on a host with writable cgroups every case runs; elsewhere cases
 //! needing a capability the host lacks are reported as ignored.
+//! `RUNBOX_NATIVE_ISOLATION` (auto|full|none) and `RUNBOX_NATIVE_NETWORK`
+//! (none|host) configure the backend under test.
 
 use std::sync::Arc;
 
@@ -13,7 +15,24 @@ async fn factory() -> Result<Arc<dyn Orchestrator>> {
     if std::env::var("RUNBOX_NATIVE_NO_CGROUPS").as_deref() == Ok("1") {
         config.use_cgroups = false;
     }
+    // Lanes run the suite isolated (the default, `auto`, asserted with
+    // `full` by lanes that must not fall back), as host processes
+    // (`none`: the isolation cases are ignored, visibly), and with the host
+    // network.
+    if let Ok(mode) = std::env::var("RUNBOX_NATIVE_ISOLATION") {
+        config.isolation = mode
+            .parse()
+            .unwrap_or_else(|e| panic!("RUNBOX_NATIVE_ISOLATION: {e}"));
+    }
+    if let Ok(net) = std::env::var("RUNBOX_NATIVE_NETWORK") {
+        config.network = net
+            .parse()
+            .unwrap_or_else(|e| panic!("RUNBOX_NATIVE_NETWORK: {e}"));
+    }
     let orch = NativeOrchestrator::new(config)?;
+    if let Some(why) = orch.isolation_unavailable_reason() {
+        eprintln!("note: native conformance without isolation: {why}");
+    }
     // `cargo xtask vm-test` sets this to prove every case ran on cgroup v2.
     if let Ok(expect) = std::env::var("RUNBOX_EXPECT_CGROUP") {
         let want = match expect.as_str() {

@@ -1,6 +1,6 @@
 //! What a run may leave behind: processes (children, in a workspace, in a
-//! workspace cgroup), workspace directories, cgroups; and this process's
-//! fds and memory.
+//! workspace cgroup), workspace directories, cgroups, namespaces, mounts;
+//! and this process's fds and memory.
 
 use std::path::{Path, PathBuf};
 
@@ -117,4 +117,81 @@ fn cgroup_dirs(prefix: &str) -> Vec<PathBuf> {
     out.sort();
     out.dedup();
     out
+}
+
+/// The namespace kinds a sandbox unshares.
+const NAMESPACES: &[&str] = &["user", "mnt", "pid", "net", "ipc", "uts", "cgroup"];
+
+/// What the host had before the run: the namespaces its processes are in,
+/// and this process's mounts. A sandbox's namespaces must be gone with its
+/// processes, and it never mounts anything where the host sees it.
+pub struct HostState {
+    namespaces: std::collections::BTreeSet<String>,
+    mounts: Vec<String>,
+}
+
+/// Every namespace some process is in, as `kind:[inode]`, with a process
+/// that holds it.
+fn namespaces_in_use() -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        for kind in NAMESPACES {
+            if let Ok(link) = std::fs::read_link(e.path().join("ns").join(kind)) {
+                out.entry(link.to_string_lossy().into_owned())
+                    .or_insert_with(|| pid.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// This process's mount table, without the per-mount ids (which a mount
+/// made and removed meanwhile would shift).
+fn mounts() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.split_whitespace().skip(2).collect::<Vec<_>>().join(" "))
+        .collect();
+    v.sort();
+    v
+}
+
+impl HostState {
+    /// The host now.
+    pub fn now() -> Self {
+        Self {
+            namespaces: namespaces_in_use().into_keys().collect(),
+            mounts: mounts(),
+        }
+    }
+
+    /// Namespaces in use now that were not before, and mounts that appeared
+    /// or went away.
+    pub fn leaks(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (ns, pid) in namespaces_in_use() {
+            if !self.namespaces.contains(&ns) {
+                out.push(format!("namespace {ns} still in use (by pid {pid})"));
+            }
+        }
+        let now = mounts();
+        for m in now.iter().filter(|m| !self.mounts.contains(m)) {
+            out.push(format!("mount left behind: {m}"));
+        }
+        for m in self.mounts.iter().filter(|m| !now.contains(m)) {
+            out.push(format!("mount gone: {m}"));
+        }
+        out
+    }
 }

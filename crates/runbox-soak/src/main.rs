@@ -32,10 +32,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use execution_service::{ExecutionService, MemoryStore};
+use orchestrator_core::IsolationMode;
 use orchestrator_native::{NativeConfig, NativeOrchestrator};
 
 use driver::{run_range, Tally};
-use leaks::{fd_count, leaks, rss_bytes, status_kib};
+use leaks::{fd_count, leaks, rss_bytes, status_kib, HostState};
 
 /// The command line.
 struct Args {
@@ -43,6 +44,9 @@ struct Args {
     executions: usize,
     /// `--concurrency C` (default 16).
     concurrency: usize,
+    /// `--isolation auto|full|none` (default full: the soak proves the
+    /// sandbox leaks nothing, so it must not quietly run without one).
+    isolation: IsolationMode,
 }
 
 /// Parses `std::env::args`; the usage or the fault as the error.
@@ -50,6 +54,7 @@ fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         executions: 1000,
         concurrency: 16,
+        isolation: IsolationMode::Full,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -70,8 +75,18 @@ fn parse_args() -> Result<Args, String> {
         match name.as_str() {
             "--executions" | "-n" => args.executions = value("--executions")?,
             "--concurrency" | "-c" => args.concurrency = value("--concurrency")?,
+            "--isolation" => {
+                let v = inline
+                    .clone()
+                    .or_else(|| it.next())
+                    .ok_or("--isolation needs a value")?;
+                args.isolation = v.parse().map_err(|e| format!("--isolation: {e}"))?;
+            }
             "--help" | "-h" => {
-                return Err("usage: runbox-soak [--executions N] [--concurrency C]".into())
+                return Err(
+                    "usage: runbox-soak [--executions N] [--concurrency C] [--isolation MODE]"
+                        .into(),
+                )
             }
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -113,11 +128,20 @@ async fn soak(args: Args) -> Result<bool, String> {
         .prefix("runbox-soak-")
         .tempdir()
         .map_err(|e| format!("cannot make the workspace root: {e}"))?;
+    // Taken before the backend exists: its probe sandbox must leave nothing
+    // either.
+    let host_before = HostState::now();
     let native = NativeOrchestrator::new(NativeConfig {
         workspace_root: root_dir.path().to_path_buf(),
+        isolation: args.isolation,
         ..NativeConfig::default()
     })
     .map_err(|e| format!("cannot create the native backend: {e}"))?;
+    if args.isolation == IsolationMode::Full {
+        if let Some(why) = native.isolation_unavailable_reason() {
+            return Err(format!("isolation full is unavailable: {why}"));
+        }
+    }
     let root = native.workspace_root().to_path_buf();
     let cgroups = native.cgroup_version().is_some();
     let id_prefix = format!("ws-{:x}-", std::process::id());
@@ -130,7 +154,11 @@ async fn soak(args: Args) -> Result<bool, String> {
     let n = args.executions;
     let c = args.concurrency;
     println!(
-        "soak: {n} executions at concurrency {c}; workspace root {}; limits via {}",
+        "soak: {n} executions at concurrency {c}; isolation {}; workspace root {}; limits via {}",
+        match native.isolation_unavailable_reason() {
+            None => "full".to_string(),
+            Some(why) => format!("none ({why})"),
+        },
         root.display(),
         match native.cgroup_version() {
             Some(v) => format!("cgroup {v:?}"),
@@ -157,7 +185,8 @@ async fn soak(args: Args) -> Result<bool, String> {
     // SIGKILLed processes take a moment to vanish; give them a few seconds.
     let deadline = Instant::now() + Duration::from_secs(10);
     let leftovers = loop {
-        let l = leaks(&root, &id_prefix);
+        let mut l = leaks(&root, &id_prefix);
+        l.extend(host_before.leaks());
         if l.is_empty() || Instant::now() > deadline {
             break l;
         }
@@ -190,7 +219,9 @@ async fn soak(args: Args) -> Result<bool, String> {
     drop(svc);
     drop(native);
     if failures.is_empty() {
-        println!("soak: PASSED (no process, directory, cgroup, fd or memory leak)");
+        println!(
+            "soak: PASSED (no process, directory, cgroup, namespace, mount, fd or memory leak)"
+        );
         Ok(true)
     } else {
         for f in &failures {
