@@ -1,7 +1,8 @@
 //! Whether this host can isolate: one real sandbox is built in a scratch
 //! directory and a command run in it (user namespaces may be disabled,
 //! restricted by a security module, or lack a piece the sandbox needs; only
-//! trying tells). The answer is kept for the process, per network mode.
+//! trying tells). The answer is kept for the process, per set-up (the
+//! workspace aside).
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
@@ -12,16 +13,21 @@ use super::client::Sandbox;
 use super::protocol::{Setup, Spawn};
 use crate::sync::lock;
 
-static ANSWERS: Mutex<Option<HashMap<bool, Result<(), String>>>> = Mutex::new(None);
+/// Answers by set-up (encoded, its workspace cleared).
+type Answers = HashMap<Vec<u8>, Result<(), String>>;
+
+static ANSWERS: Mutex<Option<Answers>> = Mutex::new(None);
 
 /// `Ok` when a sandbox like `setup` (its workspace replaced by a scratch
 /// directory under `root`, owned by `owner`) can be built and run a
 /// command here; else why not.
 pub(crate) fn probe(root: &Path, setup: &Setup) -> Result<(), String> {
-    if let Some(a) = lock(&ANSWERS)
-        .as_ref()
-        .and_then(|m| m.get(&setup.host_network))
-    {
+    let key = {
+        let mut s = setup.clone();
+        s.workspace = PathBuf::new();
+        s.encode()
+    };
+    if let Some(a) = lock(&ANSWERS).as_ref().and_then(|m| m.get(&key)) {
         return a.clone();
     }
     let answer = try_once(root, setup);
@@ -31,7 +37,7 @@ pub(crate) fn probe(root: &Path, setup: &Setup) -> Result<(), String> {
     }
     lock(&ANSWERS)
         .get_or_insert_with(HashMap::new)
-        .insert(setup.host_network, answer.clone());
+        .insert(key, answer.clone());
     answer
 }
 
