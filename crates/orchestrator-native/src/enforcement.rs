@@ -68,6 +68,14 @@ impl NativeOrchestrator {
             },
             LimitKind::Pids => match cg {
                 Some(m) => (Some(m), "pids controller (processes and threads)".into()),
+                None if self.isolating() => (
+                    Some(RLIMIT),
+                    format!(
+                        "RLIMIT_NPROC of the sandbox user (its host id is the workspace's own \
+                         as root, the caller's rootless): {}",
+                        no_cg()
+                    ),
+                ),
                 None if !is_root() => (
                     Some(RLIMIT),
                     format!(
@@ -137,7 +145,8 @@ impl NativeOrchestrator {
         if let Some(m) = l.memory_bytes().filter(|_| !cg) {
             push(libc::RLIMIT_AS, m);
         }
-        if let Some(n) = l.pids().filter(|_| !cg && !is_root()) {
+        // RLIMIT_NPROC does not bind root; a sandbox user is never root.
+        if let Some(n) = l.pids().filter(|_| !cg && (!is_root() || self.isolating())) {
             push(libc::RLIMIT_NPROC, n);
         }
         if let Some(d) = l.cpu_time() {

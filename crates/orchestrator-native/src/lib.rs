@@ -1,13 +1,19 @@
 //! # orchestrator-native
 //!
 //! runbox's default backend. A workspace is a directory under a workspace
-//! root; commands are host processes, each in its own process group, with a
-//! clean environment. Limits are enforced by cgroup v2 where the unified
-//! hierarchy offers memory, pids and cpu; by cgroup v1 on hybrid hosts; by
-//! rlimits where no cgroup can be written. The [`LimitReport`] says which,
-//! and strict mode refuses what cannot be enforced. Stop and cleanup kill
-//! whole process trees.
+//! root. By default (isolation `auto`, where the host allows it) each
+//! workspace gets a sandbox: an init in its own user, mount, pid, network,
+//! ipc, uts and cgroup namespaces that forks the workspace's commands under
+//! a read-only root with the workspace at `/workspace`, as an unprivileged
+//! user, without capabilities and under a seccomp filter; the
+//! [`IsolationReport`] says so, or why not. With isolation `none` commands
+//! are host processes, each in its own process group. Limits are enforced
+//! by cgroup v2 where the unified hierarchy offers memory, pids and cpu; by
+//! cgroup v1 on hybrid hosts; by rlimits where no cgroup can be written.
+//! The [`LimitReport`] says which, and strict mode refuses what cannot be
+//! enforced. Stop and cleanup kill whole process trees.
 //!
+//! [`IsolationReport`]: orchestrator_core::IsolationReport
 //! [`LimitReport`]: orchestrator_core::LimitReport
 //!
 //! ```no_run

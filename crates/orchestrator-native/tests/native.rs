@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use orchestrator_core::{
-    CommandSpec, Error, ExitStatus, LimitKind, Orchestrator, ResourceLimits, WorkspaceId,
-    WorkspaceSpec,
+    CommandSpec, Error, ExitStatus, IsolationMode, LimitKind, Orchestrator, ResourceLimits,
+    WorkspaceId, WorkspaceSpec,
 };
 use orchestrator_native::{
     CgroupVersion, NativeConfig, NativeOrchestrator, CGROUP_V1, CGROUP_V2, RLIMIT,
@@ -19,6 +19,38 @@ fn config(root: &std::path::Path, cgroups: bool) -> NativeConfig {
         use_cgroups: cgroups,
         ..NativeConfig::default()
     }
+}
+
+/// `config` for host processes (isolation `none`): the tests that follow
+/// pids written by a command from the host need host pids.
+fn host_config(root: &std::path::Path, cgroups: bool) -> NativeConfig {
+    NativeConfig {
+        isolation: IsolationMode::None,
+        ..config(root, cgroups)
+    }
+}
+
+/// Host pids of processes whose command line is exactly `cmdline` (words
+/// joined by spaces).
+fn processes_running(cmdline: &str) -> Vec<i32> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let words: Vec<String> = raw
+            .split(|b| *b == 0)
+            .filter(|w| !w.is_empty())
+            .map(|w| String::from_utf8_lossy(w).into_owned())
+            .collect();
+        if words.join(" ") == cmdline && pid_alive(pid) {
+            found.push(pid);
+        }
+    }
+    found
 }
 
 fn pid_alive(pid: i32) -> bool {
@@ -228,7 +260,7 @@ async fn cleanup_by_id_removes_a_dead_owners_workspace() {
 #[tokio::test]
 async fn dropped_run_command_future_kills_the_tree() {
     let root = tempfile::tempdir().unwrap();
-    let n = Arc::new(NativeOrchestrator::new(config(root.path(), true)).unwrap());
+    let n = Arc::new(NativeOrchestrator::new(host_config(root.path(), true)).unwrap());
     let ws = n.create_workspace(&WorkspaceSpec::new()).await.unwrap();
     let tree = "sleep 300 & echo $! > child.pid; sleep 300";
     let cmd = CommandSpec::shell(tree).build().unwrap();
@@ -334,7 +366,7 @@ async fn output_beyond_the_default_cap_is_dropped_not_killed() {
 async fn escapee_that_left_group_and_directory_is_killed_at_cleanup() {
     let root = tempfile::tempdir().unwrap();
     // No cgroup: found through its environment (HOME is the workspace).
-    let n = NativeOrchestrator::new(config(root.path(), false)).unwrap();
+    let n = NativeOrchestrator::new(host_config(root.path(), false)).unwrap();
     let ws = n.create_workspace(&WorkspaceSpec::new()).await.unwrap();
     let out = n
         .run_command(
@@ -359,6 +391,60 @@ async fn escapee_that_left_group_and_directory_is_killed_at_cleanup() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(!pid_alive(pid), "escaped process {pid} survived cleanup");
+}
+
+/// In a sandbox, a dropped `run_command` future kills the tree through the
+/// init, and a process that left its group and session dies with the
+/// sandbox at cleanup (with or without a cgroup).
+#[tokio::test]
+async fn sandboxed_trees_die_with_their_future_and_their_sandbox() {
+    let root = tempfile::tempdir().unwrap();
+    for cgroups in [true, false] {
+        let n = NativeOrchestrator::new(config(root.path(), cgroups)).unwrap();
+        if let Some(why) = n.isolation_unavailable_reason() {
+            eprintln!("note: skipped, no isolation here: {why}");
+            return;
+        }
+        let ws = n.create_workspace(&WorkspaceSpec::new()).await.unwrap();
+        let child = format!("sleep {}", 31000 + cgroups as u32);
+        let tree = format!("{child} & {child}");
+        let cmd = CommandSpec::shell(&tree).build().unwrap();
+        let _ = tokio::time::timeout(Duration::from_millis(500), n.run_command(&ws, &cmd)).await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !processes_running(&child).is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            processes_running(&child),
+            Vec::<i32>::new(),
+            "survived the future"
+        );
+
+        let escapee = format!("sleep {}", 32000 + cgroups as u32);
+        // It gets a moment to leave the group before the command ends (the
+        // group's leftovers are killed then).
+        let script = format!("cd / && setsid {escapee} > /dev/null 2>&1 & sleep 1");
+        let out = n
+            .run_command(&ws, &CommandSpec::shell(&script).build().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(out.status, ExitStatus::Exited(0));
+        // It may still be between setsid's fork and its exec.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while processes_running(&escapee).is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(processes_running(&escapee).len(), 1, "the escapee runs");
+        n.cleanup(&ws).await.unwrap();
+        // cleanup returns once the sandbox's outer process has exited: its
+        // pid namespace, escapee included, is gone by then.
+        assert_eq!(
+            processes_running(&escapee),
+            Vec::<i32>::new(),
+            "survived cleanup"
+        );
+        assert!(n.residue(&ws).await.unwrap().is_empty());
+    }
 }
 
 /// Backends of one process sharing a root never draw the same id, and no

@@ -2,9 +2,11 @@
 //! capability sets (bounding and ambient too), the securebits that would
 //! hand capabilities back to a uid 0 or across an exec, and no_new_privs.
 //!
-//! Run in the command's own process after its user, groups and mounts are
-//! set (those need the capabilities dropped here) and before the exec.
-//! Allocation-free: every step is a raw system call through rustix.
+//! The sandbox init runs it once, after its user, groups and mounts are set
+//! (those need the capabilities dropped here) and before it serves: every
+//! command it forks inherits the result. Allocation-free: every step is a
+//! raw system call through rustix, so it could also run between fork and
+//! exec.
 
 use std::io;
 

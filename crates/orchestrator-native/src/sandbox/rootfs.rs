@@ -45,6 +45,21 @@ fn open_source(path: &Path) -> io::Result<Source> {
     })
 }
 
+/// An /etc entry: a symlink is recreated when its target is visible in the
+/// sandbox (under /etc or a system bind, as /etc/localtime's zoneinfo);
+/// otherwise (resolv.conf into /run, say) what it leads to is bound.
+fn open_etc(path: &Path, system: &[PathBuf]) -> io::Result<Source> {
+    let source = open_source(path)?;
+    if let Source::Symlink(_) = source {
+        let real = path.canonicalize()?;
+        let visible = real.starts_with("/etc") || system.iter().any(|s| real.starts_with(s));
+        if !visible {
+            return open_source(&real);
+        }
+    }
+    Ok(source)
+}
+
 fn fd_path(fd: &OwnedFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
@@ -82,7 +97,7 @@ pub(crate) fn open_sources(setup: &Setup) -> Result<Sources, StepError> {
     let mut etc = Vec::new();
     for name in &setup.etc {
         let p = Path::new("/etc").join(name);
-        match open_source(&p) {
+        match open_etc(&p, &setup.system) {
             Ok(s) => etc.push((name.clone(), s)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e).step(|| format!("open {}", p.display())),
