@@ -502,11 +502,17 @@ fn sigkill_cli_then_gc_leaves_nothing() {
     let marker = format!("{}", 3_000_000 + std::process::id() % 1_000_000);
     let sleep = format!("sleep {marker}");
 
+    // Native runs as host processes: they outlive the killed CLI, which is
+    // what gc must recover from. (An isolated run ends with the CLI: its
+    // sandbox init sees the control socket close; see the CLI's
+    // gc_reaps_a_killed_run.)
     let mut runs: Vec<Vec<String>> = vec![
         // Native, no cgroup: a background child in the same group and one
         // in its own session.
         vec![
             "run".into(),
+            "--isolation".into(),
+            "none".into(),
             "--".into(),
             "sh".into(),
             "-c".into(),
@@ -515,6 +521,8 @@ fn sigkill_cli_then_gc_leaves_nothing() {
         // Native with limits (a cgroup when the host has them).
         vec![
             "run".into(),
+            "--isolation".into(),
+            "none".into(),
             "--memory".into(),
             "64M".into(),
             "--pids".into(),

@@ -100,7 +100,10 @@ async fn report_is_honest_and_rlimits_really_apply() {
     let caps = o.capabilities();
     assert!(!caps.oom_detection, "no OOM detection without a cgroup");
     assert!(!caps.enforces(LimitKind::Cpus));
-    assert_eq!(caps.enforces(LimitKind::Pids), !is_root());
+    // RLIMIT_NPROC binds any user but root; an isolated command never runs
+    // as root.
+    let nproc_binds = !is_root() || caps.isolation;
+    assert_eq!(caps.enforces(LimitKind::Pids), nproc_binds);
     let avail = o.is_available().await;
     assert!(avail.is_available(), "{avail:?}");
     assert!(
@@ -131,19 +134,22 @@ async fn report_is_honest_and_rlimits_really_apply() {
         .as_deref()
         .unwrap_or("")
         .contains("cgroup"));
-    if is_root() {
+    let pids_note = by(LimitKind::Pids).note.clone().unwrap_or_default();
+    if !nproc_binds {
         assert_eq!(
             by(LimitKind::Pids).enforced_by,
             None,
             "RLIMIT_NPROC does not bind root"
         );
+    } else if caps.isolation {
+        assert_eq!(by(LimitKind::Pids).enforced_by, Some(RLIMIT));
+        assert!(pids_note.contains("sandbox user"), "{pids_note}");
     } else {
         assert_eq!(by(LimitKind::Pids).enforced_by, Some(RLIMIT));
-        assert!(by(LimitKind::Pids)
-            .note
-            .as_deref()
-            .unwrap_or("")
-            .contains("every process of the user"));
+        assert!(
+            pids_note.contains("every process of the user"),
+            "{pids_note}"
+        );
     }
     for k in [
         LimitKind::CpuTime,
@@ -170,7 +176,7 @@ async fn report_is_honest_and_rlimits_really_apply() {
     );
     assert_eq!(limit_line(&limits, "Max open files"), ["48", "48"]);
     let nproc = limit_line(&limits, "Max processes");
-    if is_root() {
+    if !nproc_binds {
         assert_ne!(nproc, ["64", "64"], "RLIMIT_NPROC is not set for root");
     } else {
         assert_eq!(nproc, ["64", "64"]);
@@ -206,7 +212,7 @@ async fn strict_refuses_what_the_fallback_cannot_enforce() {
         .unwrap()
         .with_strict(true);
     let res = o.apply_resource_limits(&id, &pids).await;
-    if is_root() {
+    if is_root() && !o.capabilities().isolation {
         assert!(
             matches!(&res, Err(Error::LimitNotEnforceable { limit, .. }) if *limit == LimitKind::Pids),
             "{res:?}"
