@@ -22,6 +22,10 @@ use crate::sync::lock;
 
 /// How long the init may take to build the sandbox.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a command may take from its request to its exec (the init
+/// forks at once; only a process stopped or stuck between fork and exec
+/// takes longer, and is killed).
+const EXEC_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long shutdown waits for the init to end by itself before killing
 /// the outer process (which takes the init with it).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -72,7 +76,7 @@ fn set_nonblocking(fd: BorrowedFd<'_>) -> std::io::Result<()> {
 async fn recv(sock: &AsyncFd<OwnedFd>) -> std::io::Result<Option<wire::Received>> {
     loop {
         let mut guard = sock.readable().await?;
-        match guard.try_io(|s| wire::recv(s.get_ref().as_fd())) {
+        match guard.try_io(|s| wire::recv(s.get_ref().as_fd(), wire::Peer::Sandbox)) {
             Ok(r) => return r,
             Err(_would_block) => continue,
         }
@@ -122,11 +126,27 @@ impl Sandbox {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(false);
-        // SAFETY: dup2 is async-signal-safe; it also clears close-on-exec
-        // on the new descriptor, so fd 3 alone crosses the exec.
+        // SAFETY: dup2, fcntl and close_range are async-signal-safe system
+        // calls on descriptors of this process.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::dup2(theirs_raw, CONTROL_FD) < 0 {
+                // fd 3 alone crosses the exec: dup2 clears close-on-exec on
+                // its target (cleared by hand when the socket is fd 3
+                // already), and every descriptor above it, inherited or
+                // not, is marked close-on-exec.
+                let r = if theirs_raw == CONTROL_FD {
+                    libc::fcntl(CONTROL_FD, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(theirs_raw, CONTROL_FD)
+                };
+                if r < 0
+                    || libc::syscall(
+                        libc::SYS_close_range,
+                        (CONTROL_FD + 1) as u32,
+                        u32::MAX,
+                        libc::CLOSE_RANGE_CLOEXEC,
+                    ) < 0
+                {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -302,7 +322,13 @@ impl Sandbox {
             .await?;
         drop(borrowed);
         drop(fds);
-        match srx.await {
+        let Ok(started) = tokio::time::timeout(EXEC_TIMEOUT, srx).await else {
+            // The guard, still armed, kills it.
+            return Err(sandbox_err(format!(
+                "the command did not reach exec within {EXEC_TIMEOUT:?}"
+            )));
+        };
+        match started {
             Ok(Ok(())) => {
                 guard.armed = false;
                 Ok(Ok(guard))

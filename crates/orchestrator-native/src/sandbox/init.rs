@@ -34,10 +34,14 @@ fn become_sandbox_user() -> Result<(), StepError> {
     Ok(())
 }
 
-fn prepare(setup: &Setup) -> Result<seccomp::Filter, StepError> {
+fn prctl(option: libc::c_int, value: libc::c_ulong, what: &str) -> Result<(), StepError> {
     // SAFETY: prctl with integer arguments.
-    check_int(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) })
-        .step(|| "PR_SET_PDEATHSIG".into())?;
+    check_int(unsafe { libc::prctl(option, value, 0, 0, 0) })
+        .map(drop)
+        .step(|| what.into())
+}
+
+fn prepare(setup: &Setup) -> Result<seccomp::Filter, StepError> {
     let sources = rootfs::open_sources(setup)?;
     become_sandbox_user()?;
     rootfs::identity(setup)?;
@@ -47,10 +51,22 @@ fn prepare(setup: &Setup) -> Result<seccomp::Filter, StepError> {
         stage: format!("build the seccomp filter: {e}"),
         source: std::io::Error::from_raw_os_error(libc::EINVAL),
     })?;
+    // Not dumpable: a command (same uid, no capabilities either, rootless
+    // the same host uid too) cannot open the init's /proc/1/mem or fds, or
+    // attach to it; exec makes each command dumpable again for itself.
+    prctl(libc::PR_SET_DUMPABLE, 0, "PR_SET_DUMPABLE")?;
     privileges::drop_all().step(|| "drop privileges".into())?;
     filter
         .apply()
         .step(|| "install the seccomp filter".into())?;
+    // Last: a change of credentials clears the parent-death signal. The
+    // outer process (its parent) cannot have died meanwhile: it waits for
+    // this process.
+    prctl(
+        libc::PR_SET_PDEATHSIG,
+        libc::SIGKILL as libc::c_ulong,
+        "PR_SET_PDEATHSIG",
+    )?;
     Ok(filter)
 }
 
@@ -75,11 +91,25 @@ pub(crate) fn main(sock: OwnedFd, setup: Setup) -> ! {
     }
 }
 
+/// A command forked, not yet known to have exec'd.
+struct Starting {
+    id: u64,
+    pid: i32,
+    /// The read end of its close-on-exec errno pipe: end of file when it
+    /// exec'd, an errno when it could not.
+    pipe: OwnedFd,
+}
+
 struct State {
+    /// Commands between fork and exec, by their pipe's descriptor. They
+    /// are waited for in the poll loop, never by blocking: a command can
+    /// be stopped there (`kill -STOP -1` from a sibling) for ever.
+    starting: HashMap<RawFd, Starting>,
     /// Running commands: pid → request id.
     running: HashMap<i32, u64>,
     /// Every command's process group, by request id (a tree is killed by
-    /// its group also after its leader ended).
+    /// its group also after its leader ended; the entry goes with the
+    /// kill of its leftovers).
     groups: HashMap<u64, i32>,
 }
 
@@ -110,32 +140,33 @@ fn serve(sock: OwnedFd) -> ! {
         Err(_) => unsafe { libc::_exit(1) },
     };
     let mut st = State {
+        starting: HashMap::new(),
         running: HashMap::new(),
         groups: HashMap::new(),
     };
+    let watch = |fd: RawFd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
     loop {
-        let mut fds = [
-            libc::pollfd {
-                fd: sock.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: sig.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
+        let mut fds = vec![watch(sock.as_raw_fd()), watch(sig.as_raw_fd())];
+        fds.extend(st.starting.keys().map(|&fd| watch(fd)));
         // SAFETY: fds is a valid array of its length.
-        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
+        if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) } < 0 {
             continue;
+        }
+        for p in &fds[2..] {
+            if p.revents != 0 {
+                settle(&sock, &mut st, p.fd);
+            }
         }
         if fds[1].revents != 0 {
             drain(&sig);
             reap(&sock, &mut st);
         }
         if fds[0].revents != 0 {
-            match wire::recv(sock.as_fd()) {
+            match wire::recv(sock.as_fd(), wire::Peer::Service) {
                 Ok(Some(msg)) => handle(&sock, &mut st, msg),
                 Ok(None) | Err(_) => {
                     // The service is gone (or sent garbage): end the
@@ -154,6 +185,38 @@ fn drain(sig: &OwnedFd) {
     while unsafe { libc::read(sig.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
 }
 
+/// Learns how a starting command's exec went (its pipe is readable: the
+/// errno, or end of file once it exec'd or died) and says so.
+fn settle(sock: &OwnedFd, st: &mut State, fd: RawFd) {
+    let Some(s) = st.starting.remove(&fd) else {
+        return;
+    };
+    let mut buf = [0u8; 4];
+    let n = loop {
+        // SAFETY: reads into a local buffer of its length. The child writes
+        // its 4 bytes at once (below PIPE_BUF), so one read has them all.
+        let n = unsafe { libc::read(s.pipe.as_raw_fd(), buf.as_mut_ptr().cast(), 4) };
+        if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        break n;
+    };
+    if n == 4 {
+        // The child ends by itself; reaped as an untracked pid.
+        st.groups.remove(&s.id);
+        reply(
+            sock,
+            &Reply::StartFailed {
+                id: s.id,
+                errno: i32::from_le_bytes(buf),
+            },
+        );
+    } else {
+        st.running.insert(s.pid, s.id);
+        reply(sock, &Reply::Started { id: s.id });
+    }
+}
+
 fn reap(sock: &OwnedFd, st: &mut State) {
     loop {
         let mut status = 0;
@@ -161,6 +224,16 @@ fn reap(sock: &OwnedFd, st: &mut State) {
         let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
         if pid <= 0 {
             return;
+        }
+        // Dead before its start was reported: its pipe is settled now (the
+        // write end closed with it), so Started always precedes Exited.
+        let pending = st
+            .starting
+            .iter()
+            .find(|(_, s)| s.pid == pid)
+            .map(|(fd, _)| *fd);
+        if let Some(fd) = pending {
+            settle(sock, st, fd);
         }
         if let Some(id) = st.running.remove(&pid) {
             reply(sock, &Reply::Exited { id, status });
@@ -187,17 +260,32 @@ fn handle(sock: &OwnedFd, st: &mut State, msg: wire::Received) {
         Request::Spawn(s) => {
             let id = s.id;
             match start(s, msg.fds) {
-                Ok(pid) => {
-                    st.running.insert(pid, id);
+                Ok((pid, pipe)) => {
                     st.groups.insert(id, pid);
-                    reply(sock, &Reply::Started { id });
+                    st.starting
+                        .insert(pipe.as_raw_fd(), Starting { id, pid, pipe });
                 }
                 Err(errno) => reply(sock, &Reply::StartFailed { id, errno }),
             }
         }
         Request::Kill { id } => {
-            if let Some(&pgid) = st.groups.get(&id) {
-                kill_tree(pgid);
+            let starting = st.starting.values().find(|s| s.id == id).map(|s| s.pid);
+            match starting {
+                // Not reaped yet, so the pid is still this child's: killed
+                // whether or not it reached setsid.
+                Some(pid) => {
+                    if let Some(p) = crate::process::signal::Pid::new(pid) {
+                        kill_pids([p]);
+                    }
+                }
+                None => {
+                    if let Some(pgid) = st.groups.get(&id).copied() {
+                        kill_tree(pgid);
+                        if !st.running.values().any(|r| *r == id) {
+                            st.groups.remove(&id);
+                        }
+                    }
+                }
             }
         }
         Request::KillAll => kill_all(),
@@ -221,8 +309,9 @@ fn cstring(b: Vec<u8>) -> Result<CString, i32> {
     CString::new(b).map_err(|_| libc::EINVAL)
 }
 
-/// Forks and execs one command; its pid, or the errno of the failure.
-fn start(s: Spawn, fds: Vec<OwnedFd>) -> Result<i32, i32> {
+/// Forks one command, which execs by itself; its pid and the read end of
+/// its errno pipe, or the errno of a failure before the fork.
+fn start(s: Spawn, fds: Vec<OwnedFd>) -> Result<(i32, OwnedFd), i32> {
     let expected = s.stdin as usize + 2 + s.cgroups as usize;
     if fds.len() != expected || s.argv.is_empty() {
         return Err(libc::EINVAL);
@@ -246,19 +335,22 @@ fn start(s: Spawn, fds: Vec<OwnedFd>) -> Result<i32, i32> {
         stdio,
         cgroups,
     };
+    let last_errno = || {
+        std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO)
+    };
     let mut pipe = [0; 2];
     // SAFETY: pipe2 writes two descriptors into the array.
     if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err(libc::EMFILE);
+        return Err(last_errno());
     }
     // SAFETY: both are fresh descriptors we own.
     let (r, w) = unsafe { (OwnedFd::from_raw_fd(pipe[0]), OwnedFd::from_raw_fd(pipe[1])) };
     // SAFETY: the init is single-threaded, so the child may do anything.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
-        return Err(std::io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EAGAIN));
+        return Err(last_errno());
     }
     if pid == 0 {
         drop(r);
@@ -267,24 +359,5 @@ fn start(s: Spawn, fds: Vec<OwnedFd>) -> Result<i32, i32> {
     }
     drop(w);
     drop(fds);
-    // The write end closes at exec (success: nothing read) or carries
-    // the errno of the failure.
-    let mut buf = [0u8; 4];
-    let mut got = 0;
-    while got < 4 {
-        // SAFETY: reads into the rest of a local buffer.
-        let n = unsafe { libc::read(r.as_raw_fd(), buf[got..].as_mut_ptr().cast(), 4 - got) };
-        if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-            continue;
-        }
-        if n <= 0 {
-            break;
-        }
-        got += n as usize;
-    }
-    if got == 4 {
-        // The child ends by itself; reaped as an untracked pid.
-        return Err(i32::from_le_bytes(buf));
-    }
-    Ok(pid)
+    Ok((pid, r))
 }

@@ -31,8 +31,19 @@ extern "C" fn entry() {
     if v.as_encoded_bytes() != CONTROL_FD.to_string().as_bytes() {
         return;
     }
-    // SAFETY: fd 3 was set up by the service for this process alone.
-    let sock = unsafe { OwnedFd::from_raw_fd(CONTROL_FD) };
+    // Nothing but the control socket is the sandbox's (the service marks
+    // the rest close-on-exec; a caller that did not is not trusted).
+    // SAFETY: close_range of descriptors this process does not use; fd 3
+    // was set up by the service for this process alone.
+    let sock = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            (CONTROL_FD + 1) as u32,
+            u32::MAX,
+            0u32,
+        );
+        OwnedFd::from_raw_fd(CONTROL_FD)
+    };
     let code = outer(sock);
     // SAFETY: ends the process without returning to the host program.
     unsafe { libc::_exit(code) }
@@ -51,7 +62,7 @@ fn fail(sock: &OwnedFd, stage: &str) -> i32 {
 }
 
 fn recv_request(sock: &OwnedFd) -> Option<wire::Received> {
-    wire::recv(sock.as_fd()).ok().flatten()
+    wire::recv(sock.as_fd(), wire::Peer::Service).ok().flatten()
 }
 
 fn outer(sock: OwnedFd) -> i32 {

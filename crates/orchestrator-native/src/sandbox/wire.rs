@@ -18,8 +18,10 @@ use rustix::net::{
 /// Bodies up to this size travel inline; bigger ones in a memfd (a
 /// datagram is bounded by the socket's send buffer).
 const INLINE_MAX: usize = 32 * 1024;
-/// The most descriptors one message carries (stdio and cgroup files).
-pub(crate) const MAX_FDS: usize = 8;
+/// The most descriptors one message carries: stdio, one cgroup.procs per
+/// v1 controller hierarchy (hosts split them: cpu and cpuacct apart), a
+/// memfd body.
+pub(crate) const MAX_FDS: usize = 16;
 /// Receive buffer: an inline body plus its header.
 const RECV_BUF: usize = INLINE_MAX + 64;
 
@@ -189,9 +191,19 @@ pub(crate) fn send(
     }
 }
 
+/// Who sends what a socket end receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Peer {
+    /// The service: requests may be big (their bodies come in a memfd).
+    Service,
+    /// A sandbox: the peer may be hostile, its replies are small, inline,
+    /// and carry no descriptor.
+    Sandbox,
+}
+
 /// Receives one message. `Ok(None)` at end of stream (the peer is gone);
 /// `Err(WouldBlock)` on a non-blocking socket with nothing to read.
-pub(crate) fn recv(sock: BorrowedFd<'_>) -> std::io::Result<Option<Received>> {
+pub(crate) fn recv(sock: BorrowedFd<'_>, from: Peer) -> std::io::Result<Option<Received>> {
     let mut buf = vec![0u8; RECV_BUF];
     let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
@@ -222,6 +234,17 @@ pub(crate) fn recv(sock: BorrowedFd<'_>) -> std::io::Result<Option<Received>> {
         return Err(std::io::Error::other(Malformed("message truncated")));
     }
     buf.truncate(msg.bytes);
+    if from == Peer::Sandbox {
+        // Nothing a sandbox sends needs a descriptor: one is refused (and
+        // closed) rather than read, so it cannot be a FIFO to hang on or a
+        // file to exhaust memory with.
+        if !fds.is_empty() || buf.first() == Some(&TAG_MEMFD) {
+            return Err(std::io::Error::other(Malformed(
+                "a descriptor from the sandbox",
+            )));
+        }
+        return Ok(Some(Received { body: buf, fds }));
+    }
     if buf.first() == Some(&TAG_MEMFD) && buf.len() == 1 {
         if fds.is_empty() {
             return Err(std::io::Error::other(Malformed(
@@ -294,17 +317,28 @@ mod tests {
         let file = tempfile::tempfile().unwrap();
         let small = Writer::new(1).bytes(b"hello").finish();
         assert!(send(a.as_fd(), &small, &[file.as_fd()]).unwrap());
-        let got = recv(b.as_fd()).unwrap().unwrap();
+        let got = recv(b.as_fd(), Peer::Service).unwrap().unwrap();
         assert_eq!(got.body, small);
         assert_eq!(got.fds.len(), 1);
 
         let big = Writer::new(2).bytes(&vec![b'x'; 3 * INLINE_MAX]).finish();
         assert!(send(a.as_fd(), &big, &[]).unwrap());
-        let got = recv(b.as_fd()).unwrap().unwrap();
+        let got = recv(b.as_fd(), Peer::Service).unwrap().unwrap();
         assert_eq!(got.body, big);
         assert!(got.fds.is_empty());
 
+        // From a sandbox, a descriptor or a memfd body is refused.
+        assert!(send(a.as_fd(), &small, &[file.as_fd()]).unwrap());
+        assert!(recv(b.as_fd(), Peer::Sandbox).is_err());
+        assert!(send(a.as_fd(), &big, &[]).unwrap());
+        assert!(recv(b.as_fd(), Peer::Sandbox).is_err());
+        assert!(send(a.as_fd(), &small, &[]).unwrap());
+        assert_eq!(recv(b.as_fd(), Peer::Sandbox).unwrap().unwrap().body, small);
+
         drop(a);
-        assert!(recv(b.as_fd()).unwrap().is_none(), "end of stream");
+        assert!(
+            recv(b.as_fd(), Peer::Service).unwrap().is_none(),
+            "end of stream"
+        );
     }
 }
