@@ -62,6 +62,10 @@ fn cargo() -> Command {
 /// the host's static busybox).
 const TEST_PACKAGES: &[&str] = &["busybox-static"];
 
+/// Debian packages the benchmark needs: bubblewrap for its `bwrap`
+/// baseline (util-linux, for `unshare`, is essential on Debian).
+const BENCH_PACKAGES: &[&str] = &["bubblewrap"];
+
 fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -119,9 +123,10 @@ fn ci(_args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask bench [--quick] [--json FILE] [--svg FILE]`: builds the
-/// benchmark in release mode and runs it.
+/// `cargo xtask bench [--quick] [--json FILE] [--svg FILE]`: installs the
+/// tools it compares with, builds the benchmark in release mode and runs it.
 fn bench(args: &[String]) -> Result<()> {
+    ensure_packages(BENCH_PACKAGES)?;
     run(cargo().args(["build", "--release", "-p", "runbox-bench"]))?;
     let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
     run(Command::new(format!("{target}/release/runbox-bench")).args(args))
