@@ -62,9 +62,9 @@ fn cargo() -> Command {
 /// the host's static busybox).
 const TEST_PACKAGES: &[&str] = &["busybox-static"];
 
-/// Debian packages the benchmark needs: bubblewrap for its `bwrap`
-/// baseline (util-linux, for `unshare`, is essential on Debian).
-const BENCH_PACKAGES: &[&str] = &["bubblewrap"];
+/// Debian packages the benchmark needs for its baselines: bubblewrap
+/// (`bwrap`) and util-linux (`unshare`, essential on Debian: only checked).
+const BENCH_PACKAGES: &[&str] = &["bubblewrap", "util-linux"];
 
 fn is_root() -> bool {
     Command::new("id")

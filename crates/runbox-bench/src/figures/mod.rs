@@ -2,6 +2,7 @@
 //! and the groups of figures the default run measures.
 
 pub mod docker;
+pub mod isolated;
 pub mod memory;
 pub mod native;
 pub mod throughput;

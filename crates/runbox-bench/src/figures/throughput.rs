@@ -9,32 +9,24 @@ use super::{figure, Figure};
 use crate::timed::native::throughput;
 use crate::{BoxError, Opts};
 
-/// Throughput at isolation none for c = 1 to 16 (the figures earlier
-/// targets were set on), and at isolation full for c = 4 when `isolated`
-/// is given, each against the single-core rate of the bare spawn whose
-/// p50 is `base_p50` ms.
+/// Throughput of `service` (at isolation `mode`, for the figures' names)
+/// at each concurrency of `levels`, against the single-core rate of the
+/// bare spawn `base` (1 / its p50).
 pub async fn figures(
     o: &Opts,
-    host: &ExecutionService,
-    isolated: Option<&ExecutionService>,
+    service: &ExecutionService,
+    mode: &str,
+    levels: &[usize],
     dir: &Path,
-    base_p50: f64,
-    base_name: &str,
+    base: &Figure,
 ) -> Result<Vec<Figure>, BoxError> {
-    let base_rate = 1000.0 / base_p50;
-    let base_rate_name = format!("{base_name} (single-core rate, exec/s)");
+    let base_rate = 1000.0 / base.p50;
+    let base_rate_name = format!("{} (single-core rate, exec/s)", base.name);
     // Enough executions per level that a level runs for about a second.
     let per_level = if o.quick { 40 } else { 2000 };
     let repeats = if o.quick { 1 } else { 3 };
-    let mut levels: Vec<(&str, &ExecutionService, usize)> = [1usize, 2, 4, 8, 16]
-        .into_iter()
-        .map(|c| ("none", host, c))
-        .collect();
-    if let Some(iso) = isolated {
-        levels.push(("full", iso, 4));
-    }
     let mut out = Vec::new();
-    for (mode, service, c) in levels {
+    for &c in levels {
         let mut rates = Vec::new();
         for _ in 0..repeats {
             rates.push(throughput(service, dir, c, per_level).await?);
