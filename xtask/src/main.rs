@@ -62,6 +62,10 @@ fn cargo() -> Command {
 /// the host's static busybox).
 const TEST_PACKAGES: &[&str] = &["busybox-static"];
 
+/// Debian packages the benchmark needs for its baselines: bubblewrap
+/// (`bwrap`) and util-linux (`unshare`, essential on Debian: only checked).
+const BENCH_PACKAGES: &[&str] = &["bubblewrap", "util-linux"];
+
 fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -128,9 +132,10 @@ fn ci(_args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask bench [--quick] [--json FILE] [--svg FILE]`: builds the
-/// benchmark in release mode and runs it.
+/// `cargo xtask bench [--quick] [--json FILE] [--svg FILE]`: installs the
+/// tools it compares with, builds the benchmark in release mode and runs it.
 fn bench(args: &[String]) -> Result<()> {
+    ensure_packages(BENCH_PACKAGES)?;
     run(cargo().args(["build", "--release", "-p", "runbox-bench"]))?;
     let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
     run(Command::new(format!("{target}/release/runbox-bench")).args(args))

@@ -2,8 +2,10 @@
 //! and the groups of figures the default run measures.
 
 pub mod docker;
+pub mod isolated;
 pub mod memory;
 pub mod native;
+pub mod throughput;
 
 /// One reported figure.
 #[derive(Debug, Clone)]
@@ -22,10 +24,24 @@ pub struct Figure {
     pub baseline: Option<String>,
     /// `p50 / baseline's p50`.
     pub ratio: Option<f64>,
+    /// Ratios to further baselines of the same run (the isolated
+    /// lifecycle against the isolating tools).
+    pub also: Vec<Ratio>,
     /// Raw samples (for the chart), sorted, in `unit`.
     pub samples: Vec<f64>,
     /// How it was measured, or why it is missing.
     pub note: Option<String>,
+}
+
+/// A figure's ratio to a further baseline.
+#[derive(Debug, Clone)]
+pub struct Ratio {
+    /// Short name of the baseline in the table ("bwrap").
+    pub label: &'static str,
+    /// The baseline figure's name.
+    pub baseline: String,
+    /// `p50 / baseline's p50`.
+    pub ratio: f64,
 }
 
 /// The `p` quantile (0 to 1) of sorted samples; NaN when there are none.
@@ -48,6 +64,7 @@ pub fn figure(name: &str, unit: &'static str, mut samples: Vec<f64>) -> Figure {
         p99: percentile(&samples, 0.99),
         baseline: None,
         ratio: None,
+        also: Vec::new(),
         samples,
         note: None,
     }
@@ -57,5 +74,15 @@ pub fn figure(name: &str, unit: &'static str, mut samples: Vec<f64>) -> Figure {
 pub fn against(mut f: Figure, base: &Figure) -> Figure {
     f.baseline = Some(base.name.clone());
     f.ratio = Some(f.p50 / base.p50);
+    f
+}
+
+/// `f` with its ratio to `base` added to its further ratios.
+pub fn also_against(mut f: Figure, label: &'static str, base: &Figure) -> Figure {
+    f.also.push(Ratio {
+        label,
+        baseline: base.name.clone(),
+        ratio: f.p50 / base.p50,
+    });
     f
 }

@@ -1,19 +1,22 @@
 //! `--breakdown`: per-step medians of the native lifecycle, straight on the
-//! backend (wall and CPU time per step, against the bare spawn).
+//! backend (wall and CPU time per step, against the bare spawn), at
+//! isolation none or `RUNBOX_BENCH_ISOLATION`.
 
 use std::time::Instant;
 
 use orchestrator_core::{CommandSpec, Orchestrator, SandboxPath, WorkspaceSpec};
 
 use crate::figures::figure;
-use crate::timed::native::{bare_spawn, host_dirs};
+use crate::timed::native::{bare_spawn, host_dirs, profiling_isolation, service};
 use crate::timed::{cpu_ms, ms};
 use crate::BoxError;
 
 /// Per-step medians of the native lifecycle, straight on the backend (for
 /// profiling; `--breakdown`).
 pub async fn native() -> Result<(), BoxError> {
-    let native = orchestrator_native::NativeOrchestrator::new(Default::default())?;
+    let isolation = profiling_isolation()?;
+    let (_, native) = service(isolation)?;
+    println!("isolation {isolation}:");
     let (scratch, _) = host_dirs()?;
     let dir = scratch.path();
     let n = 1000;

@@ -1,13 +1,11 @@
 //! `--cpu`: throughput and CPU cost per execution of the bare spawn, the
 //! service lifecycle and the same steps straight on the backend (for
-//! profiling throughput; RUNBOX_BENCH_N, _C and _MODE pick the run).
+//! profiling throughput; RUNBOX_BENCH_N, _C, _MODE and _ISOLATION pick the
+//! run).
 
-use std::sync::Arc;
-
-use execution_service::{ExecutionService, MemoryStore};
 use orchestrator_core::{CommandSpec, Orchestrator, SandboxPath, WorkspaceSpec};
 
-use crate::timed::native::{bare_spawn, host_dirs, lifecycle};
+use crate::timed::native::{bare_spawn, host_dirs, lifecycle, profiling_isolation, service};
 use crate::timed::{cpu_ms, on_tasks};
 use crate::BoxError;
 
@@ -23,10 +21,11 @@ pub async fn cost() -> Result<(), BoxError> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(4);
     let (dir, _) = host_dirs()?;
-    let service = ExecutionService::new(MemoryStore::new())?;
-    let native = Arc::new(orchestrator_native::NativeOrchestrator::new(
-        Default::default(),
-    )?);
+    // Isolation none unless RUNBOX_BENCH_ISOLATION says otherwise: the
+    // backend's default (auto) isolates where it can.
+    let isolation = profiling_isolation()?;
+    let (service, native) = service(isolation)?;
+    println!("isolation {isolation}:");
     // 0: bare spawn, 1: the service's lifecycle, 2: the same steps straight
     // on the backend (the difference is the service's own cost).
     // RUNBOX_BENCH_MODE=0|1|2 runs one mode only (to profile it).

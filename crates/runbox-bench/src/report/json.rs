@@ -24,6 +24,10 @@ pub fn to_json(figures: &[Figure]) -> serde_json::Value {
                     "p99": num(f.p99),
                     "baseline": f.baseline,
                     "ratio": f.ratio.map(num),
+                    "also": f.also.iter().map(|r| serde_json::json!({
+                        "baseline": r.baseline,
+                        "ratio": num(r.ratio),
+                    })).collect::<Vec<_>>(),
                     "samples": f.samples.len(),
                     "note": f.note,
                 })

@@ -13,13 +13,13 @@ pub fn print_table(figures: &[Figure], to_stderr: bool) {
     };
     let _ = writeln!(
         out,
-        "{:<78} {:>10} {:>10} {:>10} {:>8}  baseline",
+        "{:<92} {:>10} {:>10} {:>10} {:>8}  baseline",
         "figure", "p50", "p90", "p99", "ratio"
     );
     for f in figures {
         let _ = writeln!(
             out,
-            "{:<78} {:>10.3} {:>10.3} {:>10.3} {:>8}  {}{}",
+            "{:<92} {:>10.3} {:>10.3} {:>10.3} {:>8}  {}{}{}",
             format!("{} [{}]", f.name, f.unit),
             f.p50,
             f.p90,
@@ -28,6 +28,10 @@ pub fn print_table(figures: &[Figure], to_stderr: bool) {
                 .map(|r| format!("{r:.2}x"))
                 .unwrap_or_else(|| "-".into()),
             f.baseline.as_deref().unwrap_or("-"),
+            f.also
+                .iter()
+                .map(|r| format!("; {:.2}x {}", r.ratio, r.label))
+                .collect::<String>(),
             f.note
                 .as_ref()
                 .map(|n| format!("  ({n})"))

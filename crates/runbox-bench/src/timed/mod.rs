@@ -1,8 +1,10 @@
-//! What the bench times and reads: native and docker operations, jobs on
-//! concurrent tasks, and this process's heap, RSS and CPU time.
+//! What the bench times and reads: native and docker operations, the
+//! isolating tools compared with, jobs on concurrent tasks, and this
+//! process's heap, RSS and CPU time.
 
 pub mod docker;
 pub mod native;
+pub mod tools;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};

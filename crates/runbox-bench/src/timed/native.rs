@@ -1,13 +1,43 @@
-//! Timed native operations: the bare-spawn baseline, one service lifecycle,
-//! throughput at a concurrency, and the host directories they copy from.
+//! Timed native operations: the bare-spawn baseline, services on the
+//! native backend at an isolation mode, one service lifecycle, throughput
+//! at a concurrency, and the host directories they copy from.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use execution_service::{ExecutionRequest, ExecutionService};
-use orchestrator_core::ResourceLimits;
+use execution_service::{ExecutionRequest, ExecutionService, MemoryStore};
+use orchestrator_core::{IsolationMode, IsolationReport, ResourceLimits};
+use orchestrator_native::{NativeConfig, NativeOrchestrator};
 
 use crate::BoxError;
+
+/// The native backend at `isolation`, everything else at its defaults, and
+/// a service (memory store) whose default backend it is. The isolation
+/// mode is always set explicitly: the backend's default (`auto`) isolates
+/// where it can, and the figures must say which path they measured.
+pub fn service(
+    isolation: IsolationMode,
+) -> Result<(ExecutionService, Arc<NativeOrchestrator>), BoxError> {
+    let native = Arc::new(NativeOrchestrator::new(NativeConfig {
+        isolation,
+        ..NativeConfig::default()
+    })?);
+    let service = ExecutionService::builder()
+        .store(MemoryStore::new())
+        .orchestrator(native.clone())
+        .build()?;
+    Ok((service, native))
+}
+
+/// The isolation mode of the profiling modes: `RUNBOX_BENCH_ISOLATION`
+/// (auto, full or none), default none (the figures' host-process path).
+pub fn profiling_isolation() -> Result<IsolationMode, BoxError> {
+    match std::env::var("RUNBOX_BENCH_ISOLATION") {
+        Ok(v) => Ok(v.parse::<IsolationMode>()?),
+        Err(_) => Ok(IsolationMode::None),
+    }
+}
 
 /// The baseline: spawn + wait of `/bin/true`. Its environment is the small
 /// one runbox gives its commands, not the bench's own: exec copies the
@@ -66,7 +96,22 @@ pub async fn lifecycle_keep(
     if !res.output.status.success() {
         return Err(format!("lifecycle run failed: {:?}", res.output.status).into());
     }
+    // A copy that failed would make the lifecycle cheaper than it is.
+    if let Some((file, e)) = res.copy_out_errors.first() {
+        return Err(format!("lifecycle copy out of {file:?} failed: {e}").into());
+    }
     Ok(d)
+}
+
+/// How one untimed lifecycle on `service` was isolated (the figures check
+/// that they measure the path they are named after).
+pub async fn isolation_of(
+    service: &ExecutionService,
+    dir: &Path,
+) -> Result<IsolationReport, BoxError> {
+    let res = service.execute(lifecycle_request(dir, 0, None)).await?;
+    let _ = std::fs::remove_file(dir.join("out-0.txt"));
+    Ok(res.isolation)
 }
 
 /// The host side of the lifecycle's copies: a scratch directory on the
