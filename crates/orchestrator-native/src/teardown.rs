@@ -58,6 +58,34 @@ fn remove_small_flat(dir: &Path) -> std::io::Result<bool> {
     }
 }
 
+/// Removes a workspace directory tree. A sandbox may have left directories
+/// its owner cannot enter or change (mode 000, say; as root that does not
+/// matter, rootless it does): those are given back u+rwx, without following
+/// links, and the removal is tried again.
+fn remove_tree(dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            make_removable(dir);
+            std::fs::remove_dir_all(dir)
+        }
+        r => r,
+    }
+}
+
+fn make_removable(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let is_dir = std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir());
+    if !is_dir {
+        return;
+    }
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            make_removable(&e.path());
+        }
+    }
+}
+
 /// Kills the processes found by their workspace directory, from `floor` up.
 fn kill_in_dir(dir: &Path, floor: PidFloor) {
     kill_pids(procfs::processes_in_dir(dir, floor));
@@ -115,7 +143,7 @@ impl NativeOrchestrator {
         if let Some(cg) = cgroup {
             cg.remove()?;
         }
-        match std::fs::remove_dir_all(dir) {
+        match remove_tree(dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(NativeOrchestratorError::io("remove workspace", dir, e).into()),
@@ -260,7 +288,7 @@ impl Drop for Inner {
             if let Some(sandbox) = ws.started_sandbox() {
                 sandbox.close();
             }
-            let _ = std::fs::remove_dir_all(&ws.dir);
+            let _ = remove_tree(&ws.dir);
             if let Some(cg) = ws.cgroup() {
                 let _ = cg.remove();
             }

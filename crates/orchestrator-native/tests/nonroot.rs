@@ -319,3 +319,25 @@ async fn default_config_finds_no_writable_cgroups() {
         "RLIMIT_NPROC binds non-root"
     );
 }
+
+/// A command may leave directories its owner cannot enter (rootless, the
+/// sandbox user is the caller): cleanup still removes everything.
+#[tokio::test]
+async fn cleanup_removes_what_a_command_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = NativeOrchestrator::new(NativeConfig {
+        workspace_root: dir.path().to_path_buf(),
+        ..NativeConfig::default()
+    })
+    .expect("native backend");
+    let id = o.create_workspace(&WorkspaceSpec::new()).await.unwrap();
+    let script = "mkdir -p d/e && touch d/e/f && chmod 000 d/e && chmod 500 d";
+    let out = o
+        .run_command(&id, &CommandSpec::shell(script).build().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status, ExitStatus::Exited(0), "{out:?}");
+    o.cleanup(&id).await.expect("cleanup of a locked tree");
+    assert!(o.residue(&id).await.unwrap().is_empty());
+    assert_clean(dir.path());
+}

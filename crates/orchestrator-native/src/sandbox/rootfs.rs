@@ -146,8 +146,8 @@ fn write_file(p: &Path, content: &str) -> Result<(), StepError> {
     std::fs::write(p, content).step(|| format!("write {}", p.display()))
 }
 
-/// Binds `fd`'s file or directory at `target` (which exists) with `flags`
-/// added (read-only, nosuid, nodev) and the source's locked flags kept.
+/// Binds `fd`'s file or directory, with every mount below it, at `target`
+/// (which exists), `flags` (read-only, nosuid, nodev) added to all of them.
 fn bind(fd: &OwnedFd, target: &Path, flags: libc::c_ulong) -> Result<(), StepError> {
     let what = || format!("bind {}", target.display());
     sys::mount(
@@ -158,6 +158,12 @@ fn bind(fd: &OwnedFd, target: &Path, flags: libc::c_ulong) -> Result<(), StepErr
         None,
     )
     .step(what)?;
+    // Every mount of the bound tree gets the flags (kernels since 5.12);
+    // an older kernel gets them on the top mount only.
+    match sys::restrict_recursively(target, flags) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {}
+        r => return r.step(|| format!("restrict {}", target.display())),
+    }
     let keep = locked_flags(fd.as_raw_fd()).step(what)?;
     sys::mount(
         None,
