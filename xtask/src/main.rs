@@ -117,7 +117,8 @@ fn ci(_args: &[String]) -> Result<()> {
     ]))?;
     run(cargo().args(["test", "--workspace", "--all-features", "--no-fail-fast"]))?;
     // The native suite again as host processes (the isolation cases are
-    // ignored, visibly) and, for the network cases, with the host's network.
+    // ignored, visibly), for the network cases with the host's network,
+    // and pooled.
     run(cargo()
         .args(["test", "-p", "orchestrator-native", "--test", "conformance"])
         .env("RUNBOX_NATIVE_ISOLATION", "none"))?;
@@ -125,6 +126,12 @@ fn ci(_args: &[String]) -> Result<()> {
         .args(["test", "-p", "orchestrator-native", "--test", "conformance"])
         .env("RUNBOX_NATIVE_ISOLATION", "full")
         .env("RUNBOX_NATIVE_NETWORK", "host"))?;
+    // And on workspaces from a warm pool: a pooled sandbox must be as
+    // isolated, and leave as little, as a fresh one.
+    run(cargo()
+        .args(["test", "-p", "orchestrator-native", "--test", "conformance"])
+        .env("RUNBOX_NATIVE_ISOLATION", "full")
+        .env("RUNBOX_NATIVE_POOL", "2"))?;
     // The API docs build without broken or private links.
     run(cargo()
         .args(["doc", "--workspace", "--all-features", "--no-deps"])

@@ -12,8 +12,13 @@ use crate::{cargo, run};
 pub fn soak(args: &[String]) -> Result<()> {
     for a in args {
         let name = a.split('=').next().unwrap_or(a);
-        if a.starts_with('-') && !matches!(name, "--executions" | "--concurrency" | "-n" | "-c") {
-            bail!("cargo xtask soak: unknown flag {a:?}; usage: cargo xtask soak [--executions N] [--concurrency C]");
+        if a.starts_with('-')
+            && !matches!(
+                name,
+                "--executions" | "--concurrency" | "-n" | "-c" | "--isolation" | "--pool"
+            )
+        {
+            bail!("cargo xtask soak: unknown flag {a:?}; usage: cargo xtask soak [--executions N] [--concurrency C] [--isolation MODE] [--pool N]");
         }
     }
     run(cargo().args(["build", "--release", "-p", "runbox-soak"]))?;

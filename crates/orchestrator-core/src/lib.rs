@@ -29,6 +29,7 @@ pub mod limits;
 pub mod orchestrator;
 pub mod owner;
 pub mod paths;
+pub mod pool;
 pub mod registry;
 mod types;
 
@@ -48,6 +49,7 @@ pub use limits::{
 };
 pub use orchestrator::{Orchestrator, STOP_DEADLINE};
 pub use paths::SandboxPath;
+pub use pool::PoolStats;
 pub use registry::{BackendOptions, BackendRegistration, Progress, ProgressEvent};
 pub use types::{
     Availability, Capabilities, CappedBuffer, CommandSpec, CommandSpecBuilder, ExecOutput,

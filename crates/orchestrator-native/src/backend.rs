@@ -34,6 +34,8 @@ pub(crate) struct Inner {
     /// id starts with it.
     pub name_prefix: String,
     pub workspaces: Mutex<HashMap<WorkspaceId, Arc<Workspace>>>,
+    /// The warm pool ([`NativeConfig::warm_pool`]).
+    pub pool: Mutex<crate::pool::PoolState>,
 }
 
 impl NativeOrchestrator {
@@ -80,6 +82,7 @@ impl NativeOrchestrator {
                 name_prefix: workspace::name_prefix(&owner),
                 owner,
                 workspaces: Mutex::new(HashMap::new()),
+                pool: Mutex::new(Default::default()),
             }),
         })
     }

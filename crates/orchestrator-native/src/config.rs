@@ -88,6 +88,10 @@ pub struct NativeConfig {
     pub tmp_size_bytes: u64,
     /// Inodes of that `/tmp`. Default 65536.
     pub tmp_inodes: u64,
+    /// Isolated workspaces kept ready, their sandbox started (at most
+    /// [`crate::MAX_WARM_POOL`]). Default 0: off. A workspace with mounts
+    /// always gets a fresh sandbox.
+    pub warm_pool: usize,
 }
 
 impl Default for NativeConfig {
@@ -108,6 +112,7 @@ impl Default for NativeConfig {
             sandbox_ids: IdRange::default(),
             tmp_size_bytes: 256 << 20,
             tmp_inodes: 65_536,
+            warm_pool: 0,
         }
     }
 }

@@ -54,6 +54,13 @@ fn setup(config: &NativeConfig, dir: PathBuf, ids: (u32, u32), mounts: &[Mount])
 /// Refuses a configuration that would not isolate what it claims to: as
 /// root, a sandbox id range that includes uid 0 or runs past the id space.
 pub(crate) fn check_config(config: &NativeConfig) -> Result<()> {
+    if config.warm_pool > crate::MAX_WARM_POOL {
+        return Err(Error::invalid(format!(
+            "native: warm_pool {} is over the maximum {}",
+            config.warm_pool,
+            crate::MAX_WARM_POOL
+        )));
+    }
     let r = config.sandbox_ids;
     if r.count == 0
         || r.first == 0

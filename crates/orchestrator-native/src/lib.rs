@@ -39,6 +39,7 @@ mod error;
 mod isolation;
 mod jobs;
 mod orchestrator;
+mod pool;
 mod process;
 mod procfs;
 mod sandbox;
@@ -59,6 +60,7 @@ pub use config::{
 pub use enforcement::{CGROUP_V1, CGROUP_V2, RLIMIT};
 pub use error::NativeOrchestratorError;
 pub use orchestrator_core::exec::DEFAULT_OUTPUT_CAP;
+pub use pool::MAX_WARM_POOL;
 pub use sandbox::{mechanisms, SECCOMP_DENIED};
 
 /// The name this backend registers under.
@@ -67,15 +69,19 @@ pub const BACKEND_NAME: &str = "native";
 /// The settings the registry factory accepts (see [`NativeConfig`]).
 const SETTINGS: &[&str] = &["root", "strict", "isolation", "network"];
 
-/// The registry's factory: [`NativeConfig::default`] with these settings
-/// from `options` (no image, no warm pool):
+/// The registry's factory: [`NativeConfig::default`] with `pool_size` as
+/// [`NativeConfig::warm_pool`] and these settings from `options` (no
+/// image):
 /// - `root`: the workspace root ([`NativeConfig::workspace_root`]);
 /// - `strict`: `true` or `false` ([`NativeConfig::strict`]);
 /// - `isolation`: `auto`, `full` or `none` ([`NativeConfig::isolation`]);
 /// - `network`: `none` or `host` ([`NativeConfig::network`]).
 fn factory(options: &BackendOptions) -> Result<Arc<dyn Orchestrator>> {
-    options.check(BACKEND_NAME, SETTINGS, false)?;
+    options.check(BACKEND_NAME, SETTINGS, true)?;
     let mut config = NativeConfig::default();
+    if let Some(size) = options.pool_size {
+        config.warm_pool = size;
+    }
     if let Some(root) = options.settings.get("root") {
         if root.is_empty() {
             return Err(Error::invalid(

@@ -62,7 +62,7 @@ fn remove_small_flat(dir: &Path) -> std::io::Result<bool> {
 /// its owner cannot enter or change (mode 000, say; as root that does not
 /// matter, rootless it does): those are given back u+rwx, without following
 /// links, and the removal is tried again.
-fn remove_tree(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn remove_tree(dir: &Path) -> std::io::Result<()> {
     match std::fs::remove_dir_all(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
             make_removable(dir);
@@ -281,6 +281,7 @@ impl NativeOrchestrator {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        crate::pool::drain(self);
         // Nothing outlives the backend: remove what callers forgot.
         let all: Vec<Arc<Workspace>> = lock(&self.workspaces).drain().map(|(_, w)| w).collect();
         for ws in all {

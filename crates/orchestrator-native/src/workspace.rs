@@ -158,7 +158,7 @@ impl NativeOrchestrator {
     /// Reserves a new id by creating its directory exclusively, so an id
     /// that exists on disk (left by a crashed process that had the same pid
     /// and start time, say) is skipped, never reused or removed.
-    fn reserve(&self) -> Result<(WorkspaceId, PathBuf)> {
+    pub(crate) fn reserve(&self) -> Result<(WorkspaceId, PathBuf)> {
         use std::os::unix::fs::DirBuilderExt;
         const ATTEMPTS: usize = 16;
         for _ in 0..ATTEMPTS {
@@ -189,6 +189,16 @@ impl NativeOrchestrator {
     /// with any is `Unsupported` (never silently ignored).
     pub(crate) async fn create(&self, spec: &WorkspaceSpec) -> Result<WorkspaceId> {
         self.check_isolation(&spec.mounts)?;
+        if spec.mounts.is_empty() {
+            if let Some(l) = &spec.limits {
+                if l.strict() || self.inner.config.strict {
+                    self.report(l).check_strict()?;
+                }
+            }
+            if let Some(p) = self.take_pooled().await {
+                return self.adopt(p, spec).await;
+            }
+        }
         let this = self.clone();
         let spec2 = spec.clone();
         // Without limits this is a small file and a directory: done inline.
@@ -215,6 +225,26 @@ impl NativeOrchestrator {
                 }
             }
         }
+        Ok(id)
+    }
+
+    /// Makes a pooled workspace the workspace `spec` asks for: registered,
+    /// its limits applied (a cgroup made on demand, as for a fresh one).
+    async fn adopt(&self, p: crate::pool::Pooled, spec: &WorkspaceSpec) -> Result<WorkspaceId> {
+        let isolation = self.isolation_report(Some(p.ids.0));
+        let ws = Arc::new(Workspace::new(p.id.clone(), p.dir, isolation, Some(p.ids)));
+        let _ = ws.sandbox.set(p.sandbox);
+        let id = ws.id.clone();
+        lock(&self.inner.workspaces).insert(id.clone(), ws.clone());
+        if let Some(l) = spec.limits.clone() {
+            let this = self.clone();
+            let applied = maybe_blocking(false, move || this.apply_limits_sync(&ws, &l).map(drop));
+            if let Err(e) = applied.await {
+                let _ = self.tear_down(&id).await;
+                return Err(e);
+            }
+        }
+        tracing::debug!(workspace = %id, "workspace taken from the warm pool");
         Ok(id)
     }
 

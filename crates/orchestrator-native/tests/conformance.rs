@@ -2,8 +2,9 @@
 //!
 //! As root on a host with writable cgroups every case runs; elsewhere cases
 //! needing a capability the host lacks are reported as ignored.
-//! `RUNBOX_NATIVE_ISOLATION` (auto|full|none) and `RUNBOX_NATIVE_NETWORK`
-//! (none|host) configure the backend under test.
+//! `RUNBOX_NATIVE_ISOLATION` (auto|full|none), `RUNBOX_NATIVE_NETWORK`
+//! (none|host) and `RUNBOX_NATIVE_POOL` (a warm pool's size) configure the
+//! backend under test.
 
 use std::sync::Arc;
 
@@ -29,10 +30,18 @@ async fn factory() -> Result<Arc<dyn Orchestrator>> {
             .parse()
             .unwrap_or_else(|e| panic!("RUNBOX_NATIVE_NETWORK: {e}"));
     }
+    // `RUNBOX_NATIVE_POOL=N`: every case runs on workspaces from a warm
+    // pool (filled before the case starts).
+    if let Ok(n) = std::env::var("RUNBOX_NATIVE_POOL") {
+        config.warm_pool = n
+            .parse()
+            .unwrap_or_else(|e| panic!("RUNBOX_NATIVE_POOL={n:?}: {e}"));
+    }
     let orch = NativeOrchestrator::new(config)?;
     if let Some(why) = orch.isolation_unavailable_reason() {
         eprintln!("note: native conformance without isolation: {why}");
     }
+    orch.warm_up().await?;
     // `cargo xtask vm-test` sets this to prove every case ran on cgroup v2.
     if let Ok(expect) = std::env::var("RUNBOX_EXPECT_CGROUP") {
         let want = match expect.as_str() {

@@ -47,6 +47,8 @@ struct Args {
     /// `--isolation auto|full|none` (default full: the soak proves the
     /// sandbox leaks nothing, so it must not quietly run without one).
     isolation: IsolationMode,
+    /// `--pool N`: the native warm pool's size (default 0).
+    pool: usize,
 }
 
 /// Parses `std::env::args`; the usage or the fault as the error.
@@ -55,6 +57,7 @@ fn parse_args() -> Result<Args, String> {
         executions: 1000,
         concurrency: 16,
         isolation: IsolationMode::Full,
+        pool: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -75,6 +78,15 @@ fn parse_args() -> Result<Args, String> {
         match name.as_str() {
             "--executions" | "-n" => args.executions = value("--executions")?,
             "--concurrency" | "-c" => args.concurrency = value("--concurrency")?,
+            "--pool" => {
+                let v = inline
+                    .clone()
+                    .or_else(|| it.next())
+                    .ok_or("--pool needs a value")?;
+                args.pool = v
+                    .parse()
+                    .map_err(|_| format!("--pool: expected a size, got {v:?}"))?;
+            }
             "--isolation" => {
                 let v = inline
                     .clone()
@@ -84,7 +96,8 @@ fn parse_args() -> Result<Args, String> {
             }
             "--help" | "-h" => {
                 return Err(
-                    "usage: runbox-soak [--executions N] [--concurrency C] [--isolation MODE]"
+                    "usage: runbox-soak [--executions N] [--concurrency C] [--isolation MODE] \
+                     [--pool N]"
                         .into(),
                 )
             }
@@ -134,9 +147,14 @@ async fn soak(args: Args) -> Result<bool, String> {
     let native = NativeOrchestrator::new(NativeConfig {
         workspace_root: root_dir.path().to_path_buf(),
         isolation: args.isolation,
+        warm_pool: args.pool,
         ..NativeConfig::default()
     })
     .map_err(|e| format!("cannot create the native backend: {e}"))?;
+    native
+        .warm_up()
+        .await
+        .map_err(|e| format!("cannot fill the warm pool: {e}"))?;
     if args.isolation == IsolationMode::Full {
         if let Some(why) = native.isolation_unavailable_reason() {
             return Err(format!("isolation full is unavailable: {why}"));
@@ -154,11 +172,13 @@ async fn soak(args: Args) -> Result<bool, String> {
     let n = args.executions;
     let c = args.concurrency;
     println!(
-        "soak: {n} executions at concurrency {c}; isolation {}; workspace root {}; limits via {}",
+        "soak: {n} executions at concurrency {c}; isolation {}; warm pool {}; workspace root {}; \
+         limits via {}",
         match native.isolation_unavailable_reason() {
             None => "full".to_string(),
             Some(why) => format!("none ({why})"),
         },
+        args.pool,
         root.display(),
         match native.cgroup_version() {
             Some(v) => format!("cgroup {v:?}"),
@@ -181,6 +201,21 @@ async fn soak(args: Args) -> Result<bool, String> {
     run_range(&svc, warm..n, c, cgroups, &tally, n).await;
     svc.wait_for_cleanups().await;
     let elapsed = t0.elapsed();
+    let records_left = svc.list().await.map(|v| v.len()).unwrap_or(usize::MAX);
+    // A pool holds prepared sandboxes while its backend lives: with one, the
+    // service and backend go first, and what they held must be gone too.
+    let kept = if args.pool > 0 {
+        let s = native.pool_stats();
+        println!(
+            "soak: warm pool: {} hits, {} misses, {} discarded, {} refill failures",
+            s.hits, s.misses, s.discarded, s.refill_failures
+        );
+        drop(svc);
+        drop(native);
+        None
+    } else {
+        Some((svc, native))
+    };
 
     // SIGKILLed processes take a moment to vanish; give them a few seconds.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -192,7 +227,6 @@ async fn soak(args: Args) -> Result<bool, String> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let records_left = svc.list().await.map(|v| v.len()).unwrap_or(usize::MAX);
     // Idle runtime threads and the allocator's caches do not count.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let fds_after = fd_count();
@@ -216,8 +250,7 @@ async fn soak(args: Args) -> Result<bool, String> {
     });
     // The service and backend are dropped only now, after the checks: what
     // their Drop would tidy up must already be gone.
-    drop(svc);
-    drop(native);
+    drop(kept);
     if failures.is_empty() {
         println!(
             "soak: PASSED (no process, directory, cgroup, namespace, mount, fd or memory leak)"

@@ -7,7 +7,7 @@
 mod refill;
 mod take;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::Mutex;
 
 use orchestrator_core::{WorkspaceId, WorkspaceSpec};
@@ -27,43 +27,9 @@ pub(crate) struct Pooled {
 }
 
 /// The pool's state, behind [`Shared::pool`].
-#[derive(Debug, Default)]
-pub(crate) struct PoolState {
-    /// Set when the backend is dropped: refills then remove what they make.
-    pub closed: bool,
-    /// Started containers, oldest first.
-    pub ready: VecDeque<Pooled>,
-    /// Refills running.
-    pub in_flight: usize,
-    pub hits: u64,
-    pub misses: u64,
-    pub discarded: u64,
-    pub refill_failures: u64,
-    pub last_error: Option<String>,
-}
+pub(crate) type PoolState = orchestrator_core::pool::PoolState<Pooled>;
 
-/// Counters of a backend's warm pool ([`crate::DockerOrchestrator::pool_stats`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct PoolStats {
-    /// The configured size ([`crate::DockerConfig::warm_pool`]).
-    pub size: usize,
-    /// Started containers waiting in the pool now.
-    pub ready: usize,
-    /// Refills running now.
-    pub in_flight: usize,
-    /// Workspaces handed out from the pool.
-    pub hits: u64,
-    /// Poolable `create_workspace` calls that found the pool empty (and
-    /// created their container cold).
-    pub misses: u64,
-    /// Pooled containers found unusable when taken (not running, or the
-    /// limits or the rename could not be applied): removed, and the
-    /// workspace was created cold instead.
-    pub discarded: u64,
-    /// Refills that failed (the pool stays short until the next top-up).
-    pub refill_failures: u64,
-}
+pub use orchestrator_core::PoolStats;
 
 /// State shared between a backend and its refill tasks.
 #[derive(Debug)]
@@ -85,16 +51,7 @@ impl Shared {
     }
 
     pub fn stats(&self, size: usize) -> PoolStats {
-        let st = lock(&self.pool);
-        PoolStats {
-            size,
-            ready: st.ready.len(),
-            in_flight: st.in_flight,
-            hits: st.hits,
-            misses: st.misses,
-            discarded: st.discarded,
-            refill_failures: st.refill_failures,
-        }
+        lock(&self.pool).stats(size)
     }
 
     /// Closes the pool; returns the containers waiting in it.

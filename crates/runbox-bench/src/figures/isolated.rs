@@ -1,5 +1,6 @@
 //! The isolation phase: the native lifecycle in a sandbox (isolation full,
-//! plain and with limits), bwrap and unshare running `/bin/true`, and a
+//! plain, with limits, and with limits from a warm pool), bwrap and unshare
+//! running `/bin/true`, and a
 //! bare-spawn series, interleaved; the isolated lifecycle against the bare
 //! spawn and against each tool; throughput at isolation full.
 
@@ -11,7 +12,7 @@ use orchestrator_core::{IsolationLevel, IsolationMode, Orchestrator, ResourceLim
 use super::native::{expect_level, rounds};
 use super::{against, also_against, figure, throughput, Figure};
 use crate::timed::ms;
-use crate::timed::native::{bare_spawn, lifecycle, service};
+use crate::timed::native::{bare_spawn, lifecycle, service, service_with_pool};
 use crate::timed::tools::{Tool, BWRAP, UNSHARE};
 use crate::{BoxError, Opts};
 
@@ -25,9 +26,20 @@ pub struct Isolated {
     pub rates: Vec<Figure>,
 }
 
+/// The warm pool of the pooled figure.
+const POOL: usize = 4;
+
 /// The isolation phase, copying from and to `dir`.
 pub async fn figures(o: &Opts, dir: &Path, limits: &ResourceLimits) -> Result<Isolated, BoxError> {
     let isolated = isolated_service(dir).await?;
+    let pooled = match &isolated {
+        Ok(_) => {
+            let (svc, native) = service_with_pool(IsolationMode::Full, POOL)?;
+            native.warm_up().await?;
+            Some((svc, native))
+        }
+        Err(_) => None,
+    };
     if let Err(why) = &isolated {
         eprintln!("runbox-bench: no isolated figures: {why}");
     }
@@ -46,6 +58,9 @@ pub async fn figures(o: &Opts, dir: &Path, limits: &ResourceLimits) -> Result<Is
         if let Ok(iso) = &isolated {
             lifecycle(iso, dir, i, None).await?;
         }
+        if let Some((svc, _)) = &pooled {
+            lifecycle(svc, dir, i, Some(limits)).await?;
+        }
         for (tool, found) in &tools {
             if let Ok(p) = found {
                 tool.run(p).await?;
@@ -54,12 +69,16 @@ pub async fn figures(o: &Opts, dir: &Path, limits: &ResourceLimits) -> Result<Is
     }
     // Interleaved, as in the host phase.
     let (mut base, mut plain, mut limited) = (Vec::new(), Vec::new(), Vec::new());
+    let mut pooled_limited = Vec::new();
     let mut by_tool = vec![Vec::new(); tools.len()];
     for i in 0..n {
         base.push(ms(bare_spawn().await?));
         if let Ok(iso) = &isolated {
             plain.push(ms(lifecycle(iso, dir, i, None).await?));
             limited.push(ms(lifecycle(iso, dir, i, Some(limits)).await?));
+        }
+        if let Some((svc, _)) = &pooled {
+            pooled_limited.push(ms(lifecycle(svc, dir, i, Some(limits)).await?));
         }
         for ((tool, found), series) in tools.iter().zip(&mut by_tool) {
             if let Ok(p) = found {
@@ -89,6 +108,10 @@ pub async fn figures(o: &Opts, dir: &Path, limits: &ResourceLimits) -> Result<Is
             "native lifecycle, isolation full, memory+pids+timeout limits",
             limited,
         ),
+        (
+            "native lifecycle, isolation full, memory+pids+timeout limits, warm pool of 4",
+            pooled_limited,
+        ),
     ] {
         lifecycles.push(match &isolated {
             Ok(_) => {
@@ -102,6 +125,16 @@ pub async fn figures(o: &Opts, dir: &Path, limits: &ResourceLimits) -> Result<Is
                     "isolation full (a sandbox init per workspace); host files in {}",
                     dir.display()
                 ));
+                if let (true, Some((_, native))) = (name.contains("warm pool"), &pooled) {
+                    let s = native.pool_stats();
+                    f.note = Some(format!(
+                        "{}; pool: {} from the pool, {} made fresh, {} refill failures",
+                        f.note.unwrap_or_default(),
+                        s.hits,
+                        s.misses,
+                        s.refill_failures
+                    ));
+                }
                 f
             }
             Err(why) => skipped(name, why),

@@ -19,8 +19,17 @@ use crate::BoxError;
 pub fn service(
     isolation: IsolationMode,
 ) -> Result<(ExecutionService, Arc<NativeOrchestrator>), BoxError> {
+    service_with_pool(isolation, 0)
+}
+
+/// [`service`] with a native warm pool of `pool` sandboxes.
+pub fn service_with_pool(
+    isolation: IsolationMode,
+    pool: usize,
+) -> Result<(ExecutionService, Arc<NativeOrchestrator>), BoxError> {
     let native = Arc::new(NativeOrchestrator::new(NativeConfig {
         isolation,
+        warm_pool: pool,
         ..NativeConfig::default()
     })?);
     let service = ExecutionService::builder()

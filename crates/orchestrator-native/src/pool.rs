@@ -1,0 +1,205 @@
+//! The warm pool of sandboxes ([`NativeConfig::warm_pool`], off by default):
+//! workspaces whose sandbox init is already running, handed to
+//! `create_workspace` (each to exactly one workspace and never back: its
+//! cleanup ends it), refilled in the background, drained with the backend.
+//! A pooled workspace's directory carries a workspace name with its owner
+//! from the start, so `reap_orphans` removes what a crashed process pooled.
+//!
+//! [`NativeConfig::warm_pool`]: crate::NativeConfig::warm_pool
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use orchestrator_core::{PoolStats, Result, WorkspaceId};
+
+use crate::error::NativeOrchestratorError;
+use crate::sandbox::Sandbox;
+use crate::sync::lock;
+use crate::teardown::CgroupRef;
+use crate::NativeOrchestrator;
+
+/// The largest pool [`crate::NativeConfig::warm_pool`] may ask for.
+pub const MAX_WARM_POOL: usize = 64;
+
+/// A prepared workspace waiting in the pool.
+#[derive(Debug)]
+pub(crate) struct Pooled {
+    pub id: WorkspaceId,
+    pub dir: PathBuf,
+    /// The host uid and gid its sandbox user maps to.
+    pub ids: (u32, u32),
+    pub sandbox: Arc<Sandbox>,
+}
+
+/// The pool's state, behind [`crate::backend::Inner::pool`].
+pub(crate) type PoolState = orchestrator_core::pool::PoolState<Pooled>;
+
+impl NativeOrchestrator {
+    /// The configured pool size (0 when the workspaces are not isolated:
+    /// only a sandbox can be prepared ahead).
+    fn pool_size(&self) -> usize {
+        if self.isolating() {
+            self.inner.config.warm_pool
+        } else {
+            0
+        }
+    }
+
+    /// Makes one pooled workspace: a reserved directory given to a sandbox
+    /// id, its sandbox started.
+    async fn prepare(&self) -> Result<Pooled> {
+        let (id, dir) = self.reserve()?;
+        let ids = self.host_ids(&id);
+        let started = match std::os::unix::fs::chown(&dir, Some(ids.0), Some(ids.1)) {
+            Ok(()) => Sandbox::start(&self.sandbox_setup(&dir, ids, &[]))
+                .await
+                .map_err(orchestrator_core::Error::from),
+            Err(e) => Err(NativeOrchestratorError::io("chown workspace", &dir, e).into()),
+        };
+        match started {
+            Ok(sandbox) => Ok(Pooled {
+                id,
+                dir,
+                ids,
+                sandbox,
+            }),
+            Err(e) => {
+                let _ = self.remove_all(id.as_str(), &dir, CgroupRef::Known(None, None));
+                Err(e)
+            }
+        }
+    }
+
+    /// Ends a pooled workspace that will not be handed out.
+    async fn discard(&self, p: Pooled) {
+        p.sandbox.shutdown().await;
+        let _ = self.remove_all(p.id.as_str(), &p.dir, CgroupRef::Known(None, None));
+    }
+
+    /// A pooled workspace for a poolable `create_workspace`, if one is
+    /// ready (counted as a hit, else as a miss); starts the refill.
+    pub(crate) async fn take_pooled(&self) -> Option<Pooled> {
+        let size = self.pool_size();
+        if size == 0 {
+            return None;
+        }
+        loop {
+            let taken = {
+                let mut st = lock(&self.inner.pool);
+                let p = st.ready.pop_front();
+                match &p {
+                    Some(p) if p.sandbox.alive() => st.hits += 1,
+                    Some(_) => st.discarded += 1,
+                    None => st.misses += 1,
+                }
+                p
+            };
+            self.refill();
+            match taken {
+                Some(p) if p.sandbox.alive() => return Some(p),
+                Some(dead) => self.discard(dead).await,
+                None => return None,
+            }
+        }
+    }
+
+    /// Starts refills in the background up to the pool's size (needs a
+    /// tokio runtime; without one the pool stays short until `warm_up`).
+    pub(crate) fn refill(&self) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let size = self.pool_size();
+        let n = {
+            let mut st = lock(&self.inner.pool);
+            let n = st.shortfall(size);
+            st.in_flight += n;
+            n
+        };
+        for _ in 0..n {
+            let this = self.clone();
+            rt.spawn(async move { this.refill_one().await });
+        }
+    }
+
+    async fn refill_one(&self) {
+        let made = self.prepare().await;
+        let leftover = {
+            let mut st = lock(&self.inner.pool);
+            st.in_flight -= 1;
+            match made {
+                Ok(p) if !st.closed => {
+                    st.ready.push_back(p);
+                    None
+                }
+                Ok(p) => Some(p),
+                Err(e) => {
+                    st.refill_failures += 1;
+                    tracing::warn!(error = %e, "native warm pool: refill failed");
+                    st.last_error = Some(e.to_string());
+                    None
+                }
+            }
+        };
+        if let Some(p) = leftover {
+            self.discard(p).await;
+        }
+    }
+
+    /// Fills the pool to its size now, waiting for it; the first refill
+    /// error, if any.
+    pub async fn warm_up(&self) -> Result<()> {
+        let size = self.pool_size();
+        loop {
+            let n = lock(&self.inner.pool).shortfall(size);
+            if n == 0 {
+                return Ok(());
+            }
+            let made = self.prepare().await;
+            let closed = {
+                let mut st = lock(&self.inner.pool);
+                match made {
+                    Ok(p) if !st.closed => {
+                        st.ready.push_back(p);
+                        None
+                    }
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        st.refill_failures += 1;
+                        st.last_error = Some(e.to_string());
+                        return Err(e);
+                    }
+                }
+            };
+            if let Some(p) = closed {
+                self.discard(p).await;
+                return Ok(());
+            }
+        }
+    }
+
+    /// The pool's counters.
+    pub fn pool_stats(&self) -> PoolStats {
+        lock(&self.inner.pool).stats(self.pool_size())
+    }
+
+    /// Why the last refill failed, if one did.
+    pub fn pool_last_error(&self) -> Option<String> {
+        lock(&self.inner.pool).last_error.clone()
+    }
+}
+
+/// Closes the pool of a backend being dropped: what waits in it is ended
+/// (its sandbox told to end, its directory removed), and refills still
+/// running discard what they make.
+pub(crate) fn drain(inner: &crate::backend::Inner) {
+    let waiting: Vec<Pooled> = {
+        let mut st = lock(&inner.pool);
+        st.closed = true;
+        st.ready.drain(..).collect()
+    };
+    for p in waiting {
+        p.sandbox.close();
+        let _ = crate::teardown::remove_tree(&p.dir);
+    }
+}

@@ -1,0 +1,175 @@
+//! The native warm pool: pooled workspaces are handed out once each, are as
+//! isolated as fresh ones, take limits, are refilled, and nothing of the
+//! pool outlives the backend.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use orchestrator_core::{
+    CommandSpec, ExitStatus, IsolationLevel, Orchestrator, ResourceLimits, WorkspaceSpec,
+};
+use orchestrator_native::{NativeConfig, NativeOrchestrator};
+
+fn pooled(root: &std::path::Path, size: usize) -> Option<NativeOrchestrator> {
+    let n = NativeOrchestrator::new(NativeConfig {
+        workspace_root: root.to_path_buf(),
+        warm_pool: size,
+        ..NativeConfig::default()
+    })
+    .unwrap();
+    if let Some(why) = n.isolation_unavailable_reason() {
+        eprintln!("note: skipped, no isolation here (nothing to pool): {why}");
+        return None;
+    }
+    Some(n)
+}
+
+async fn sh(n: &NativeOrchestrator, ws: &orchestrator_core::WorkspaceId, s: &str) -> String {
+    let out = n
+        .run_command(ws, &CommandSpec::shell(s).build().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status, ExitStatus::Exited(0), "{s}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+async fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn pooled_workspaces_are_handed_out_once_isolated_and_refilled() {
+    let root = tempfile::tempdir().unwrap();
+    let Some(n) = pooled(root.path(), 2) else {
+        return;
+    };
+    assert_eq!(n.pool_stats().ready, 0, "nothing before warm_up");
+    n.warm_up().await.unwrap();
+    assert_eq!(n.pool_stats().ready, 2);
+
+    // Three at once: two from the pool, one fresh; all distinct.
+    let spec = WorkspaceSpec::new();
+    let (a, b, c) = tokio::join!(
+        n.create_workspace(&spec),
+        n.create_workspace(&spec),
+        n.create_workspace(&spec)
+    );
+    let ids = [a.unwrap(), b.unwrap(), c.unwrap()];
+    let distinct: BTreeSet<_> = ids.iter().map(|i| i.to_string()).collect();
+    assert_eq!(distinct.len(), 3, "{ids:?}");
+    let s = n.pool_stats();
+    assert_eq!((s.hits, s.misses), (2, 1), "{s:?}");
+
+    // Each is fully isolated, with a /tmp and a pid namespace of its own.
+    for (i, ws) in ids.iter().enumerate() {
+        let r = n.isolation(ws).await.unwrap();
+        assert_eq!(r.level, IsolationLevel::Full, "{r:?}");
+        sh(&n, ws, &format!("echo {i} > /tmp/mark")).await;
+        let status = sh(
+            &n,
+            ws,
+            "grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status",
+        )
+        .await;
+        assert!(status.contains("CapEff:\t0000000000000000"), "{status}");
+        assert!(status.contains("Seccomp:\t2"), "{status}");
+    }
+    for (i, ws) in ids.iter().enumerate() {
+        assert_eq!(sh(&n, ws, "cat /tmp/mark").await.trim(), i.to_string());
+        assert_eq!(sh(&n, ws, "ls /tmp").await.trim(), "mark");
+    }
+
+    // A pooled workspace takes limits like a fresh one.
+    let limits = ResourceLimits::builder()
+        .memory_bytes(64 << 20)
+        .pids(32)
+        .wall_timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    wait_for("the refill", || n.pool_stats().ready == 2).await;
+    let limited = n
+        .create_workspace(&WorkspaceSpec::new().limits(limits))
+        .await
+        .unwrap();
+    assert_eq!(n.pool_stats().hits, 3);
+    if n.cgroup_version().is_some() {
+        let out = n
+            .run_command(
+                &limited,
+                &CommandSpec::shell("head -c 200000000 /dev/zero | tail > /dev/null")
+                    .build()
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.status, ExitStatus::MemoryLimitExceeded, "{out:?}");
+    }
+
+    // Cleaned up, a pooled workspace is gone for good: never handed out
+    // again.
+    let mut seen: BTreeSet<String> = distinct.clone();
+    seen.insert(limited.to_string());
+    for ws in ids.iter().chain([&limited]) {
+        n.cleanup(ws).await.unwrap();
+        assert!(n.residue(ws).await.unwrap().is_empty());
+    }
+    wait_for("the refill", || n.pool_stats().ready == 2).await;
+    for _ in 0..4 {
+        let ws = n.create_workspace(&spec).await.unwrap();
+        assert!(seen.insert(ws.to_string()), "{ws} handed out twice");
+        n.cleanup(&ws).await.unwrap();
+    }
+    assert_eq!(
+        n.pool_stats().refill_failures,
+        0,
+        "{:?}",
+        n.pool_last_error()
+    );
+}
+
+#[tokio::test]
+async fn a_workspace_with_mounts_gets_a_fresh_sandbox() {
+    let root = tempfile::tempdir().unwrap();
+    let Some(n) = pooled(root.path(), 1) else {
+        return;
+    };
+    n.warm_up().await.unwrap();
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("f"), b"mounted\n").unwrap();
+    let m = orchestrator_core::Mount::new(
+        host.path(),
+        orchestrator_core::SandboxPath::new("m").unwrap(),
+        true,
+    )
+    .unwrap();
+    let ws = n
+        .create_workspace(&WorkspaceSpec::new().mount(m))
+        .await
+        .unwrap();
+    assert_eq!(sh(&n, &ws, "cat m/f").await, "mounted\n");
+    let s = n.pool_stats();
+    assert_eq!((s.hits, s.ready), (0, 1), "{s:?}");
+    n.cleanup(&ws).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_pool_drains_with_the_backend() {
+    let root = tempfile::tempdir().unwrap();
+    let Some(n) = pooled(root.path(), 3) else {
+        return;
+    };
+    n.warm_up().await.unwrap();
+    let ws = n.create_workspace(&WorkspaceSpec::new()).await.unwrap();
+    n.cleanup(&ws).await.unwrap();
+    // A refill is under way; dropping the backend ends what waits and what
+    // the refill makes.
+    drop(n);
+    wait_for("the pool's directories to go", || {
+        std::fs::read_dir(root.path()).unwrap().count() == 0
+    })
+    .await;
+}
