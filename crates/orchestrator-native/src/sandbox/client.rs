@@ -152,11 +152,13 @@ impl Sandbox {
                 Ok(())
             });
         }
+        tracing::trace!("spawning the sandbox outer");
         let child = cmd
             .spawn()
             .map_err(|e| sandbox_err(format!("start the sandbox init: {e}")))?;
         drop(theirs);
         let outer_pid = child.id().unwrap_or(0);
+        tracing::trace!(outer_pid, "sandbox outer spawned");
         // SAFETY: the AsyncFd owns `ours` from here on; nothing else
         // closes or replaces it.
         let sock =
@@ -195,11 +197,16 @@ impl Sandbox {
             }
             other => return Err(sandbox_err(format!("unexpected reply {other:?}"))),
         }
+        tracing::trace!("sandbox unshared");
         write_maps(self.outer_pid, setup.host_uid, setup.host_gid)
             .map_err(|e| sandbox_err(format!("write the sandbox's uid/gid maps: {e}")))?;
         self.send(&Request::Mapped.encode(), &[]).await?;
+        tracing::trace!("sandbox mapped");
         match recv_reply(&self.sock).await? {
-            Reply::Ready => Ok(()),
+            Reply::Ready => {
+                tracing::trace!("sandbox ready");
+                Ok(())
+            }
             Reply::SetupFailed { stage, errno } => Err(setup_failed(&stage, errno)),
             other => Err(sandbox_err(format!("unexpected reply {other:?}"))),
         }
