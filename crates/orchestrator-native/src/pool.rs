@@ -124,9 +124,17 @@ impl NativeOrchestrator {
 
     async fn refill_one(&self) {
         let made = self.prepare().await;
-        let leftover = {
+        lock(&self.inner.pool).in_flight -= 1;
+        if let Err(e) = self.keep(made).await {
+            tracing::warn!(error = %e, "native warm pool: refill failed");
+        }
+    }
+
+    /// Puts a prepared workspace in the pool (or ends it, when the pool was
+    /// closed meanwhile); a failure to prepare one is counted and returned.
+    async fn keep(&self, made: Result<Pooled>) -> Result<()> {
+        let closed = {
             let mut st = lock(&self.inner.pool);
-            st.in_flight -= 1;
             match made {
                 Ok(p) if !st.closed => {
                     st.ready.push_back(p);
@@ -135,15 +143,15 @@ impl NativeOrchestrator {
                 Ok(p) => Some(p),
                 Err(e) => {
                     st.refill_failures += 1;
-                    tracing::warn!(error = %e, "native warm pool: refill failed");
                     st.last_error = Some(e.to_string());
-                    None
+                    return Err(e);
                 }
             }
         };
-        if let Some(p) = leftover {
+        if let Some(p) = closed {
             self.discard(p).await;
         }
+        Ok(())
     }
 
     /// Fills the pool to its size now, waiting for it; the first refill
@@ -151,30 +159,13 @@ impl NativeOrchestrator {
     pub async fn warm_up(&self) -> Result<()> {
         let size = self.pool_size();
         loop {
-            let n = lock(&self.inner.pool).shortfall(size);
-            if n == 0 {
+            let pool = lock(&self.inner.pool);
+            if pool.closed || pool.shortfall(size) == 0 {
                 return Ok(());
             }
+            drop(pool);
             let made = self.prepare().await;
-            let closed = {
-                let mut st = lock(&self.inner.pool);
-                match made {
-                    Ok(p) if !st.closed => {
-                        st.ready.push_back(p);
-                        None
-                    }
-                    Ok(p) => Some(p),
-                    Err(e) => {
-                        st.refill_failures += 1;
-                        st.last_error = Some(e.to_string());
-                        return Err(e);
-                    }
-                }
-            };
-            if let Some(p) = closed {
-                self.discard(p).await;
-                return Ok(());
-            }
+            self.keep(made).await?;
         }
     }
 
