@@ -159,11 +159,13 @@ impl NativeOrchestrator {
     pub async fn warm_up(&self) -> Result<()> {
         let size = self.pool_size();
         loop {
-            let pool = lock(&self.inner.pool);
-            if pool.closed || pool.shortfall(size) == 0 {
+            let full = {
+                let pool = lock(&self.inner.pool);
+                pool.closed || pool.shortfall(size) == 0
+            };
+            if full {
                 return Ok(());
             }
-            drop(pool);
             let made = self.prepare().await;
             self.keep(made).await?;
         }
