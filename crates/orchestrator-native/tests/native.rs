@@ -510,11 +510,22 @@ async fn registry_factory_takes_root_and_strict() {
     let ws = n.create_workspace(&WorkspaceSpec::new()).await.unwrap();
     assert!(n.workspace_path(&ws).unwrap().starts_with(&canonical));
     n.cleanup(&ws).await.unwrap();
+    // A warm pool and the isolation settings are taken.
+    let pooled = options
+        .clone()
+        .pool_size(1)
+        .setting("isolation", "auto")
+        .setting("network", "none");
+    let n = registry::create_with("native", &pooled).unwrap();
+    let ws = n.create_workspace(&WorkspaceSpec::new()).await.unwrap();
+    n.cleanup(&ws).await.unwrap();
     for bad in [
         BackendOptions::new().setting("image", "x"),
         BackendOptions::new().setting("strict", "yes"),
         BackendOptions::new().setting("root", ""),
-        BackendOptions::new().pool_size(2),
+        BackendOptions::new().pool_size(orchestrator_native::MAX_WARM_POOL + 1),
+        BackendOptions::new().setting("isolation", "partial"),
+        BackendOptions::new().setting("network", "bridge"),
     ] {
         let e = registry::create_with("native", &bad).unwrap_err();
         assert!(matches!(e, Error::InvalidInput(_)), "{bad:?}: {e:?}");

@@ -75,9 +75,13 @@ async fn registered_backends_are_created_with_their_options() {
     svc.complete(&id, CompleteOptions::default()).await.unwrap();
     assert!(!dir.exists());
 
-    // The backend's factory judges the options; the service names it.
+    // The backend's factory judges the options (a warm pool beyond the
+    // native maximum here); the service names it.
     let err = ExecutionService::builder()
-        .registered("native", BackendOptions::new().pool_size(2))
+        .registered(
+            "native",
+            BackendOptions::new().pool_size(orchestrator_native::MAX_WARM_POOL + 1),
+        )
         .build()
         .unwrap_err();
     assert!(
