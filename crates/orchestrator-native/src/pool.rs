@@ -15,7 +15,6 @@ use orchestrator_core::{PoolStats, Result, WorkspaceId};
 use crate::error::NativeOrchestratorError;
 use crate::sandbox::Sandbox;
 use crate::sync::lock;
-use crate::teardown::CgroupRef;
 use crate::NativeOrchestrator;
 
 /// The largest pool [`crate::NativeConfig::warm_pool`] may ask for.
@@ -49,6 +48,10 @@ impl NativeOrchestrator {
     /// id, its sandbox started.
     async fn prepare(&self) -> Result<Pooled> {
         let (id, dir) = self.reserve()?;
+        // A refill cancelled half-way (its runtime shut down) leaves no
+        // directory behind; its half-started sandbox ends as its socket
+        // closes.
+        let mut reserved = Reserved(Some(dir.clone()));
         let ids = self.host_ids(&id);
         let started = match std::os::unix::fs::chown(&dir, Some(ids.0), Some(ids.1)) {
             Ok(()) => Sandbox::start(&self.sandbox_setup(&dir, ids, &[]))
@@ -57,23 +60,23 @@ impl NativeOrchestrator {
             Err(e) => Err(NativeOrchestratorError::io("chown workspace", &dir, e).into()),
         };
         match started {
-            Ok(sandbox) => Ok(Pooled {
-                id,
-                dir,
-                ids,
-                sandbox,
-            }),
-            Err(e) => {
-                let _ = self.remove_all(id.as_str(), &dir, CgroupRef::Known(None, None));
-                Err(e)
+            Ok(sandbox) => {
+                reserved.0 = None;
+                Ok(Pooled {
+                    id,
+                    dir,
+                    ids,
+                    sandbox,
+                })
             }
+            Err(e) => Err(e),
         }
     }
 
     /// Ends a pooled workspace that will not be handed out.
     async fn discard(&self, p: Pooled) {
         p.sandbox.shutdown().await;
-        let _ = self.remove_all(p.id.as_str(), &p.dir, CgroupRef::Known(None, None));
+        let _ = crate::teardown::remove_tree(&p.dir);
     }
 
     /// A pooled workspace for a poolable `create_workspace`, if one is
@@ -123,8 +126,9 @@ impl NativeOrchestrator {
     }
 
     async fn refill_one(&self) {
+        let in_flight = InFlight(self);
         let made = self.prepare().await;
-        lock(&self.inner.pool).in_flight -= 1;
+        drop(in_flight);
         if let Err(e) = self.keep(made).await {
             tracing::warn!(error = %e, "native warm pool: refill failed");
         }
@@ -179,6 +183,27 @@ impl NativeOrchestrator {
     /// Why the last refill failed, if one did.
     pub fn pool_last_error(&self) -> Option<String> {
         lock(&self.inner.pool).last_error.clone()
+    }
+}
+
+/// A directory reserved for a pooled workspace, removed when dropped
+/// before the workspace is ready.
+struct Reserved(Option<PathBuf>);
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            let _ = crate::teardown::remove_tree(&dir);
+        }
+    }
+}
+
+/// One refill in flight: counted off when it ends, also when cancelled.
+struct InFlight<'a>(&'a NativeOrchestrator);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.inner.pool).in_flight -= 1;
     }
 }
 

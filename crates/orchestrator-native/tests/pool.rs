@@ -173,3 +173,41 @@ async fn the_pool_drains_with_the_backend() {
     })
     .await;
 }
+
+/// A refill cut short (its runtime shut down while it starts a sandbox)
+/// leaves no directory and no process behind.
+#[test]
+fn a_refill_cancelled_with_its_runtime_leaves_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    for pause_us in [0u64, 500, 2_000, 5_000] {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let Some(n) = rt.block_on(async {
+            let n = pooled(root.path(), 2)?;
+            n.warm_up().await.unwrap();
+            let ws = n.create_workspace(&WorkspaceSpec::new()).await.unwrap();
+            n.cleanup(&ws).await.unwrap();
+            Some(n)
+        }) else {
+            return;
+        };
+        // The refill runs for a moment, then its runtime goes away.
+        rt.block_on(async { tokio::time::sleep(Duration::from_micros(pause_us)).await });
+        drop(rt);
+        drop(n);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::fs::read_dir(root.path()).unwrap().count() != 0 {
+            assert!(
+                Instant::now() < deadline,
+                "left after a refill cancelled at {pause_us} µs: {:?}",
+                std::fs::read_dir(root.path())
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name())
+                    .collect::<Vec<_>>()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
