@@ -74,6 +74,7 @@ pub use cases::isolation::*;
 pub use cases::lifecycle::*;
 pub use cases::limits::*;
 pub use cases::mounts::*;
+pub use cases::network::*;
 pub use cases::paths::*;
 pub use cases::process::*;
 pub use cases::sandbox::*;

@@ -9,6 +9,7 @@ pub mod isolation;
 pub mod lifecycle;
 pub mod limits;
 pub mod mounts;
+pub mod network;
 pub mod paths;
 pub mod process;
 pub mod sandbox;
