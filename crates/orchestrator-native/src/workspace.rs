@@ -189,12 +189,13 @@ impl NativeOrchestrator {
     /// with any is `Unsupported` (never silently ignored).
     pub(crate) async fn create(&self, spec: &WorkspaceSpec) -> Result<WorkspaceId> {
         self.check_isolation(&spec.mounts)?;
-        if spec.mounts.is_empty() {
-            if let Some(l) = &spec.limits {
-                if l.strict() || self.inner.config.strict {
-                    self.report(l).check_strict()?;
-                }
+        // Refused before anything is made or taken from the pool.
+        if let Some(l) = &spec.limits {
+            if l.strict() || self.inner.config.strict {
+                self.report(l).check_strict()?;
             }
+        }
+        if spec.mounts.is_empty() {
             if let Some(p) = self.take_pooled().await {
                 return self.adopt(p, spec).await;
             }
@@ -249,11 +250,6 @@ impl NativeOrchestrator {
     }
 
     fn create_sync(&self, spec: &WorkspaceSpec) -> Result<Arc<Workspace>> {
-        if let Some(l) = &spec.limits {
-            if l.strict() || self.inner.config.strict {
-                self.report(l).check_strict()?;
-            }
-        }
         let (id, dir) = self.reserve()?;
         // From here on the directory is ours: a failure removes it.
         let sandbox_ids = self.isolating().then(|| self.host_ids(&id));
