@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use orchestrator_core::owner::Owner;
 use orchestrator_core::{Availability, Result, WorkspaceId};
@@ -26,8 +26,10 @@ pub(crate) struct Inner {
     pub root: PathBuf,
     /// The cgroups in use, or why there are none.
     pub cgroups: std::result::Result<CgroupSupport, String>,
-    /// `Ok` when new workspaces are isolated, else why not.
-    pub isolation: std::result::Result<(), String>,
+    /// `Ok` when new workspaces are isolated, else why not; empty until
+    /// the first sandbox or a question that needs the answer (see
+    /// [`NativeOrchestrator::isolation_state`]).
+    pub isolation: OnceLock<std::result::Result<(), String>>,
     /// This process, as named in the ids of the workspaces it makes.
     pub owner: Owner,
     /// [`workspace::name_prefix`] of `owner`, made once: every workspace
@@ -39,17 +41,30 @@ pub(crate) struct Inner {
 }
 
 impl NativeOrchestrator {
-    /// Creates the backend: makes the workspace root, detects cgroups and
-    /// whether workspaces can be isolated (by building one sandbox).
+    /// Creates the backend: makes the workspace root and detects cgroups.
+    /// Whether workspaces can be isolated is learnt when first needed: the
+    /// first workspace's own sandbox answers it (no probe sandbox of its
+    /// own, which a one-shot caller would pay twice), or one probe sandbox
+    /// when something asks before that (see
+    /// [`NativeOrchestrator::isolation_state`]).
     pub fn new(config: NativeConfig) -> Result<Self> {
-        Self::with_isolation_probe(config, crate::isolation::detect)
+        Self::build(config, None)
     }
 
-    /// [`Self::new`] with the isolation probe given (tests stand in a host
-    /// that cannot isolate).
+    /// [`Self::new`] with the isolation probe's answer given, at once
+    /// (tests stand in a host that cannot isolate).
+    #[cfg(test)]
     pub(crate) fn with_isolation_probe(
         config: NativeConfig,
-        probe: impl FnOnce(&NativeConfig, &Path) -> std::result::Result<(), String>,
+        probe: impl FnOnce(&NativeConfig, &Path) -> std::result::Result<(), String> + 'static,
+    ) -> Result<Self> {
+        Self::build(config, Some(Box::new(probe)))
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn build(
+        config: NativeConfig,
+        probe: Option<Box<dyn FnOnce(&NativeConfig, &Path) -> std::result::Result<(), String>>>,
     ) -> Result<Self> {
         crate::isolation::check_config(&config)?;
         use std::os::unix::fs::DirBuilderExt;
@@ -71,7 +86,12 @@ impl NativeOrchestrator {
             Ok(c) => tracing::debug!(version = ?c.version(), "native backend uses cgroups"),
             Err(why) => tracing::info!(%why, "native backend without cgroups: rlimit fallback"),
         }
-        let isolation = probe(&config, &root);
+        let isolation = OnceLock::new();
+        if let Some(probe) = probe {
+            let _ = isolation.set(probe(&config, &root));
+        } else if config.isolation == orchestrator_core::IsolationMode::None {
+            let _ = isolation.set(Err("isolation \"none\" was asked for".to_string()));
+        }
         let owner = Owner::current();
         Ok(Self {
             inner: Arc::new(Inner {
@@ -117,7 +137,13 @@ impl NativeOrchestrator {
         }
         let mode = self.inner.config.isolation;
         let mut remarks = Vec::new();
-        if let Err(why) = &self.inner.isolation {
+        // `auto` works either way: its answer is not worth a probe sandbox
+        // here (the first workspace gives it); `full` depends on it.
+        let known = match mode {
+            IsolationMode::Full => Some(self.isolation_state()),
+            _ => self.inner.isolation.get(),
+        };
+        if let Some(Err(why)) = known {
             match mode {
                 IsolationMode::None => {}
                 IsolationMode::Full => {

@@ -161,13 +161,34 @@ impl NativeOrchestrator {
     }
 
     /// `apply_resource_limits`.
-    pub(crate) fn apply_limits(
+    pub(crate) async fn apply_limits(
         &self,
         id: &WorkspaceId,
         limits: &ResourceLimits,
     ) -> Result<LimitReport> {
         let ws = self.get(id)?;
-        self.apply_limits_sync(&ws, limits)
+        let report = self.apply_limits_sync(&ws, limits)?;
+        self.seat_init(&ws).await?;
+        Ok(report)
+    }
+
+    /// Moves an isolated workspace's sandbox init into the workspace
+    /// cgroup, once both exist: its commands are then forked inside the
+    /// cgroup instead of each joining it between fork and exec. On cgroup
+    /// v1 a join takes the cgroup threadgroup lock for writing, which waits
+    /// for an RCU grace period (milliseconds on a busy host): paid once per
+    /// workspace here, where a pooled workspace pays it before it is handed
+    /// out, rather than once per command.
+    pub(crate) async fn seat_init(&self, ws: &Workspace) -> Result<()> {
+        let (Some(sandbox), Some(cg)) = (ws.started_sandbox(), ws.cgroup()) else {
+            return Ok(());
+        };
+        if ws.init_seated() {
+            return Ok(());
+        }
+        sandbox.join(cg.attach_fds()?).await?;
+        ws.set_init_seated();
+        Ok(())
     }
 
     /// Reports `limits` (refusing in strict mode), writes those a cgroup
@@ -203,7 +224,10 @@ impl NativeOrchestrator {
                 cg.set_memory(m)?;
             }
             if let Some(p) = limits.pids() {
-                cg.set_pids(p)?;
+                // An isolated workspace's init sits in its cgroup
+                // ([`Self::seat_init`]): one more process than its commands
+                // may make, so they get exactly `p`.
+                cg.set_pids(p + u64::from(ws.sandbox_ids.is_some()))?;
             }
             if let Some(c) = limits.cpus() {
                 cg.set_cpus(c)?;

@@ -99,12 +99,37 @@ fn own_or_first(config: &NativeConfig) -> (u32, u32) {
 impl NativeOrchestrator {
     /// Whether new workspaces are isolated.
     pub(crate) fn isolating(&self) -> bool {
-        self.inner.isolation.is_ok()
+        self.isolation_state().is_ok()
+    }
+
+    /// `Ok` when new workspaces are isolated, else why not. Not known yet
+    /// (no workspace has started a sandbox), one probe sandbox is built
+    /// and run now, once for the process and set-up.
+    pub(crate) fn isolation_state(&self) -> &std::result::Result<(), String> {
+        self.inner
+            .isolation
+            .get_or_init(|| detect(&self.inner.config, &self.inner.root))
+    }
+
+    /// Whether workspaces are isolated, if known yet (`None`: the next
+    /// workspace's sandbox will tell).
+    pub(crate) fn isolation_known(&self) -> Option<bool> {
+        self.inner.isolation.get().map(|r| r.is_ok())
+    }
+
+    /// Records what the first sandbox taught: it started (`Ok`), or why
+    /// not. An answer already there stands.
+    pub(crate) fn learn_isolation(&self, answer: std::result::Result<(), String>) {
+        match &answer {
+            Ok(()) => tracing::debug!("full isolation available (first sandbox)"),
+            Err(why) => tracing::info!(%why, "full isolation unavailable (first sandbox)"),
+        }
+        let _ = self.inner.isolation.set(answer);
     }
 
     /// Why new workspaces are not isolated, when they are not.
     pub fn isolation_unavailable_reason(&self) -> Option<&str> {
-        self.inner.isolation.as_ref().err().map(String::as_str)
+        self.isolation_state().as_ref().err().map(String::as_str)
     }
 
     /// Refuses what cannot be given: `full` without isolation, or `auto`
@@ -112,7 +137,9 @@ impl NativeOrchestrator {
     /// host path is missing.
     pub(crate) fn check_isolation(&self, mounts: &[Mount]) -> Result<()> {
         let config = &self.inner.config;
-        if let Err(why) = &self.inner.isolation {
+        // Not known yet: the workspace's own sandbox will tell, and a
+        // failure there comes back here (see `create`).
+        if let Some(Err(why)) = self.inner.isolation.get() {
             let refuse = match config.isolation {
                 IsolationMode::Full => true,
                 IsolationMode::Auto => config.strict,
@@ -181,7 +208,9 @@ impl NativeOrchestrator {
     /// `host_uid` (when isolated).
     pub(crate) fn isolation_report(&self, host_uid: Option<u32>) -> IsolationReport {
         let config = &self.inner.config;
-        match (&self.inner.isolation, host_uid) {
+        // A sandbox user means a sandbox: it is being started (the answer
+        // not known yet) or isolation is known to work.
+        match (self.inner.isolation.get().unwrap_or(&Ok(())), host_uid) {
             (Ok(()), Some(uid)) => {
                 let mut r = IsolationReport::full(
                     config.isolation,

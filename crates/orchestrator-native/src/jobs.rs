@@ -46,7 +46,8 @@ impl NativeOrchestrator {
         let ws = self.get_existing(id)?;
         let limits = lock(&ws.limits).clone();
         let sandbox = ws.sandbox()?;
-        let plan = SpawnPlan::new(
+        let born_in_cgroup = ws.init_seated();
+        let mut plan = SpawnPlan::new(
             &ws.dir,
             cmd,
             &limits,
@@ -54,6 +55,7 @@ impl NativeOrchestrator {
             ws.cgroup(),
             sandbox,
         )?;
+        plan.born_in_cgroup = born_in_cgroup;
         Ok((ws, plan))
     }
 

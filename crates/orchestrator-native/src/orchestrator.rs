@@ -67,7 +67,7 @@ impl Orchestrator for NativeOrchestrator {
     }
 
     async fn apply_resource_limits(&self, id: &WorkspaceId, limits: &ResourceLimits) -> Report {
-        self.apply_limits(id, limits)
+        self.apply_limits(id, limits).await
     }
 
     async fn copy_to(&self, id: &WorkspaceId, src: &Path, dst: &SandboxPath) -> Result<()> {

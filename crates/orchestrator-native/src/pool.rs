@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use orchestrator_core::{PoolStats, Result, WorkspaceId};
 
+use crate::cgroup::WorkspaceCgroup;
 use crate::error::NativeOrchestratorError;
 use crate::sandbox::Sandbox;
 use crate::sync::lock;
@@ -28,6 +29,10 @@ pub(crate) struct Pooled {
     /// The host uid and gid its sandbox user maps to.
     pub ids: (u32, u32),
     pub sandbox: Arc<Sandbox>,
+    /// Its cgroup, made ahead with the init seated in it (where this host
+    /// has writable cgroups): limits given at `create_workspace` are
+    /// written to it, and its commands are born in it.
+    pub cgroup: Option<Arc<WorkspaceCgroup>>,
 }
 
 /// The pool's state, behind [`crate::backend::Inner::pool`].
@@ -37,7 +42,7 @@ impl NativeOrchestrator {
     /// The configured pool size (0 when the workspaces are not isolated:
     /// only a sandbox can be prepared ahead).
     fn pool_size(&self) -> usize {
-        if self.isolating() {
+        if self.inner.config.warm_pool > 0 && self.isolating() {
             self.inner.config.warm_pool
         } else {
             0
@@ -45,37 +50,54 @@ impl NativeOrchestrator {
     }
 
     /// Makes one pooled workspace: a reserved directory given to a sandbox
-    /// id, its sandbox started.
+    /// id, its cgroup made, its sandbox started with the init seated in
+    /// the cgroup.
     async fn prepare(&self) -> Result<Pooled> {
         let (id, dir) = self.reserve()?;
         // A refill cancelled half-way (its runtime shut down) leaves no
-        // directory behind; its half-started sandbox ends as its socket
-        // closes.
-        let mut reserved = Reserved(Some(dir.clone()));
-        let ids = self.host_ids(&id);
-        let started = match std::os::unix::fs::chown(&dir, Some(ids.0), Some(ids.1)) {
-            Ok(()) => Sandbox::start(&self.sandbox_setup(&dir, ids, &[]))
-                .await
-                .map_err(orchestrator_core::Error::from),
-            Err(e) => Err(NativeOrchestratorError::io("chown workspace", &dir, e).into()),
+        // directory or cgroup behind; its half-started sandbox ends as its
+        // socket closes.
+        let mut reserved = Reserved {
+            dir: Some(dir.clone()),
+            cgroup: None,
         };
-        match started {
-            Ok(sandbox) => {
-                reserved.0 = None;
-                Ok(Pooled {
-                    id,
-                    dir,
-                    ids,
-                    sandbox,
-                })
-            }
-            Err(e) => Err(e),
+        let ids = self.host_ids(&id);
+        std::os::unix::fs::chown(&dir, Some(ids.0), Some(ids.1))
+            .map_err(|e| NativeOrchestratorError::io("chown workspace", &dir, e))?;
+        let cgroup = match &self.inner.cgroups {
+            Ok(support) => Some(Arc::new(support.create(id.as_str())?)),
+            Err(_) => None,
+        };
+        reserved.cgroup.clone_from(&cgroup);
+        let sandbox = Sandbox::start_in_background(&self.sandbox_setup(&dir, ids, &[])).await?;
+        let seated = match &cgroup {
+            Some(cg) => match cg.attach_fds() {
+                Ok(fds) => sandbox.join(fds).await,
+                Err(e) => Err(e),
+            },
+            None => Ok(()),
+        };
+        if let Err(e) = seated.and_then(|()| sandbox.to_foreground()) {
+            sandbox.shutdown().await;
+            return Err(e.into());
         }
+        reserved.dir = None;
+        reserved.cgroup = None;
+        Ok(Pooled {
+            id,
+            dir,
+            ids,
+            sandbox,
+            cgroup,
+        })
     }
 
     /// Ends a pooled workspace that will not be handed out.
     async fn discard(&self, p: Pooled) {
         p.sandbox.shutdown().await;
+        if let Some(cg) = &p.cgroup {
+            let _ = cg.remove();
+        }
         let _ = crate::teardown::remove_tree(&p.dir);
     }
 
@@ -186,13 +208,20 @@ impl NativeOrchestrator {
     }
 }
 
-/// A directory reserved for a pooled workspace, removed when dropped
-/// before the workspace is ready.
-struct Reserved(Option<PathBuf>);
+/// The directory and cgroup of a pooled workspace being made, removed
+/// when dropped before it is ready.
+struct Reserved {
+    dir: Option<PathBuf>,
+    cgroup: Option<Arc<WorkspaceCgroup>>,
+}
 
 impl Drop for Reserved {
     fn drop(&mut self) {
-        if let Some(dir) = self.0.take() {
+        // The cgroup first: removing it kills what sits in it.
+        if let Some(cg) = self.cgroup.take() {
+            let _ = cg.remove();
+        }
+        if let Some(dir) = self.dir.take() {
             let _ = crate::teardown::remove_tree(&dir);
         }
     }
@@ -218,6 +247,11 @@ pub(crate) fn drain(inner: &crate::backend::Inner) {
     };
     for p in waiting {
         p.sandbox.close();
+        // Removing the cgroup kills the init seated in it and waits until
+        // it is gone.
+        if let Some(cg) = &p.cgroup {
+            let _ = cg.remove();
+        }
         let _ = crate::teardown::remove_tree(&p.dir);
     }
 }

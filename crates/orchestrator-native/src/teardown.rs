@@ -100,6 +100,11 @@ impl NativeOrchestrator {
         }
         Self::kill_groups(ws);
         match ws.cgroup() {
+            // An init seated in the cgroup goes on serving the workspace.
+            Some(cg) if ws.init_seated() => {
+                let init = ws.started_sandbox().and_then(|s| s.init_pid());
+                cg.kill_all_but(init)
+            }
             Some(cg) => cg.kill_all(),
             // No cgroup: processes that left their group are found by
             // their working directory.

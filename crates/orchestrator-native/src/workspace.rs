@@ -41,6 +41,8 @@ pub(crate) struct Workspace {
     pub next_process: AtomicU64,
     /// The first command started here; see [`Workspace::scan_floor`].
     first_pid: OnceLock<Pid>,
+    /// Its sandbox init sits in its cgroup: commands are born there.
+    init_seated: std::sync::atomic::AtomicBool,
 }
 
 impl Workspace {
@@ -62,7 +64,18 @@ impl Workspace {
             foreground: Mutex::new(HashSet::new()),
             next_process: AtomicU64::new(1),
             first_pid: OnceLock::new(),
+            init_seated: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Whether its sandbox init sits in its cgroup (see
+    /// [`NativeOrchestrator::seat_init`]).
+    pub fn init_seated(&self) -> bool {
+        self.init_seated.load(Ordering::Acquire)
+    }
+
+    pub fn set_init_seated(&self) {
+        self.init_seated.store(true, Ordering::Release);
     }
 
     pub fn cgroup(&self) -> Option<Arc<WorkspaceCgroup>> {
@@ -188,6 +201,11 @@ impl NativeOrchestrator {
     /// Mounts need the sandbox's mount namespace: without isolation a spec
     /// with any is `Unsupported` (never silently ignored).
     pub(crate) async fn create(&self, spec: &WorkspaceSpec) -> Result<WorkspaceId> {
+        if !spec.mounts.is_empty() {
+            // A sandbox that fails on a mount says nothing about the host:
+            // the question is put to a probe sandbox without mounts first.
+            let _ = self.isolation_state();
+        }
         self.check_isolation(&spec.mounts)?;
         // Refused before anything is made or taken from the pool.
         if let Some(l) = &spec.limits {
@@ -200,6 +218,10 @@ impl NativeOrchestrator {
                 return self.adopt(p, spec).await;
             }
         }
+        // Not known yet whether this host isolates: this workspace's
+        // sandbox is the probe.
+        let learning = self.isolation_known().is_none();
+        let isolate = self.isolation_known().unwrap_or(true);
         let this = self.clone();
         let spec2 = spec.clone();
         // Without limits this is a small file and a directory: done inline.
@@ -207,7 +229,7 @@ impl NativeOrchestrator {
         // Registered inside the task: when this future is dropped mid-way,
         // the workspace is still known (and removed on drop).
         let ws = maybe_blocking(quick, move || {
-            let ws = this.create_sync(&spec2)?;
+            let ws = this.create_sync(&spec2, isolate)?;
             tracing::debug!(workspace = %ws.id, dir = %ws.dir.display(), "workspace created");
             lock(&this.inner.workspaces).insert(ws.id.clone(), ws.clone());
             Ok(ws)
@@ -219,11 +241,26 @@ impl NativeOrchestrator {
             match Sandbox::start(&setup).await {
                 Ok(s) => {
                     let _ = ws.sandbox.set(s);
+                    if learning {
+                        self.learn_isolation(Ok(()));
+                    }
+                }
+                Err(e) if learning => {
+                    // As the probe would have: this host cannot isolate.
+                    // The workspace is made again as that answer says
+                    // (host processes for `auto`, refused for `full`).
+                    let _ = self.tear_down(&id).await;
+                    self.learn_isolation(Err(e.to_string()));
+                    return Box::pin(self.create(spec)).await;
                 }
                 Err(e) => {
                     let _ = self.tear_down(&id).await;
                     return Err(e.into());
                 }
+            }
+            if let Err(e) = self.seat_init(&ws).await {
+                let _ = self.tear_down(&id).await;
+                return Err(e);
             }
         }
         Ok(id)
@@ -235,6 +272,10 @@ impl NativeOrchestrator {
         let isolation = self.isolation_report(Some(p.ids.0));
         let ws = Arc::new(Workspace::new(p.id.clone(), p.dir, isolation, Some(p.ids)));
         let _ = ws.sandbox.set(p.sandbox);
+        if let Some(cg) = p.cgroup {
+            *lock(&ws.cgroup) = Some(cg);
+            ws.set_init_seated();
+        }
         let id = ws.id.clone();
         lock(&self.inner.workspaces).insert(id.clone(), ws.clone());
         if let Some(l) = spec.limits.clone() {
@@ -249,10 +290,11 @@ impl NativeOrchestrator {
         Ok(id)
     }
 
-    fn create_sync(&self, spec: &WorkspaceSpec) -> Result<Arc<Workspace>> {
+    /// Makes a fresh workspace, given a sandbox user when `isolate`.
+    fn create_sync(&self, spec: &WorkspaceSpec, isolate: bool) -> Result<Arc<Workspace>> {
         let (id, dir) = self.reserve()?;
         // From here on the directory is ours: a failure removes it.
-        let sandbox_ids = self.isolating().then(|| self.host_ids(&id));
+        let sandbox_ids = isolate.then(|| self.host_ids(&id));
         let isolation = self.isolation_report(sandbox_ids.map(|i| i.0));
         let ws = Arc::new(Workspace::new(
             id.clone(),

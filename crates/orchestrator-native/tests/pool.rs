@@ -211,3 +211,108 @@ fn a_refill_cancelled_with_its_runtime_leaves_nothing() {
         }
     }
 }
+
+/// Every cgroup directory named `name` under the backend's cgroup parent,
+/// in any mounted hierarchy.
+fn cgroup_dirs(parent: &str, name: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for line in mounts.lines() {
+        let Some((mount, fs)) = line.split_once(" - ") else {
+            continue;
+        };
+        if !fs.starts_with("cgroup") {
+            continue;
+        }
+        let point = mount.split(' ').nth(4).unwrap();
+        let d = std::path::Path::new(point).join(parent).join(name);
+        if d.is_dir() {
+            found.push(d);
+        }
+    }
+    found
+}
+
+/// A pooled sandbox's cgroup is made ahead with the init in it: limits
+/// given at create time are written to it, the commands' process limit
+/// leaves the init out, stopping everything spares the init, and neither
+/// cleanup nor dropping the backend leaves a cgroup behind.
+#[tokio::test]
+async fn pooled_cgroups_hold_the_init_and_leave_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let Some(n) = pooled(root.path(), 2) else {
+        return;
+    };
+    if let Some(why) = n.cgroup_unavailable_reason() {
+        eprintln!("note: skipped, no writable cgroup here: {why}");
+        return;
+    }
+    let parent = NativeConfig::default().cgroup_parent;
+    n.warm_up().await.unwrap();
+    let pooled_ids: Vec<String> = std::fs::read_dir(root.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(pooled_ids.len(), 2);
+    for id in &pooled_ids {
+        assert!(
+            !cgroup_dirs(&parent, id).is_empty(),
+            "no cgroup for pooled {id}"
+        );
+    }
+
+    let limits = ResourceLimits::builder()
+        .pids(3)
+        .wall_timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let ws = n
+        .create_workspace(&WorkspaceSpec::new().limits(limits))
+        .await
+        .unwrap();
+    assert_eq!(n.pool_stats().hits, 1);
+    // sh and two children are three processes: allowed, the init aside.
+    let out = sh(&n, &ws, "sleep 0.2 & sleep 0.2 & wait; echo ok").await;
+    assert_eq!(out.trim(), "ok");
+    // A fourth is refused.
+    let out = n
+        .run_command(
+            &ws,
+            &CommandSpec::shell("sleep 1 & sleep 1 & sleep 1 & wait")
+                .build()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+
+    // Stopping every process of the workspace spares its init: the next
+    // command still runs.
+    let bg = n
+        .start_background(&ws, &CommandSpec::shell("sleep 30").build().unwrap())
+        .await
+        .unwrap();
+    n.stop(&ws, None).await.unwrap();
+    let snap = n.process_status(&ws, &bg).await.unwrap();
+    assert!(snap.status.is_some(), "the background sleep survived stop");
+    assert_eq!(sh(&n, &ws, "echo again").await.trim(), "again");
+
+    n.cleanup(&ws).await.unwrap();
+    assert!(n.residue(&ws).await.unwrap().is_empty());
+    assert!(cgroup_dirs(&parent, ws.as_str()).is_empty());
+
+    // Dropped, the backend removes the pool's cgroups with its sandboxes.
+    let waiting: Vec<String> = std::fs::read_dir(root.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    drop(n);
+    // A refill still in flight discards what it makes a moment later.
+    wait_for("the pool's cgroups to go", || {
+        waiting
+            .iter()
+            .chain(&pooled_ids)
+            .all(|id| cgroup_dirs(&parent, id).is_empty())
+    })
+    .await;
+}

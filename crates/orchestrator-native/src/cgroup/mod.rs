@@ -87,9 +87,10 @@ pub(crate) trait Controllers: std::fmt::Debug + Send + Sync {
     /// Total CPU time consumed.
     fn cpu_usage(&self) -> Option<Duration>;
 
-    /// One attempt at killing every process of the cgroup (`procs`, as
-    /// just read); the caller waits and repeats.
-    fn kill(&self, procs: &[Pid]);
+    /// One attempt at killing `procs`, as just read from the cgroup (all
+    /// of its processes when `whole`, which allows a kill of the cgroup as
+    /// such); the caller waits and repeats.
+    fn kill(&self, procs: &[Pid], whole: bool);
 }
 
 /// A cgroup file that could not be written.
@@ -345,13 +346,21 @@ impl WorkspaceCgroup {
     /// Kills every process in the cgroup (see [`Controllers::kill`]).
     /// Waits (bounded) until the cgroup is empty.
     pub fn kill_all(&self) {
+        self.kill_all_but(None)
+    }
+
+    /// Kills every process in the cgroup but `spared` (a sandbox init that
+    /// sits there and must go on serving). Waits (bounded) until no other
+    /// is left.
+    pub fn kill_all_but(&self, spared: Option<Pid>) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let procs = self.procs();
+            let mut procs = self.procs();
+            procs.retain(|p| Some(*p) != spared);
             if procs.is_empty() {
                 return;
             }
-            self.controllers.kill(&procs);
+            self.controllers.kill(&procs, spared.is_none());
             if Instant::now() > deadline {
                 tracing::warn!(cgroup = %self.path, ?procs, "processes survive SIGKILL");
                 return;
@@ -389,8 +398,9 @@ impl WorkspaceCgroup {
     }
 }
 
-/// Joins the cgroups whose `cgroup.procs` fds are given. Runs in the child
-/// between fork and exec: only async-signal-safe calls.
+/// Moves the calling process into the cgroups whose `cgroup.procs` fds
+/// are given. Runs in a child between fork and exec (and in a sandbox
+/// init): only async-signal-safe calls.
 pub(crate) fn join_in_child(fds: &[i32]) -> std::io::Result<()> {
     for fd in fds {
         // SAFETY: write(2) of a 1-byte static buffer to an fd we own.

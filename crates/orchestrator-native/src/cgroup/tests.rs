@@ -189,7 +189,7 @@ fn v2_kill_writes_cgroup_kill() {
     let (cg, dir) = v2_workspace(&support, root.path());
     std::fs::write(dir.join("cgroup.kill"), "").unwrap();
     // Fake pids: with cgroup.kill nothing is signalled.
-    cg.controllers.kill(&[Pid::new(12).unwrap()]);
+    cg.controllers.kill(&[Pid::new(12).unwrap()], true);
     assert_eq!(read(&dir, "cgroup.kill"), "1");
 }
 
@@ -200,7 +200,7 @@ fn v2_without_cgroup_kill_signals_each_process() {
     let victim = Victim::spawn();
     std::fs::write(dir.join("cgroup.procs"), format!("{}\n", victim.pid())).unwrap();
     assert_eq!(cg.procs(), vec![victim.pid()]);
-    cg.controllers.kill(&cg.procs());
+    cg.controllers.kill(&cg.procs(), true);
     assert!(victim.killed());
     assert!(!dir.join("cgroup.kill").exists());
 }
@@ -424,7 +424,7 @@ fn v1_kill_freezes_kills_each_process_and_thaws() {
     let victim = Victim::spawn();
     let freezer = root.path().join("freezer/runbox/ws-1");
     std::fs::write(freezer.join("cgroup.procs"), format!("{}\n", victim.pid())).unwrap();
-    cg.controllers.kill(&cg.procs());
+    cg.controllers.kill(&cg.procs(), true);
     assert!(victim.killed());
     assert_eq!(read(&freezer, "freezer.state"), "THAWED");
 }

@@ -174,7 +174,7 @@ impl Controllers for Cgroup {
     }
 
     /// Frozen, the processes cannot fork while they are killed one by one.
-    fn kill(&self, procs: &[Pid]) {
+    fn kill(&self, procs: &[Pid], _whole: bool) {
         let freezer = self.dir(FREEZER);
         let _ = write(freezer, "freezer.state", "FROZEN");
         signal::kill_pids(procs.iter().copied());

@@ -152,8 +152,8 @@ impl Controllers for Cgroup {
 
     /// `cgroup.kill` where the kernel has it (asynchronous: the caller
     /// waits), else SIGKILL to each process.
-    fn kill(&self, procs: &[Pid]) {
-        if self.has_kill && write(self.dir(), "cgroup.kill", "1").is_ok() {
+    fn kill(&self, procs: &[Pid], whole: bool) {
+        if whole && self.has_kill && write(self.dir(), "cgroup.kill", "1").is_ok() {
             return;
         }
         signal::kill_pids(procs.iter().copied());

@@ -46,9 +46,9 @@ pub(crate) async fn spawn(plan: SpawnPlan, sandbox: Arc<Sandbox>) -> Started {
         true => Some(pipe_pair().map_err(io_err)?),
         false => None,
     };
-    let cgroup_fds = match &plan.cgroup {
-        Some(cg) => cg.attach_fds()?,
-        None => Vec::new(),
+    let cgroup_fds = match (&plan.cgroup, plan.born_in_cgroup) {
+        (Some(cg), false) => cg.attach_fds()?,
+        _ => Vec::new(),
     };
     let request = Spawn {
         id: 0,

@@ -59,6 +59,9 @@ pub(crate) struct SpawnPlan {
     pub cgroup: Option<Arc<WorkspaceCgroup>>,
     /// The workspace's sandbox: the command is started by its init.
     pub sandbox: Option<Arc<Sandbox>>,
+    /// The sandbox init sits in `cgroup`: the command is born there and
+    /// joins nothing.
+    pub born_in_cgroup: bool,
 }
 
 /// The workspace as an isolated command sees it (the Docker backend's
@@ -107,6 +110,7 @@ impl SpawnPlan {
             rlimits,
             cgroup,
             sandbox,
+            born_in_cgroup: false,
         })
     }
 }
@@ -159,7 +163,7 @@ pub(crate) fn start_failure(e: &std::io::Error) -> Option<StartFailure> {
         Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::ENOEXEC) | Some(libc::EISDIR) => {
             Some(StartFailure::PermissionDenied)
         }
-        Some(libc::E2BIG) | Some(libc::ELOOP) | Some(libc::ENAMETOOLONG) => {
+        Some(libc::E2BIG) | Some(libc::ELOOP) | Some(libc::ENAMETOOLONG) | Some(libc::EAGAIN) => {
             Some(StartFailure::Other)
         }
         _ => None,

@@ -56,6 +56,7 @@ pub(crate) struct Sandbox {
     /// The outer process's pid (its cwd is the workspace: residue checks
     /// find it there).
     pub outer_pid: u32,
+    init_pid: std::sync::OnceLock<Option<crate::process::signal::Pid>>,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -105,9 +106,48 @@ fn write_maps(pid: u32, host_uid: u32, host_gid: u32) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Sets the scheduling policy of `pid` (0: the calling thread), no
+/// priority (the only one SCHED_OTHER and SCHED_IDLE have).
+fn set_policy(pid: i32, policy: i32) -> std::io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler reads the struct we pass.
+    match unsafe { libc::sched_setscheduler(pid, policy, &param) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
 impl Sandbox {
     /// Starts a sandbox as `setup` says and waits until its init serves.
     pub(crate) async fn start(setup: &Setup) -> Result<Arc<Self>, NativeOrchestratorError> {
+        Self::start_as(setup, false).await
+    }
+
+    /// [`Self::start`] for a pool's refill: as root its processes build
+    /// the sandbox under SCHED_IDLE, so a refill takes only CPU time live
+    /// commands leave; [`Self::to_foreground`] ends that before the
+    /// sandbox is handed out. (Unprivileged, leaving SCHED_IDLE needs an
+    /// RLIMIT_NICE hosts do not give, so a rootless refill runs as usual.)
+    pub(crate) async fn start_in_background(
+        setup: &Setup,
+    ) -> Result<Arc<Self>, NativeOrchestratorError> {
+        Self::start_as(setup, crate::isolation::is_root()).await
+    }
+
+    /// Back to the normal policy, for the outer process and the init (and
+    /// so for every command the init forks).
+    pub(crate) fn to_foreground(&self) -> Result<(), NativeOrchestratorError> {
+        let init = self
+            .init_pid()
+            .ok_or_else(|| sandbox_err("the sandbox init's pid is unknown"))?;
+        for pid in [self.outer_pid as i32, init.get()] {
+            set_policy(pid, libc::SCHED_OTHER)
+                .map_err(|e| sandbox_err(format!("reset the scheduling of pid {pid}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    async fn start_as(setup: &Setup, idle: bool) -> Result<Arc<Self>, NativeOrchestratorError> {
         let (ours, theirs) = socketpair(
             AddressFamily::UNIX,
             SocketType::SEQPACKET,
@@ -139,6 +179,9 @@ impl Sandbox {
                 } else {
                     libc::dup2(theirs_raw, CONTROL_FD)
                 };
+                if idle {
+                    set_policy(0, libc::SCHED_IDLE)?;
+                }
                 if r < 0
                     || libc::syscall(
                         libc::SYS_close_range,
@@ -169,6 +212,7 @@ impl Sandbox {
             next: AtomicU64::new(1),
             outer: tokio::sync::Mutex::new(Some(child)),
             outer_pid,
+            init_pid: std::sync::OnceLock::new(),
         });
         match tokio::time::timeout(START_TIMEOUT, sandbox.handshake(setup)).await {
             Ok(Ok(())) => {}
@@ -287,6 +331,11 @@ impl Sandbox {
                     let _ = e.send(status);
                 }
             }
+            Reply::Joined { id, errno } => {
+                if let Some(s) = p.waiters.remove(&id).and_then(|w| w.started) {
+                    let _ = s.send(if errno == 0 { Ok(()) } else { Err(errno) });
+                }
+            }
             other => tracing::warn!(reply = ?other, "unexpected reply from a sandbox init"),
         }
     }
@@ -353,6 +402,67 @@ impl Sandbox {
                 Err(sandbox_err("the sandbox init ended"))
             }
         }
+    }
+
+    /// Moves the init into the cgroup whose `cgroup.procs` files are
+    /// `procs` (one per hierarchy): the commands it forks afterwards are
+    /// born in that cgroup. The init itself then counts there as one
+    /// process (see [`crate::enforcement`]).
+    pub(crate) async fn join(&self, procs: Vec<OwnedFd>) -> Result<(), NativeOrchestratorError> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut p = lock(&self.pending);
+            if p.dead {
+                return Err(sandbox_err("the sandbox init is gone"));
+            }
+            p.waiters.insert(
+                id,
+                Waiter {
+                    started: Some(tx),
+                    exited: None,
+                },
+            );
+        }
+        let borrowed: Vec<BorrowedFd<'_>> = procs.iter().map(|f| f.as_fd()).collect();
+        let sent = self.send(&Request::Join { id }.encode(), &borrowed).await;
+        drop(borrowed);
+        drop(procs);
+        let forget = || {
+            lock(&self.pending).waiters.remove(&id);
+        };
+        if let Err(e) = sent {
+            forget();
+            return Err(e);
+        }
+        match tokio::time::timeout(EXEC_TIMEOUT, rx).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(errno))) => Err(sandbox_err(format!(
+                "the sandbox init could not join the workspace cgroup: {}",
+                std::io::Error::from_raw_os_error(errno)
+            ))),
+            Ok(Err(_)) => Err(sandbox_err("the sandbox init ended")),
+            Err(_) => {
+                forget();
+                Err(sandbox_err(format!(
+                    "the sandbox init did not join the workspace cgroup within {EXEC_TIMEOUT:?}"
+                )))
+            }
+        }
+    }
+
+    /// The init's pid as this process sees it: the outer process's only
+    /// child. Read once, from procfs.
+    pub(crate) fn init_pid(&self) -> Option<crate::process::signal::Pid> {
+        *self.init_pid.get_or_init(|| {
+            let p = self.outer_pid;
+            let s = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")).ok()?;
+            let mut it = s.split_whitespace();
+            let pid = it.next()?.parse().ok()?;
+            // More than one child would not be the outer process we started.
+            it.next().is_none().then_some(())?;
+            crate::process::signal::Pid::new(pid)
+        })
     }
 
     /// SIGKILLs command `id`'s tree (inside the sandbox, so nothing

@@ -290,6 +290,17 @@ fn handle(sock: &OwnedFd, st: &mut State, msg: wire::Received) {
         }
         Request::KillAll => kill_all(),
         Request::Mapped => {}
+        Request::Join { id } => {
+            let raw: Vec<RawFd> = msg.fds.iter().map(|f| f.as_raw_fd()).collect();
+            let errno = match raw.is_empty() {
+                true => libc::EINVAL,
+                false => match crate::cgroup::join_in_child(&raw) {
+                    Ok(()) => 0,
+                    Err(e) => e.raw_os_error().unwrap_or(libc::EIO),
+                },
+            };
+            reply(sock, &Reply::Joined { id, errno });
+        }
     }
 }
 

@@ -36,12 +36,14 @@ const SPAWN: u8 = 2;
 const KILL: u8 = 3;
 const KILL_ALL: u8 = 4;
 const MAPPED: u8 = 5;
+const JOIN: u8 = 6;
 const UNSHARED: u8 = 9;
 const READY: u8 = 10;
 const SETUP_FAILED: u8 = 11;
 const STARTED: u8 = 12;
 const START_FAILED: u8 = 13;
 const EXITED: u8 = 14;
+const JOINED: u8 = 15;
 
 fn path_bytes(p: &std::path::Path) -> &[u8] {
     use std::os::unix::ffi::OsStrExt;
@@ -119,6 +121,12 @@ pub(crate) enum Request {
     KillAll,
     /// The service wrote the outer process's uid and gid maps.
     Mapped,
+    /// Move the init into the cgroup whose `cgroup.procs` files travel
+    /// with the message (one per hierarchy), so that every command it
+    /// forks from then on is born there, with no attach of its own.
+    Join {
+        id: u64,
+    },
 }
 
 impl Request {
@@ -136,6 +144,7 @@ impl Request {
             Request::Kill { id } => Writer::new(KILL).u64(*id).finish(),
             Request::KillAll => Writer::new(KILL_ALL).finish(),
             Request::Mapped => Writer::new(MAPPED).finish(),
+            Request::Join { id } => Writer::new(JOIN).u64(*id).finish(),
         }
     }
 
@@ -160,6 +169,7 @@ impl Request {
             KILL => Request::Kill { id: r.u64()? },
             KILL_ALL => Request::KillAll,
             MAPPED => Request::Mapped,
+            JOIN => Request::Join { id: r.u64()? },
             _ => return Err(Malformed("unknown request")),
         };
         r.end()?;
@@ -192,6 +202,12 @@ pub(crate) enum Reply {
         id: u64,
         status: i32,
     },
+    /// The init joined the cgroup of request `id` (`errno` 0), or could
+    /// not (and is where it was).
+    Joined {
+        id: u64,
+        errno: i32,
+    },
 }
 
 impl Reply {
@@ -208,6 +224,7 @@ impl Reply {
                 Writer::new(START_FAILED).u64(*id).i32(*errno).finish()
             }
             Reply::Exited { id, status } => Writer::new(EXITED).u64(*id).i32(*status).finish(),
+            Reply::Joined { id, errno } => Writer::new(JOINED).u64(*id).i32(*errno).finish(),
         }
     }
 
@@ -228,6 +245,10 @@ impl Reply {
             EXITED => Reply::Exited {
                 id: r.u64()?,
                 status: r.i32()?,
+            },
+            JOINED => Reply::Joined {
+                id: r.u64()?,
+                errno: r.i32()?,
             },
             _ => return Err(Malformed("unknown reply")),
         };
@@ -271,6 +292,7 @@ mod tests {
             Request::Kill { id: 9 },
             Request::KillAll,
             Request::Mapped,
+            Request::Join { id: 4 },
         ];
         for r in reqs {
             assert_eq!(Request::decode(&r.encode()).unwrap(), r);
@@ -285,6 +307,7 @@ mod tests {
             Reply::Started { id: 1 },
             Reply::StartFailed { id: 1, errno: 2 },
             Reply::Exited { id: 1, status: 9 },
+            Reply::Joined { id: 2, errno: 13 },
         ];
         for r in reps {
             assert_eq!(Reply::decode(&r.encode()).unwrap(), r);
