@@ -118,7 +118,22 @@ impl SqliteStore {
         }
         conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
             .map_err(db_err)?;
-        migrate(&mut conn)?;
+        if path.is_some() {
+            // Closing the last connection would checkpoint the WAL into the
+            // database and sync it: most of a one-shot CLI's store time.
+            // The WAL is checkpointed as it grows instead (SQLite's
+            // autocheckpoint), and it survives a crash like the database.
+            conn.set_db_config(
+                rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+                true,
+            )
+            .map_err(db_err)?;
+        }
+        // Already current (every open after the first): a read, not the
+        // write transaction a migration takes.
+        if current_version(&conn)? != SCHEMA_VERSION {
+            migrate(&mut conn)?;
+        }
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             path,

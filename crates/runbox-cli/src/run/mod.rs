@@ -45,7 +45,9 @@ pub async fn run(
         )
         .on("--backend"));
     }
-    let runs_images = orch.capabilities().images;
+    // Asked only on the error path: a backend may answer its capabilities
+    // with work (native builds a probe sandbox to know if it isolates).
+    let backend = orch.clone();
     let service = setup::service(&args.backend, orch, store)?;
     let stdout_closed = Arc::new(tokio::sync::Notify::new());
     let req = if args.json {
@@ -83,7 +85,7 @@ pub async fn run(
                 }
                 // A backend that runs images refusing a workspace without
                 // one: the missing flag is to blame.
-                None => runs_images && is_invalid_create(&e),
+                None => is_invalid_create(&e) && backend.capabilities().images,
             };
             if image_to_blame {
                 err.flag = Some("--image".into());
