@@ -143,7 +143,15 @@ fn ci(_args: &[String]) -> Result<()> {
 /// tools it compares with, builds the benchmark in release mode and runs it.
 fn bench(args: &[String]) -> Result<()> {
     ensure_packages(BENCH_PACKAGES)?;
-    run(cargo().args(["build", "--release", "-p", "runbox-bench"]))?;
+    // The CLI too: the bench times it as a whole process.
+    run(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "runbox-bench",
+        "-p",
+        "runbox-cli",
+    ]))?;
     let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
     run(Command::new(format!("{target}/release/runbox-bench")).args(args))
 }

@@ -11,9 +11,9 @@ use orchestrator_core::{IsolationLevel, IsolationMode, Orchestrator, ResourceLim
 
 use super::native::{expect_level, rounds};
 use super::{against, also_against, figure, throughput, Figure};
-use crate::timed::ms;
 use crate::timed::native::{bare_spawn, lifecycle, service, service_with_pool};
 use crate::timed::tools::{Tool, BWRAP, UNSHARE};
+use crate::timed::{cpu_ms, ms};
 use crate::{BoxError, Opts};
 
 /// What the isolation phase measured.
@@ -70,15 +70,22 @@ pub async fn figures(o: &Opts, dir: &Path, limits: &ResourceLimits) -> Result<Is
     // Interleaved, as in the host phase.
     let (mut base, mut plain, mut limited) = (Vec::new(), Vec::new(), Vec::new());
     let mut pooled_limited = Vec::new();
+    // CPU time of this process (the service's) per bare spawn and per
+    // pooled, limited lifecycle (refills included, as they happen).
+    let (mut base_cpu, mut pooled_cpu) = (Vec::new(), Vec::new());
     let mut by_tool = vec![Vec::new(); tools.len()];
     for i in 0..n {
+        let c0 = cpu_ms().0;
         base.push(ms(bare_spawn().await?));
+        base_cpu.push(cpu_ms().0 - c0);
         if let Ok(iso) = &isolated {
             plain.push(ms(lifecycle(iso, dir, i, None).await?));
             limited.push(ms(lifecycle(iso, dir, i, Some(limits)).await?));
         }
         if let Some((svc, _)) = &pooled {
+            let c0 = cpu_ms().0;
             pooled_limited.push(ms(lifecycle(svc, dir, i, Some(limits)).await?));
+            pooled_cpu.push(cpu_ms().0 - c0);
         }
         for ((tool, found), series) in tools.iter().zip(&mut by_tool) {
             if let Ok(p) = found {
@@ -140,10 +147,60 @@ pub async fn figures(o: &Opts, dir: &Path, limits: &ResourceLimits) -> Result<Is
             Err(why) => skipped(name, why),
         });
     }
-    let rates = match &isolated {
-        Ok(iso) => throughput::figures(o, iso, "full", &[4], dir, &base).await?,
-        Err(_) => Vec::new(),
-    };
+    if pooled.is_some() {
+        let mut cpu_base = figure(
+            "CPU time per bare spawn, in the spawning process",
+            "ms",
+            base_cpu,
+        );
+        cpu_base.note = Some("getrusage(RUSAGE_SELF) around each spawn + wait".into());
+        let mut cpu = against(
+            figure(
+                "CPU time per execution in the service process, isolation full, \
+                 memory+pids+timeout limits, warm pool of 4",
+                "ms",
+                pooled_cpu,
+            ),
+            &cpu_base,
+        );
+        cpu.note = Some(
+            "getrusage(RUSAGE_SELF) around each lifecycle: the service's threads, \
+             the pool's refills included; the sandbox processes are not this process"
+                .into(),
+        );
+        lifecycles.push(cpu_base);
+        lifecycles.push(cpu);
+    }
+    let mut rates = Vec::new();
+    if let Ok(iso) = &isolated {
+        rates.extend(throughput::figures(o, iso, "full", &[4], dir, &base, None).await?);
+        rates.extend(
+            throughput::figures(
+                o,
+                iso,
+                "full, memory+pids+timeout limits",
+                &[4],
+                dir,
+                &base,
+                Some(limits),
+            )
+            .await?,
+        );
+    }
+    if let Some((svc, _)) = &pooled {
+        rates.extend(
+            throughput::figures(
+                o,
+                svc,
+                "full, memory+pids+timeout limits, warm pool of 4",
+                &[4],
+                dir,
+                &base,
+                Some(limits),
+            )
+            .await?,
+        );
+    }
     let mut baselines = vec![base];
     baselines.extend(tool_figures);
     Ok(Isolated {

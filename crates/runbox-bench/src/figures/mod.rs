@@ -1,6 +1,7 @@
 //! A measured figure (percentiles of its samples, its ratio to a baseline)
 //! and the groups of figures the default run measures.
 
+pub mod cli;
 pub mod docker;
 pub mod isolated;
 pub mod memory;

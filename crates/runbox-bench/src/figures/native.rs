@@ -17,7 +17,7 @@ use crate::{BoxError, Opts};
 
 /// The lifecycles' limits: memory and pids (a cgroup per workspace) and a
 /// wall timeout.
-fn limits() -> Result<ResourceLimits, BoxError> {
+pub fn limits() -> Result<ResourceLimits, BoxError> {
     Ok(ResourceLimits::builder()
         .memory_bytes(256 << 20)
         .pids(64)
@@ -53,10 +53,12 @@ pub async fn figures(o: &Opts, figures: &mut Vec<Figure>) -> Result<(), BoxError
 
     let (lifecycles, base) =
         host_lifecycles(o, &host, dir, tmp.as_ref().map(|t| t.path()), &limits).await?;
-    let host_rates = throughput::figures(o, &host, "none", &[1, 2, 4, 8, 16], dir, &base).await?;
+    let host_rates =
+        throughput::figures(o, &host, "none", &[1, 2, 4, 8, 16], dir, &base, None).await?;
     let mem = memory::per_live_workspace(o, &host).await?;
 
     let iso = isolated::figures(o, dir, &limits).await?;
+    let cli = super::cli::figures(o).await?;
 
     figures.extend(lifecycles);
     figures.extend(iso.lifecycles);
@@ -65,6 +67,7 @@ pub async fn figures(o: &Opts, figures: &mut Vec<Figure>) -> Result<(), BoxError
     figures.extend(host_rates);
     figures.extend(iso.rates);
     figures.push(mem);
+    figures.extend(cli);
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use execution_service::ExecutionService;
+use orchestrator_core::ResourceLimits;
 
 use super::{figure, Figure};
 use crate::timed::native::throughput;
@@ -19,6 +20,7 @@ pub async fn figures(
     levels: &[usize],
     dir: &Path,
     base: &Figure,
+    limits: Option<&ResourceLimits>,
 ) -> Result<Vec<Figure>, BoxError> {
     let base_rate = 1000.0 / base.p50;
     let base_rate_name = format!("{} (single-core rate, exec/s)", base.name);
@@ -29,7 +31,7 @@ pub async fn figures(
     for &c in levels {
         let mut rates = Vec::new();
         for _ in 0..repeats {
-            rates.push(throughput(service, dir, c, per_level).await?);
+            rates.push(throughput(service, dir, c, per_level, limits).await?);
         }
         let mut f = figure(
             &format!("native throughput, isolation {mode}, concurrency {c}"),

@@ -7,7 +7,7 @@ use std::time::Instant;
 use orchestrator_core::{CommandSpec, Orchestrator, SandboxPath, WorkspaceSpec};
 
 use crate::figures::figure;
-use crate::timed::native::{bare_spawn, host_dirs, profiling_isolation, service};
+use crate::timed::native::{bare_spawn, host_dirs, profiling_isolation, service_with_pool};
 use crate::timed::{cpu_ms, ms};
 use crate::BoxError;
 
@@ -15,8 +15,19 @@ use crate::BoxError;
 /// profiling; `--breakdown`).
 pub async fn native() -> Result<(), BoxError> {
     let isolation = profiling_isolation()?;
-    let (_, native) = service(isolation)?;
-    println!("isolation {isolation}:");
+    // RUNBOX_BENCH_POOL=N: a warm pool of N (refilled, untimed, between
+    // iterations); RUNBOX_BENCH_LIMITS=1: memory + pids + timeout limits.
+    let pool: usize = std::env::var("RUNBOX_BENCH_POOL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let limited = std::env::var("RUNBOX_BENCH_LIMITS").is_ok_and(|v| v == "1");
+    let (_, native) = service_with_pool(isolation, pool)?;
+    let spec = match limited {
+        true => WorkspaceSpec::new().limits(crate::figures::native::limits()?),
+        false => WorkspaceSpec::new(),
+    };
+    println!("isolation {isolation}, pool {pool}, limits {limited}:");
     let (scratch, _) = host_dirs()?;
     let dir = scratch.path();
     let n = 1000;
@@ -35,10 +46,13 @@ pub async fn native() -> Result<(), BoxError> {
     let cmd = CommandSpec::new(["/bin/true"]).build()?;
     let input = SandboxPath::new("in")?;
     for i in 0..n {
+        if pool > 0 {
+            native.warm_up().await?;
+        }
         let mut marks = Vec::with_capacity(6);
         let mark = || (Instant::now(), cpu_ms().0);
         marks.push(mark());
-        let id = native.create_workspace(&WorkspaceSpec::new()).await?;
+        let id = native.create_workspace(&spec).await?;
         marks.push(mark());
         native.copy_to(&id, &dir.join("input.txt"), &input).await?;
         marks.push(mark());

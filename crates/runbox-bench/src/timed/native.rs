@@ -143,18 +143,21 @@ pub fn host_dirs() -> Result<(tempfile::TempDir, Option<tempfile::TempDir>), Box
     Ok((scratch, other_fs.then_some(tmp)))
 }
 
-/// Executions per second with `c` tasks sharing one service.
+/// Executions per second with `c` tasks sharing one service, each
+/// lifecycle under `limits` when given.
 pub async fn throughput(
     service: &ExecutionService,
     dir: &Path,
     c: usize,
     per_level: usize,
+    limits: Option<&ResourceLimits>,
 ) -> Result<f64, BoxError> {
     let (service, base) = (service.clone(), dir.to_path_buf());
+    let limits = limits.cloned();
     let took = super::on_tasks(c, per_level, move |i| {
-        let (service, dir) = (service.clone(), base.clone());
+        let (service, dir, limits) = (service.clone(), base.clone(), limits.clone());
         async move {
-            lifecycle_keep(&service, &dir, 100_000 + i, None).await?;
+            lifecycle_keep(&service, &dir, 100_000 + i, limits.as_ref()).await?;
             Ok(())
         }
     })

@@ -87,6 +87,11 @@ impl Tool {
         format!("{} {}", self.program, self.args.join(" "))
     }
 
+    /// Its arguments, `/bin/true` last.
+    pub fn args(&self) -> &'static [&'static str] {
+        self.args
+    }
+
     /// The program in `PATH`, if it is installed.
     pub fn find(&self) -> Option<PathBuf> {
         let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
