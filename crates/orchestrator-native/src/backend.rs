@@ -45,8 +45,8 @@ impl NativeOrchestrator {
     /// Whether workspaces can be isolated is learnt when first needed: the
     /// first workspace's own sandbox answers it (no probe sandbox of its
     /// own, which a one-shot caller would pay twice), or one probe sandbox
-    /// when something asks before that (see
-    /// [`NativeOrchestrator::isolation_state`]).
+    /// when something asks before that (capabilities, the reason isolation
+    /// is unavailable, availability in `full` mode, a warm pool).
     pub fn new(config: NativeConfig) -> Result<Self> {
         Self::build(config, None)
     }

@@ -17,6 +17,7 @@ mod tests;
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -64,6 +65,12 @@ pub(crate) trait Controllers: std::fmt::Debug + Send + Sync {
 
     /// Settings a new workspace cgroup needs before any limit.
     fn prepare(&self) {}
+
+    /// Whether this is a cgroup of the unified hierarchy (one directory a
+    /// process can be cloned into).
+    fn unified(&self) -> bool {
+        false
+    }
 
     /// Sets the memory limit with swap disabled on top of it.
     fn set_memory(&self, bytes: u64) -> Result<(), FileError>;
@@ -238,7 +245,26 @@ pub(crate) struct WorkspaceCgroup {
     path: String,
 }
 
+/// A cgroup2 mount this process may make cgroups in (`/sys/fs/cgroup` on
+/// a v2 host, `/sys/fs/cgroup/unified` on a hybrid one), for tests.
+#[cfg(test)]
+pub(crate) fn writable_unified_mount() -> Option<PathBuf> {
+    ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| v2::is_unified(p) && crate::isolation::is_root())
+}
+
 impl WorkspaceCgroup {
+    /// A v2 cgroup at `dir` (which exists), whatever its controllers.
+    #[cfg(test)]
+    pub(crate) fn unified_at(dir: PathBuf) -> Self {
+        Self {
+            path: dir.display().to_string(),
+            controllers: v2::cgroup_at(dir),
+        }
+    }
+
     fn dirs(&self) -> &[PathBuf] {
         self.controllers.dirs()
     }
@@ -246,6 +272,21 @@ impl WorkspaceCgroup {
     /// The directories (for residue reports).
     pub fn existing_dirs(&self) -> Vec<PathBuf> {
         self.dirs().iter().filter(|d| d.is_dir()).cloned().collect()
+    }
+
+    /// The cgroup's directory, opened for clone3's `CLONE_INTO_CGROUP`,
+    /// when it is a cgroup v2 cgroup (v1 has no such thing).
+    pub fn clone_target(&self) -> Option<OwnedFd> {
+        if !self.controllers.unified() {
+            return None;
+        }
+        let dir = self.dirs().first()?;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(dir)
+            .ok()
+            .map(OwnedFd::from)
     }
 
     /// Opens every `cgroup.procs` for writing, for `pre_exec` to join.

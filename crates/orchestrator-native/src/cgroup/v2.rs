@@ -91,6 +91,16 @@ impl Hierarchy for V2 {
     }
 }
 
+/// The v2 cgroup at `dir`, for tests on a cgroup2 mount without the
+/// controllers a workspace needs (the hybrid host's `unified`).
+#[cfg(test)]
+pub(super) fn cgroup_at(dir: PathBuf) -> Box<dyn Controllers> {
+    Box::new(Cgroup {
+        dirs: [dir],
+        has_kill: false,
+    })
+}
+
 /// One v2 cgroup.
 #[derive(Debug)]
 struct Cgroup {
@@ -105,6 +115,10 @@ impl Cgroup {
 }
 
 impl Controllers for Cgroup {
+    fn unified(&self) -> bool {
+        true
+    }
+
     fn dirs(&self) -> &[PathBuf] {
         &self.dirs
     }

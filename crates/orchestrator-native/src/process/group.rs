@@ -47,6 +47,8 @@ impl Group {
 /// A started command's main process, to wait for.
 pub(crate) enum Leader {
     Host(tokio::process::Child),
+    /// A host process cloned into its cgroup, held by its pidfd.
+    Cloned(crate::process::cloned::PidfdChild),
     Sandboxed(Command),
 }
 
@@ -56,6 +58,7 @@ impl Leader {
     pub(crate) async fn wait(&mut self) -> Option<std::process::ExitStatus> {
         match self {
             Leader::Host(child) => child.wait().await.ok(),
+            Leader::Cloned(child) => child.wait().await,
             Leader::Sandboxed(cmd) => cmd.wait().await,
         }
     }

@@ -2,7 +2,7 @@
 //! command ends handed to the init with the workspace cgroup's files), the
 //! request sent, the result a [`Running`] like a host command's.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,7 +14,7 @@ use crate::error::NativeOrchestratorError;
 use crate::process::capture::Shared;
 use crate::process::group::{Group, Leader};
 use crate::process::spawn::{
-    baseline, start_failure, OutputPipe, Running, SpawnPlan, Started, TreeGuard,
+    baseline, pipe_pair, start_failure, OutputPipe, Running, SpawnPlan, Started, TreeGuard,
 };
 use crate::sandbox::{Sandbox, Spawn};
 
@@ -23,17 +23,6 @@ fn spawn_err(program: &str, source: std::io::Error) -> NativeOrchestratorError {
         program: program.to_string(),
         source,
     }
-}
-
-/// A pipe, both ends close-on-exec: (read end, write end).
-fn pipe_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two descriptors into the array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: both are fresh descriptors we own.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 /// Starts `plan`'s command through `sandbox`'s init.

@@ -3,7 +3,7 @@
 //! environment, the workspace cgroup joined and rlimits set between fork
 //! and exec ([`super::sandboxed`] starts it in a sandbox instead).
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -170,6 +170,17 @@ pub(crate) fn start_failure(e: &std::io::Error) -> Option<StartFailure> {
     }
 }
 
+/// A pipe, both ends close-on-exec: (read end, write end).
+pub(crate) fn pipe_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both are fresh descriptors we own.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
 /// `/dev/null` for a command's stdin: a duplicate of one descriptor opened
 /// once, rather than a path lookup per command.
 fn dev_null() -> Stdio {
@@ -204,10 +215,20 @@ pub(crate) fn baseline(
     (peak, oom, cpu)
 }
 
-/// Starts a command as a host process.
-fn spawn(
-    plan: SpawnPlan,
-) -> std::result::Result<std::result::Result<Running, ExitStatus>, NativeOrchestratorError> {
+/// Starts a command as a host process: born in its cgroup where the host
+/// can clone into one (cgroup v2), else joining it between fork and exec.
+fn spawn(plan: SpawnPlan) -> Started {
+    let target = match &plan.cgroup {
+        Some(cg) if super::cloned::supported() => cg.clone_target(),
+        _ => None,
+    };
+    let plan = match target {
+        Some(dir) => match super::cloned::spawn(plan, dir) {
+            Ok(started) => return started,
+            Err(plan) => *plan,
+        },
+        None => plan,
+    };
     let fds = match &plan.cgroup {
         Some(cg) => cg.attach_fds()?,
         None => Vec::new(),

@@ -1,8 +1,10 @@
-//! A command's process between the init's fork and its exec: its own
-//! session, its descriptors, working directory, cgroup and rlimits, then
-//! exec through the command's PATH. Privileges were already dropped by the
-//! init (and are inherited); a failure before exec is reported as an errno
-//! on a close-on-exec pipe.
+//! A command's process between its fork and its exec (forked by a sandbox
+//! init, or cloned by the service into its cgroup): its own session, its
+//! descriptors, working directory, cgroup and rlimits, then exec through
+//! the command's PATH. In a sandbox, privileges were already dropped by
+//! the init (and are inherited); a failure before exec is reported as an
+//! errno on a close-on-exec pipe. Nothing here allocates after the fork:
+//! the child of a multi-threaded service may not.
 
 use std::ffi::CString;
 use std::os::fd::RawFd;
@@ -23,7 +25,29 @@ pub(crate) struct Prepared {
     pub cgroups: Vec<RawFd>,
 }
 
+/// The NUL-terminated pointer arrays execve takes, made before the fork
+/// (they point into a [`Prepared`], which must outlive them).
+pub(crate) struct Pointers {
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+}
+
+fn pointers(v: &[CString]) -> Vec<*const libc::c_char> {
+    v.iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
 impl Prepared {
+    /// Its argv and environment as execve takes them.
+    pub fn pointers(&self) -> Pointers {
+        Pointers {
+            argv: pointers(&self.argv),
+            envp: pointers(&self.envp),
+        }
+    }
+
     /// Resolves `argv[0]` against the command's own `PATH` (as a shell
     /// would: a name with a slash is used as is).
     pub fn candidates_for(program: &[u8], env: &[Vec<u8>]) -> Vec<Vec<u8>> {
@@ -53,14 +77,19 @@ fn errno() -> i32 {
 }
 
 /// In the forked child: sets the command up and execs it. Returns only on
-/// failure, with the errno to report.
-pub(crate) fn exec(p: &Prepared) -> i32 {
-    // SAFETY: the child of a single-threaded init; every pointer passed
-    // below is a NUL-terminated string or array prepared before the fork.
+/// failure, with the errno to report. Async-signal-safe: `ptrs` are `p`'s
+/// [`Prepared::pointers`], made before the fork.
+pub(crate) fn exec(p: &Prepared, ptrs: &Pointers) -> i32 {
+    // SAFETY: only system calls, on NUL-terminated strings and arrays
+    // prepared before the fork.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        // An ignored signal stays ignored across exec, and the Rust runtime
+        // ignores SIGPIPE: the command gets the default back (as std's
+        // spawn gives it).
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         if libc::setsid() < 0 {
             return errno();
         }
@@ -101,18 +130,7 @@ pub(crate) fn exec(p: &Prepared) -> i32 {
         {
             return errno();
         }
-        let argv: Vec<*const libc::c_char> = p
-            .argv
-            .iter()
-            .map(|a| a.as_ptr())
-            .chain(std::iter::once(std::ptr::null()))
-            .collect();
-        let envp: Vec<*const libc::c_char> = p
-            .envp
-            .iter()
-            .map(|a| a.as_ptr())
-            .chain(std::iter::once(std::ptr::null()))
-            .collect();
+        let (argv, envp) = (&ptrs.argv, &ptrs.envp);
         // As execvp does: a directory that lacks the program is skipped;
         // one where it exists but cannot run is remembered.
         let mut denied = None;
@@ -128,7 +146,7 @@ pub(crate) fn exec(p: &Prepared) -> i32 {
     }
 }
 
-/// Hands `e` to the init and ends the child.
+/// Hands `e` to the parent (the init, or the service) and ends the child.
 pub(crate) fn fail(pipe: RawFd, e: i32) -> ! {
     let _ = super::sys::write_all(pipe, &e.to_le_bytes());
     // SAFETY: _exit ends the process without running the init's handlers.

@@ -351,6 +351,7 @@ fn start(s: Spawn, fds: Vec<OwnedFd>) -> Result<(i32, OwnedFd), i32> {
             .raw_os_error()
             .unwrap_or(libc::EIO)
     };
+    let ptrs = p.pointers();
     let mut pipe = [0; 2];
     // SAFETY: pipe2 writes two descriptors into the array.
     if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
@@ -365,7 +366,7 @@ fn start(s: Spawn, fds: Vec<OwnedFd>) -> Result<(i32, OwnedFd), i32> {
     }
     if pid == 0 {
         drop(r);
-        let e = command::exec(&p);
+        let e = command::exec(&p, &ptrs);
         command::fail(w.as_raw_fd(), e);
     }
     drop(w);

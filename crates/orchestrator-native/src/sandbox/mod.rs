@@ -13,7 +13,7 @@
 //! - [`probe`]: whether this host can isolate at all.
 
 mod client;
-mod command;
+pub(crate) mod command;
 mod init;
 mod outer;
 mod privileges;
