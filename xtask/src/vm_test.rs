@@ -42,6 +42,10 @@ const LEFTOVER_MARKER: &str = "RUNBOX-VM-LEFTOVER-CGROUPS:";
 const START_MARKER: &str = "RUNBOX-VM-SUITE-START:";
 const END_MARKER: &str = "RUNBOX-VM-SUITE-END:";
 const CALIBRATION_MARKER: &str = "RUNBOX-VM-CALIBRATION:";
+/// The second pass: the suite again with host processes (isolation none),
+/// whose cgroup v2 path clones each command into its cgroup.
+const HOST_PASS_MARKER: &str = "RUNBOX-VM-HOST-PASS-START:";
+const HOST_RESULT_MARKER: &str = "RUNBOX-VM-HOST-RESULT:";
 const GUEST_BINARY: &str = "runbox/conformance";
 /// A CPU-bound shell loop timed in the guest and on the host (with the same
 /// busybox) to measure how much slower the guest runs code.
@@ -574,6 +578,9 @@ echo "{START_MARKER} $(cut -d' ' -f1 /proc/uptime)"
 /{GUEST_BINARY} {test_args}
 code=$?
 echo "{END_MARKER} $(cut -d' ' -f1 /proc/uptime)"
+echo "{HOST_PASS_MARKER}"
+RUNBOX_NATIVE_ISOLATION=none /{GUEST_BINARY} {test_args}
+echo "{HOST_RESULT_MARKER} $?"
 left=0
 if [ -d /sys/fs/cgroup/runbox ]; then
   left=$(find /sys/fs/cgroup/runbox -mindepth 1 -type d | wc -l)
@@ -852,9 +859,31 @@ fn check(run: &Run, opts: &Options, host_calibration: Option<f64>) -> Result<Sum
         .context("no result marker on the guest console (the suite crashed or hung?)")?
         .parse()
         .context("unreadable result marker")?;
-    let Some((passed, failed, ignored)) = libtest_counts(lines) else {
+    // The isolated pass is what precedes the host pass's marker.
+    let split = lines
+        .iter()
+        .position(|l| l.contains(HOST_PASS_MARKER))
+        .unwrap_or(lines.len());
+    let (isolated, host) = lines.split_at(split);
+    let Some((passed, failed, ignored)) = libtest_counts(isolated) else {
         bail!("no libtest summary on the guest console (the suite exited with {code})");
     };
+    let host_code: i32 = marker(lines, HOST_RESULT_MARKER)
+        .context("no result of the host-process pass on the guest console")?
+        .parse()
+        .context("unreadable host-process result marker")?;
+    let Some((host_passed, host_failed, host_ignored)) = libtest_counts(host) else {
+        bail!("no libtest summary of the host-process pass (it exited with {host_code})");
+    };
+    eprintln!(
+        "xtask: vm-test: host-process pass (isolation none, commands cloned into their \
+         cgroup): {host_passed} passed, {host_failed} failed, {host_ignored} skipped as needing \
+         isolation, exit {host_code}"
+    );
+    ensure!(
+        host_code == 0 && host_failed == 0 && host_passed > 0,
+        "the host-process pass failed in the VM (exit {host_code}, {host_failed} failed)"
+    );
     let leftover: u64 = marker(lines, LEFTOVER_MARKER)
         .and_then(|v| v.parse().ok())
         .context("no leftover-cgroup marker")?;

@@ -38,6 +38,9 @@ pub(crate) struct Inner {
     pub workspaces: Mutex<HashMap<WorkspaceId, Arc<Workspace>>>,
     /// The warm pool ([`NativeConfig::warm_pool`]).
     pub pool: Mutex<crate::pool::PoolState>,
+    /// `run_command`s in flight (a refill waits for none to be, see
+    /// [`crate::pool`]).
+    pub busy: std::sync::atomic::AtomicUsize,
 }
 
 impl NativeOrchestrator {
@@ -103,6 +106,7 @@ impl NativeOrchestrator {
                 owner,
                 workspaces: Mutex::new(HashMap::new()),
                 pool: Mutex::new(Default::default()),
+                busy: std::sync::atomic::AtomicUsize::new(0),
             }),
         })
     }

@@ -73,6 +73,7 @@ impl NativeOrchestrator {
         cmd: &CommandSpec,
     ) -> Result<ExecOutput> {
         let (ws, plan) = self.plan(id, cmd)?;
+        let _busy = crate::pool::Busy::new(self);
         let running = match start(plan).await? {
             Ok(r) => r,
             Err(status) => return Ok(not_started(status)),

@@ -99,6 +99,9 @@ impl Orchestrator for NativeOrchestrator {
     }
 
     async fn cleanup(&self, id: &WorkspaceId) -> Result<()> {
-        self.tear_down(id).await
+        let done = self.tear_down(id).await;
+        // A lifecycle ended: the time for the pool to catch up.
+        self.refill_if_idle();
+        done
     }
 }

@@ -139,7 +139,8 @@ impl NativeOrchestrator {
             }
         };
         match (cgroup, floor) {
-            (Some(cg), _) => cg.kill_all(),
+            // Its removal below kills what is still in it.
+            (Some(_), _) => {}
             (None, Some(floor)) => kill_in_dir(dir, floor),
             (None, None) => {}
         }

@@ -316,3 +316,58 @@ async fn pooled_cgroups_hold_the_init_and_leave_nothing() {
     })
     .await;
 }
+
+/// Refills wait for a quiet moment: a take from a pool at least half full
+/// starts none while the workspace runs its command; its cleanup (nothing
+/// else running) does; a take that leaves the pool below half full starts
+/// one at once.
+#[tokio::test]
+async fn refills_wait_for_the_cleanup_unless_the_pool_runs_low() {
+    let root = tempfile::tempdir().unwrap();
+    let Some(n) = pooled(root.path(), 4) else {
+        return;
+    };
+    n.warm_up().await.unwrap();
+    let ws = n.create_workspace(&WorkspaceSpec::new()).await.unwrap();
+    let s = n.pool_stats();
+    assert_eq!((s.ready, s.in_flight), (3, 0), "{s:?}");
+    sh(&n, &ws, "true").await;
+    assert_eq!(n.pool_stats().in_flight, 0);
+    n.cleanup(&ws).await.unwrap();
+    let s = n.pool_stats();
+    assert_eq!(
+        s.ready + s.in_flight,
+        4,
+        "the cleanup started the refill: {s:?}"
+    );
+    wait_for("the refill", || n.pool_stats().ready == 4).await;
+
+    // Two taken at once: the second leaves the pool below half full.
+    let a = n.create_workspace(&WorkspaceSpec::new()).await.unwrap();
+    let b = n.create_workspace(&WorkspaceSpec::new()).await.unwrap();
+    let c = n.create_workspace(&WorkspaceSpec::new()).await.unwrap();
+    let s = n.pool_stats();
+    assert_eq!(s.ready, 1, "{s:?}");
+    assert!(
+        s.in_flight >= 1,
+        "a pool below half full refills at once: {s:?}"
+    );
+    // And one left at three quarters is refilled within the delay anyway.
+    for ws in [a, b, c] {
+        n.cleanup(&ws).await.unwrap();
+    }
+    wait_for("the refill", || n.pool_stats().ready == 4).await;
+    let ws = n.create_workspace(&WorkspaceSpec::new()).await.unwrap();
+    let _busy = n
+        .start_background(&ws, &CommandSpec::shell("sleep 5").build().unwrap())
+        .await
+        .unwrap();
+    wait_for("the delayed refill", || n.pool_stats().ready == 4).await;
+    n.cleanup(&ws).await.unwrap();
+    assert_eq!(
+        n.pool_stats().refill_failures,
+        0,
+        "{:?}",
+        n.pool_last_error()
+    );
+}

@@ -410,19 +410,19 @@ impl WorkspaceCgroup {
         }
     }
 
-    /// Kills everything and removes the cgroup directories.
+    /// Kills everything and removes the cgroup directories. An empty
+    /// cgroup (the usual case: its processes were killed, or its sandbox
+    /// ended) is removed at once; a busy one is killed and tried again.
     pub fn remove(&self) -> Result<(), NativeOrchestratorError> {
-        self.kill_all();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let mut busy = None;
             for d in self.dirs() {
-                if d.is_dir() {
-                    if let Err(e) = std::fs::remove_dir(d) {
-                        if e.kind() != std::io::ErrorKind::NotFound {
-                            busy = Some((d.clone(), e));
-                        }
+                match std::fs::remove_dir(d) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        busy = Some((d.clone(), e));
                     }
+                    _ => {}
                 }
             }
             match busy {

@@ -340,6 +340,14 @@ mod tests {
         let name = format!("runbox-clone-test-{}", std::process::id());
         let dir = mount.join(&name);
         std::fs::create_dir_all(&dir).unwrap();
+        // Removed however the test ends (its processes have exited by then).
+        struct Remove(std::path::PathBuf);
+        impl Drop for Remove {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir(&self.0);
+            }
+        }
+        let _remove = Remove(dir.clone());
         let cg = Arc::new(WorkspaceCgroup::unified_at(dir.clone()));
         let ws = tempfile::tempdir().unwrap();
         let limits = ResourceLimits::default();
@@ -365,6 +373,5 @@ mod tests {
             missing.err()
         );
         assert!(super::supported());
-        std::fs::remove_dir(&dir).unwrap();
     }
 }

@@ -82,9 +82,12 @@ pub async fn figures(o: &Opts, dir: &Path, limits: &ResourceLimits) -> Result<Is
             plain.push(ms(lifecycle(iso, dir, i, None).await?));
             limited.push(ms(lifecycle(iso, dir, i, Some(limits)).await?));
         }
-        if let Some((svc, _)) = &pooled {
+        if let Some((svc, native)) = &pooled {
             let c0 = cpu_ms().0;
             pooled_limited.push(ms(lifecycle(svc, dir, i, Some(limits)).await?));
+            // Paced: the refill its cleanup started finishes, untimed, before
+            // the next series (as a service between requests).
+            native.warm_up().await?;
             pooled_cpu.push(cpu_ms().0 - c0);
         }
         for ((tool, found), series) in tools.iter().zip(&mut by_tool) {
@@ -94,6 +97,15 @@ pub async fn figures(o: &Opts, dir: &Path, limits: &ResourceLimits) -> Result<Is
         }
     }
 
+    // Back to back: each lifecycle right after the last, the pool's
+    // refills competing with them.
+    let mut back_to_back = Vec::new();
+    if let Some((svc, native)) = &pooled {
+        native.warm_up().await?;
+        for i in 0..n {
+            back_to_back.push(ms(lifecycle(svc, dir, i, Some(limits)).await?));
+        }
+    }
     let mut base = figure(
         "baseline: spawn+wait /bin/true (tokio), isolation phase",
         "ms",
@@ -119,6 +131,11 @@ pub async fn figures(o: &Opts, dir: &Path, limits: &ResourceLimits) -> Result<Is
             "native lifecycle, isolation full, memory+pids+timeout limits, warm pool of 4",
             pooled_limited,
         ),
+        (
+            "native lifecycle, isolation full, memory+pids+timeout limits, warm pool of 4, \
+             back to back",
+            back_to_back,
+        ),
     ] {
         lifecycles.push(match &isolated {
             Ok(_) => {
@@ -134,8 +151,12 @@ pub async fn figures(o: &Opts, dir: &Path, limits: &ResourceLimits) -> Result<Is
                 ));
                 if let (true, Some((_, native))) = (name.contains("warm pool"), &pooled) {
                     let s = native.pool_stats();
+                    let pacing = match name.contains("back to back") {
+                        true => "back to back: the refills compete with the lifecycles",
+                        false => "paced: the pool refilled, untimed, after each lifecycle",
+                    };
                     f.note = Some(format!(
-                        "{}; pool: {} from the pool, {} made fresh, {} refill failures",
+                        "{}; {pacing}; pool: {} from the pool, {} made fresh, {} refill failures",
                         f.note.unwrap_or_default(),
                         s.hits,
                         s.misses,
