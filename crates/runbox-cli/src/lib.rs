@@ -160,9 +160,11 @@ pub fn main() -> ExitCode {
         cli::Parsed::Failed { error, backend } => return fail(&error, json, backend.as_deref()),
     };
     init_logging(cli.verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // One thread: a one-shot command has one execution to drive, and a
+    // second worker costs a thread start and cross-thread wake-ups
+    // (blocking work still goes to tokio's blocking pool).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .worker_threads(2)
         .thread_name("runbox")
         .build()
     {

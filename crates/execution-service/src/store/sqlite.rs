@@ -237,10 +237,15 @@ impl ExecutionStore for SqliteStore {
         let r = record.clone();
         let json = encode(&r)?;
         self.with_conn(move |c| {
-            let res = c.execute(
-                "INSERT INTO executions (id, state, backend, sandbox_id, created_at_ms, updated_at_ms, version, record)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
+            // Cached: an execution's statements are parsed once per
+            // connection, not on each of its updates.
+            let mut stmt = c
+                .prepare_cached(
+                    "INSERT INTO executions (id, state, backend, sandbox_id, created_at_ms, updated_at_ms, version, record)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(db_err)?;
+            let res = stmt.execute(params![
                     r.id.as_str(),
                     r.state.name(),
                     r.backend,
@@ -249,8 +254,7 @@ impl ExecutionStore for SqliteStore {
                     r.updated_at_ms as i64,
                     r.version as i64,
                     json
-                ],
-            );
+                ]);
             match res {
                 Ok(_) => Ok(()),
                 Err(rusqlite::Error::SqliteFailure(e, _))
@@ -290,21 +294,22 @@ impl ExecutionStore for SqliteStore {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(db_err)?;
             let n = tx
-                .execute(
+                .prepare_cached(
                     "UPDATE executions SET state = ?1, backend = ?2, sandbox_id = ?3,
                         updated_at_ms = ?4, version = ?5, record = ?6
                      WHERE id = ?7 AND version = ?8",
-                    params![
-                        next.state.name(),
-                        next.backend,
-                        next.sandbox_id,
-                        next.updated_at_ms as i64,
-                        next.version as i64,
-                        json,
-                        next.id.as_str(),
-                        expected as i64
-                    ],
                 )
+                .map_err(db_err)?
+                .execute(params![
+                    next.state.name(),
+                    next.backend,
+                    next.sandbox_id,
+                    next.updated_at_ms as i64,
+                    next.version as i64,
+                    json,
+                    next.id.as_str(),
+                    expected as i64
+                ])
                 .map_err(db_err)?;
             if n == 1 {
                 tx.commit().map_err(db_err)?;

@@ -5,19 +5,19 @@
 //! ([`crate::sandbox::command`]) and is waited for through its pidfd.
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use orchestrator_core::ExitStatus;
-use tokio::io::unix::AsyncFd;
 use tokio::io::AsyncWriteExt;
 use tokio::net::unix::pipe;
 
 use crate::error::NativeOrchestratorError;
 use crate::process::capture::Shared;
 use crate::process::group::{Group, Leader};
+use crate::process::pidfd::PidfdChild;
 use crate::process::signal::Pgid;
 use crate::process::spawn::{
     baseline, pipe_pair, start_failure, OutputPipe, Running, SpawnPlan, Started, TreeGuard,
@@ -54,68 +54,6 @@ fn spawn_err(program: &str, source: std::io::Error) -> NativeOrchestratorError {
 
 fn cstring(s: impl Into<Vec<u8>>) -> std::io::Result<CString> {
     CString::new(s).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))
-}
-
-/// A child whose pid is held as a pidfd: waited for without SIGCHLD
-/// bookkeeping, and never confused with a reused pid.
-pub(crate) struct PidfdChild {
-    fd: AsyncFd<OwnedFd>,
-    done: Option<Option<std::process::ExitStatus>>,
-}
-
-impl PidfdChild {
-    /// Waits for it to end; `None` when waiting failed.
-    pub(crate) async fn wait(&mut self) -> Option<std::process::ExitStatus> {
-        use rustix::process::{waitid, WaitId, WaitIdOptions};
-        use std::os::unix::process::ExitStatusExt;
-        if let Some(done) = self.done {
-            return done;
-        }
-        let status = loop {
-            let opts = WaitIdOptions::EXITED | WaitIdOptions::NOHANG;
-            match waitid(WaitId::PidFd(self.fd.get_ref().as_fd()), opts) {
-                Ok(Some(st)) => {
-                    // As wait(2) encodes it: code << 8, or the signal (with
-                    // 0x80 when it dumped core).
-                    let raw = match (st.exit_status(), st.terminating_signal()) {
-                        (Some(code), _) => (code & 0xff) << 8,
-                        (None, Some(sig)) => sig | if st.dumped() { 0x80 } else { 0 },
-                        (None, None) => break None,
-                    };
-                    break Some(std::process::ExitStatus::from_raw(raw));
-                }
-                Ok(None) => match self.fd.readable().await {
-                    Ok(mut g) => g.clear_ready(),
-                    Err(_) => break None,
-                },
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(_) => break None,
-            }
-        };
-        self.done = Some(status);
-        status
-    }
-}
-
-impl Drop for PidfdChild {
-    /// Not waited for (its run was dropped; its tree was killed): reaped on
-    /// a thread, so no zombie stays behind.
-    fn drop(&mut self) {
-        if self.done.is_some() {
-            return;
-        }
-        let Ok(fd) = self.fd.get_ref().try_clone() else {
-            return;
-        };
-        let _ = std::thread::Builder::new()
-            .name("runbox-reap".into())
-            .spawn(move || {
-                use rustix::process::{waitid, WaitId, WaitIdOptions};
-                while let Err(rustix::io::Errno::INTR) =
-                    waitid(WaitId::PidFd(fd.as_fd()), WaitIdOptions::EXITED)
-                {}
-            });
-    }
 }
 
 /// Whether clone3 into a cgroup works here (until it once fails as a
@@ -238,13 +176,7 @@ fn finish(plan: SpawnPlan, c: Cloned) -> Started {
     let io_err = |e| spawn_err(&program, e);
     let (peak_handle, oom_before, cpu_before) = baseline(plan.cgroup.as_ref());
     let started = Instant::now();
-    let mut child = PidfdChild {
-        // SAFETY: the AsyncFd owns the pidfd from here on; nothing else
-        // closes or replaces it.
-        fd: unsafe { AsyncFd::register(c.pidfd) }
-            .map_err(|e| io_err(std::io::Error::other(e.to_string())))?,
-        done: None,
-    };
+    let mut child = PidfdChild::from_pidfd(c.pidfd, c.pid as u32).map_err(io_err)?;
     // The errno pipe closes on exec (end of file) or carries why not.
     let mut buf = [0u8; 4];
     let n = loop {
@@ -257,7 +189,7 @@ fn finish(plan: SpawnPlan, c: Cloned) -> Started {
     };
     if n == 4 {
         // It exited (127) before exec: reaped here, at once.
-        reap_exited(&mut child);
+        child.reap_now();
         let e = std::io::Error::from_raw_os_error(i32::from_le_bytes(buf));
         return match start_failure(&e) {
             Some(reason) => Ok(Err(ExitStatus::FailedToStart {
@@ -305,16 +237,6 @@ fn finish(plan: SpawnPlan, c: Cloned) -> Started {
         peak_handle,
         guard,
     }))
-}
-
-/// Reaps a child known to have exited before exec, blocking (briefly).
-fn reap_exited(child: &mut PidfdChild) {
-    use rustix::process::{waitid, WaitId, WaitIdOptions};
-    while let Err(rustix::io::Errno::INTR) = waitid(
-        WaitId::PidFd(child.fd.get_ref().as_fd()),
-        WaitIdOptions::EXITED,
-    ) {}
-    child.done = Some(None);
 }
 
 #[cfg(test)]

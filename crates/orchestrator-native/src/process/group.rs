@@ -48,7 +48,7 @@ impl Group {
 pub(crate) enum Leader {
     Host(tokio::process::Child),
     /// A host process cloned into its cgroup, held by its pidfd.
-    Cloned(crate::process::cloned::PidfdChild),
+    Cloned(crate::process::pidfd::PidfdChild),
     Sandboxed(Command),
 }
 

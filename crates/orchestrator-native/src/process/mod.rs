@@ -8,6 +8,7 @@ pub(crate) mod capture;
 pub(crate) mod cloned;
 pub(crate) mod drive;
 pub(crate) mod group;
+pub(crate) mod pidfd;
 pub(crate) mod sandboxed;
 pub(crate) mod signal;
 pub(crate) mod spawn;

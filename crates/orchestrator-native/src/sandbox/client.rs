@@ -4,7 +4,7 @@
 //! command trees, and shutting the sandbox down.
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,11 +13,11 @@ use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::oneshot;
 
-use super::outer::{CONTROL_FD, ENV};
 use super::protocol::{Reply, Request, Setup, Spawn};
 use super::rootfs::SANDBOX_ID;
 use super::wire;
 use crate::error::NativeOrchestratorError;
+use crate::process::pidfd::PidfdChild;
 use crate::sync::lock;
 
 /// How long the init may take to build the sandbox.
@@ -52,7 +52,7 @@ pub(crate) struct Sandbox {
     sock: AsyncFd<OwnedFd>,
     pending: Mutex<Pending>,
     next: AtomicU64,
-    outer: tokio::sync::Mutex<Option<tokio::process::Child>>,
+    outer: tokio::sync::Mutex<Option<PidfdChild>>,
     /// The outer process's pid (its cwd is the workspace: residue checks
     /// find it there).
     pub outer_pid: u32,
@@ -156,51 +156,20 @@ impl Sandbox {
         )
         .map_err(|e| sandbox_err(format!("socketpair: {e}")))?;
         set_nonblocking(ours.as_fd()).map_err(|e| sandbox_err(format!("socket: {e}")))?;
-        let theirs_raw = theirs.as_raw_fd();
-        let mut cmd = tokio::process::Command::new("/proc/self/exe");
-        cmd.arg0("runbox-sandbox")
-            .env_clear()
-            .env(ENV, CONTROL_FD.to_string())
-            .current_dir(&setup.workspace)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(false);
-        // SAFETY: dup2, fcntl and close_range are async-signal-safe system
-        // calls on descriptors of this process.
-        unsafe {
-            cmd.pre_exec(move || {
-                // fd 3 alone crosses the exec: dup2 clears close-on-exec on
-                // its target (cleared by hand when the socket is fd 3
-                // already), and every descriptor above it, inherited or
-                // not, is marked close-on-exec.
-                let r = if theirs_raw == CONTROL_FD {
-                    libc::fcntl(CONTROL_FD, libc::F_SETFD, 0)
-                } else {
-                    libc::dup2(theirs_raw, CONTROL_FD)
-                };
-                if idle {
-                    set_policy(0, libc::SCHED_IDLE)?;
-                }
-                if r < 0
-                    || libc::syscall(
-                        libc::SYS_close_range,
-                        (CONTROL_FD + 1) as u32,
-                        u32::MAX,
-                        libc::CLOSE_RANGE_CLOEXEC,
-                    ) < 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
         tracing::trace!("spawning the sandbox outer");
-        let child = cmd
-            .spawn()
+        let outer_pid = super::launch::outer(&theirs, &setup.workspace)
             .map_err(|e| sandbox_err(format!("start the sandbox init: {e}")))?;
         drop(theirs);
-        let outer_pid = child.id().unwrap_or(0);
+        if idle {
+            // glibc's posix_spawn takes no SCHED_IDLE. Set here, it is in
+            // place before the outer forks the init (after the handshake
+            // below), which inherits it.
+            if let Err(e) = set_policy(outer_pid as i32, libc::SCHED_IDLE) {
+                tracing::debug!(error = %e, "refill at normal priority");
+            }
+        }
+        let child = PidfdChild::open(outer_pid)
+            .map_err(|e| sandbox_err(format!("the sandbox outer's pidfd: {e}")))?;
         tracing::trace!(outer_pid, "sandbox outer spawned");
         // SAFETY: the AsyncFd owns `ours` from here on; nothing else
         // closes or replaces it.
@@ -500,7 +469,7 @@ impl Sandbox {
                 .await
                 .is_err()
             {
-                let _ = child.start_kill();
+                child.kill();
                 let _ = child.wait().await;
             }
         }

@@ -4,6 +4,7 @@
 //!
 //! - [`outer`]: the binary re-executed before `main` (a constructor), the
 //!   outer process that unshares the namespaces and forks the init;
+//! - [`launch`]: starting the outer process (posix_spawn, no fork);
 //! - [`init`]: the init (pid 1 inside), serving the control socket;
 //! - [`rootfs`]: the filesystem view the init builds;
 //! - [`command`]: a command's process between fork and exec;
@@ -15,6 +16,7 @@
 mod client;
 pub(crate) mod command;
 mod init;
+mod launch;
 mod outer;
 mod privileges;
 mod probe;
