@@ -371,3 +371,24 @@ async fn refills_wait_for_the_cleanup_unless_the_pool_runs_low() {
         n.pool_last_error()
     );
 }
+
+/// A refill that fails is counted and its reason kept, and `warm_up` says
+/// so; nothing half-made is left in the pool.
+#[tokio::test]
+async fn refill_failures_are_reported() {
+    let root = tempfile::tempdir().unwrap();
+    let ws_root = root.path().join("workspaces");
+    let Some(n) = pooled(&ws_root, 2) else {
+        return;
+    };
+    // The probe has answered (pooled() asked); now the root goes away, so
+    // no workspace directory can be reserved.
+    std::fs::remove_dir_all(&ws_root).unwrap();
+    let e = n.warm_up().await.unwrap_err();
+    let s = n.pool_stats();
+    assert!(s.refill_failures >= 1, "{s:?}");
+    assert_eq!(s.ready, 0, "{s:?}");
+    let why = n.pool_last_error().expect("the last refill error is kept");
+    assert_eq!(why, e.to_string());
+    assert!(why.contains("workspaces"), "{why}");
+}
