@@ -101,7 +101,7 @@ impl NativeOrchestrator {
             Err(_) => None,
         };
         reserved.cgroup.clone_from(&cgroup);
-        let sandbox = Sandbox::start_in_background(&self.sandbox_setup(&dir, ids, &[])).await?;
+        let sandbox = Sandbox::start(&self.sandbox_setup(&dir, ids, &[])).await?;
         let seated = match &cgroup {
             Some(cg) => match cg.attach_fds() {
                 Ok(fds) => sandbox.join(fds).await,
@@ -109,7 +109,7 @@ impl NativeOrchestrator {
             },
             None => Ok(()),
         };
-        if let Err(e) = seated.and_then(|()| sandbox.to_foreground()) {
+        if let Err(e) = seated {
             sandbox.shutdown().await;
             return Err(e.into());
         }

@@ -246,11 +246,15 @@ impl NativeOrchestrator {
                     }
                 }
                 Err(e) if learning => {
-                    // As the probe would have: this host cannot isolate.
-                    // The workspace is made again as that answer says
-                    // (host processes for `auto`, refused for `full`).
+                    // One sandbox that did not start (a timeout under load,
+                    // a namespace limit reached) does not decide for the
+                    // process: the probe does, and the workspace is made
+                    // again as its answer says (host processes for `auto`
+                    // when the host cannot isolate, refused for `full`; a
+                    // second failure of a host that can is an error).
                     let _ = self.tear_down(&id).await;
-                    self.learn_isolation(Err(e.to_string()));
+                    tracing::debug!(error = %e, "the first sandbox failed; asking the probe");
+                    let _ = self.isolation_state();
                     return Box::pin(self.create(spec)).await;
                 }
                 Err(e) => {

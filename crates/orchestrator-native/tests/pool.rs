@@ -274,6 +274,16 @@ async fn pooled_cgroups_hold_the_init_and_leave_nothing() {
     // sh and two children are three processes: allowed, the init aside.
     let out = sh(&n, &ws, "sleep 0.2 & sleep 0.2 & wait; echo ok").await;
     assert_eq!(out.trim(), "ok");
+    // The init sits in the memory cgroup too: its commands are the OOM
+    // killer's first choice, not it.
+    let adj = sh(
+        &n,
+        &ws,
+        "cat /proc/1/oom_score_adj /proc/self/oom_score_adj",
+    )
+    .await;
+    let adj: Vec<&str> = adj.split_whitespace().collect();
+    assert_eq!(adj, ["0", "500"], "init, command");
     // A fourth is refused.
     let out = n
         .run_command(

@@ -121,8 +121,10 @@ impl SqliteStore {
         if path.is_some() {
             // Closing the last connection would checkpoint the WAL into the
             // database and sync it: most of a one-shot CLI's store time.
-            // The WAL is checkpointed as it grows instead, and it survives
-            // a crash like the database. The next process to open the
+            // The WAL is checkpointed as it grows instead; it survives a
+            // crash of the process like the database (with
+            // `synchronous=NORMAL`, the last commits before a power loss
+            // may not: the trade SQLite documents for WAL mode). The next process to open the
             // database reads the whole WAL to rebuild its index, so it is
             // kept short: a checkpoint every 64 pages (a few CLI runs'
             // records) instead of SQLite's 1000.

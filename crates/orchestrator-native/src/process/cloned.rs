@@ -72,14 +72,24 @@ pub(crate) fn spawn(plan: SpawnPlan, cgroup_dir: OwnedFd) -> Result<Started, Box
         Err(e)
             if matches!(
                 e.raw_os_error(),
-                Some(libc::ENOSYS | libc::E2BIG | libc::EINVAL)
+                // EPERM: a seccomp profile (older container runtimes')
+                // refusing clone3 itself.
+                Some(libc::ENOSYS | libc::E2BIG | libc::EINVAL | libc::EPERM)
             ) =>
         {
             tracing::debug!(error = %e, "no clone3 into a cgroup here; joining between fork and exec");
             SUPPORTED.store(false, Ordering::Relaxed);
             Err(Box::new(plan))
         }
-        Err(e) => Ok(Err(spawn_err(&plan.cmd.argv[0], e))),
+        // EAGAIN: the cgroup's pids limit (or RLIMIT_NPROC) refused the
+        // process, which is the command's failure to start.
+        Err(e) => Ok(match start_failure(&e) {
+            Some(reason) => Ok(Err(ExitStatus::FailedToStart {
+                reason,
+                message: format!("{}: {e}", plan.cmd.argv[0]),
+            })),
+            None => Err(spawn_err(&plan.cmd.argv[0], e)),
+        }),
         Ok(c) => Ok(finish(plan, c)),
     }
 }
@@ -130,6 +140,7 @@ fn spawn_inner(plan: &SpawnPlan, cgroup_dir: &OwnedFd) -> std::io::Result<Cloned
             err_w.as_raw_fd(),
         ],
         cgroups: Vec::new(),
+        oom_score_adj: None,
     };
     let ptrs = prepared.pointers();
     let mut pidfd: RawFd = -1;
@@ -176,7 +187,18 @@ fn finish(plan: SpawnPlan, c: Cloned) -> Started {
     let io_err = |e| spawn_err(&program, e);
     let (peak_handle, oom_before, cpu_before) = baseline(plan.cgroup.as_ref());
     let started = Instant::now();
-    let mut child = PidfdChild::from_pidfd(c.pidfd, c.pid as u32).map_err(io_err)?;
+    let mut child = match PidfdChild::from_pidfd(c.pidfd, c.pid as u32) {
+        Ok(child) => child,
+        Err(e) => {
+            // Not left running unsupervised: killed and reaped here.
+            // SAFETY: kill and waitpid of our own, unwaited child.
+            unsafe {
+                libc::kill(c.pid, libc::SIGKILL);
+                libc::waitpid(c.pid, std::ptr::null_mut(), 0);
+            }
+            return Err(io_err(e));
+        }
+    };
     // The errno pipe closes on exec (end of file) or carries why not.
     let mut buf = [0u8; 4];
     let n = loop {

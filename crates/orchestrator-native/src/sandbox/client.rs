@@ -106,48 +106,13 @@ fn write_maps(pid: u32, host_uid: u32, host_gid: u32) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Sets the scheduling policy of `pid` (0: the calling thread), no
-/// priority (the only one SCHED_OTHER and SCHED_IDLE have).
-fn set_policy(pid: i32, policy: i32) -> std::io::Result<()> {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: sched_setscheduler reads the struct we pass.
-    match unsafe { libc::sched_setscheduler(pid, policy, &param) } {
-        0 => Ok(()),
-        _ => Err(std::io::Error::last_os_error()),
-    }
-}
-
 impl Sandbox {
     /// Starts a sandbox as `setup` says and waits until its init serves.
     pub(crate) async fn start(setup: &Setup) -> Result<Arc<Self>, NativeOrchestratorError> {
-        Self::start_as(setup, false).await
+        Self::start_inner(setup).await
     }
 
-    /// [`Self::start`] for a pool's refill: as root its processes build
-    /// the sandbox under SCHED_IDLE, so a refill takes only CPU time live
-    /// commands leave; [`Self::to_foreground`] ends that before the
-    /// sandbox is handed out. (Unprivileged, leaving SCHED_IDLE needs an
-    /// RLIMIT_NICE hosts do not give, so a rootless refill runs as usual.)
-    pub(crate) async fn start_in_background(
-        setup: &Setup,
-    ) -> Result<Arc<Self>, NativeOrchestratorError> {
-        Self::start_as(setup, crate::isolation::is_root()).await
-    }
-
-    /// Back to the normal policy, for the outer process and the init (and
-    /// so for every command the init forks).
-    pub(crate) fn to_foreground(&self) -> Result<(), NativeOrchestratorError> {
-        let init = self
-            .init_pid()
-            .ok_or_else(|| sandbox_err("the sandbox init's pid is unknown"))?;
-        for pid in [self.outer_pid as i32, init.get()] {
-            set_policy(pid, libc::SCHED_OTHER)
-                .map_err(|e| sandbox_err(format!("reset the scheduling of pid {pid}: {e}")))?;
-        }
-        Ok(())
-    }
-
-    async fn start_as(setup: &Setup, idle: bool) -> Result<Arc<Self>, NativeOrchestratorError> {
+    async fn start_inner(setup: &Setup) -> Result<Arc<Self>, NativeOrchestratorError> {
         let (ours, theirs) = socketpair(
             AddressFamily::UNIX,
             SocketType::SEQPACKET,
@@ -160,16 +125,19 @@ impl Sandbox {
         let outer_pid = super::launch::outer(&theirs, &setup.workspace)
             .map_err(|e| sandbox_err(format!("start the sandbox init: {e}")))?;
         drop(theirs);
-        if idle {
-            // glibc's posix_spawn takes no SCHED_IDLE. Set here, it is in
-            // place before the outer forks the init (after the handshake
-            // below), which inherits it.
-            if let Err(e) = set_policy(outer_pid as i32, libc::SCHED_IDLE) {
-                tracing::debug!(error = %e, "refill at normal priority");
+        let child = match PidfdChild::open(outer_pid) {
+            Ok(c) => c,
+            Err(e) => {
+                // Not left a zombie: killed (its socket is gone anyway) and
+                // reaped here.
+                // SAFETY: kill and waitpid of our own, unwaited child.
+                unsafe {
+                    libc::kill(outer_pid as i32, libc::SIGKILL);
+                    libc::waitpid(outer_pid as i32, std::ptr::null_mut(), 0);
+                }
+                return Err(sandbox_err(format!("the sandbox outer's pidfd: {e}")));
             }
-        }
-        let child = PidfdChild::open(outer_pid)
-            .map_err(|e| sandbox_err(format!("the sandbox outer's pidfd: {e}")))?;
+        };
         tracing::trace!(outer_pid, "sandbox outer spawned");
         // SAFETY: the AsyncFd owns `ours` from here on; nothing else
         // closes or replaces it.

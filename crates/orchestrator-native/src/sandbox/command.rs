@@ -23,7 +23,18 @@ pub(crate) struct Prepared {
     /// stdin (or -1 for /dev/null), stdout, stderr.
     pub stdio: [RawFd; 3],
     pub cgroups: Vec<RawFd>,
+    /// Written to `/proc/self/oom_score_adj` before exec, when set.
+    pub oom_score_adj: Option<&'static [u8]>,
 }
+
+/// A sandboxed command's `oom_score_adj`: its sandbox's init sits in the
+/// same memory cgroup, and its resident binary (~2 MiB) can outweigh a
+/// small command, so without this the OOM killer could pick the init and
+/// end the workspace. At 500 a command is taken before the init (and,
+/// on a host out of memory, before the host's own processes). Raising it
+/// needs no privilege, where lowering the init's would (CAP_SYS_RESOURCE,
+/// which not every root has, and a command could then lower itself too).
+pub(crate) const SANDBOXED_OOM_SCORE_ADJ: &[u8] = b"500";
 
 /// The NUL-terminated pointer arrays execve takes, made before the fork
 /// (they point into a [`Prepared`], which must outlive them).
@@ -92,6 +103,22 @@ pub(crate) fn exec(p: &Prepared, ptrs: &Pointers) -> i32 {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         if libc::setsid() < 0 {
             return errno();
+        }
+        if let Some(adj) = p.oom_score_adj {
+            // Raising it needs no privilege, but the file of a process
+            // that is not dumpable (a fork of the init) is root's: the
+            // command becomes dumpable now rather than at its exec (which
+            // makes any ordinary program so anyway). Where /proc is
+            // missing the command keeps its parent's value.
+            libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
+            let fd = libc::open(
+                c"/proc/self/oom_score_adj".as_ptr(),
+                libc::O_WRONLY | libc::O_CLOEXEC,
+            );
+            if fd >= 0 {
+                libc::write(fd, adj.as_ptr().cast(), adj.len());
+                libc::close(fd);
+            }
         }
         let null;
         let stdin = if p.stdio[0] >= 0 {

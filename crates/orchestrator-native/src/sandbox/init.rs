@@ -345,6 +345,7 @@ fn start(s: Spawn, fds: Vec<OwnedFd>) -> Result<(i32, OwnedFd), i32> {
         limits: s.limits,
         stdio,
         cgroups,
+        oom_score_adj: Some(command::SANDBOXED_OOM_SCORE_ADJ),
     };
     let last_errno = || {
         std::io::Error::last_os_error()
