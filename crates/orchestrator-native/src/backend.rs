@@ -41,6 +41,10 @@ pub(crate) struct Inner {
     /// `run_command`s in flight (a refill waits for none to be, see
     /// [`crate::pool`]).
     pub busy: std::sync::atomic::AtomicUsize,
+    /// Tests: the next fresh sandbox fails to start, as one would under a
+    /// namespace limit or a start timeout.
+    #[cfg(test)]
+    pub fail_next_sandbox: std::sync::atomic::AtomicBool,
 }
 
 impl NativeOrchestrator {
@@ -107,6 +111,8 @@ impl NativeOrchestrator {
                 workspaces: Mutex::new(HashMap::new()),
                 pool: Mutex::new(Default::default()),
                 busy: std::sync::atomic::AtomicUsize::new(0),
+                #[cfg(test)]
+                fail_next_sandbox: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }

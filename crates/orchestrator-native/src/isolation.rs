@@ -307,6 +307,38 @@ mod tests {
         none.cleanup(&ws).await.unwrap();
     }
 
+    /// One sandbox that fails to start while isolation is still unknown
+    /// does not decide it: the probe is asked, finds the host able, and the
+    /// workspace is made isolated; the next failure is an error, not a
+    /// silent fall back to host processes.
+    #[tokio::test]
+    async fn a_failed_first_sandbox_asks_the_probe() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = NativeOrchestrator::new(NativeConfig {
+            workspace_root: dir.path().to_path_buf(),
+            ..NativeConfig::default()
+        })
+        .unwrap();
+        n.inner
+            .fail_next_sandbox
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let ws = n.create_workspace(&WorkspaceSpec::new()).await.unwrap();
+        let r = n.isolation(&ws).await.unwrap();
+        if let Some(why) = n.isolation_unavailable_reason() {
+            // A host that cannot isolate: the fall back is what the probe says.
+            assert_eq!(r.level, IsolationLevel::None, "{r:?}");
+            assert!(r.note.as_deref().unwrap_or("").contains(why), "{r:?}");
+        } else {
+            assert_eq!(r.level, IsolationLevel::Full, "{r:?}");
+            n.inner
+                .fail_next_sandbox
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            let e = n.create_workspace(&WorkspaceSpec::new()).await.unwrap_err();
+            assert!(e.to_string().contains("injected"), "{e}");
+        }
+        n.cleanup(&ws).await.unwrap();
+    }
+
     #[test]
     fn sandbox_ids_must_not_include_root_or_overflow() {
         for (first, count) in [(0, 10), (5, 0), (u32::MAX - 1, 2), (u32::MAX, 1)] {

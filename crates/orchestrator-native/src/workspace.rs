@@ -238,7 +238,14 @@ impl NativeOrchestrator {
         let id = ws.id.clone();
         if let Some(ids) = ws.sandbox_ids {
             let setup = self.sandbox_setup(&ws.dir, ids, &spec.mounts);
-            match Sandbox::start(&setup).await {
+            #[cfg(test)]
+            let started = match self.inner.fail_next_sandbox.swap(false, Ordering::AcqRel) {
+                true => Err(NativeOrchestratorError::Sandbox("injected failure".into())),
+                false => Sandbox::start(&setup).await,
+            };
+            #[cfg(not(test))]
+            let started = Sandbox::start(&setup).await;
+            match started {
                 Ok(s) => {
                     let _ = ws.sandbox.set(s);
                     if learning {
