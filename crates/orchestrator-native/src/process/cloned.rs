@@ -7,20 +7,13 @@
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
-use orchestrator_core::ExitStatus;
-use tokio::io::AsyncWriteExt;
-use tokio::net::unix::pipe;
-
-use crate::error::NativeOrchestratorError;
-use crate::process::capture::Shared;
 use crate::process::group::{Group, Leader};
 use crate::process::pidfd::PidfdChild;
 use crate::process::signal::Pgid;
 use crate::process::spawn::{
-    baseline, pipe_pair, start_failure, OutputPipe, Running, SpawnPlan, Started, TreeGuard,
+    baseline, not_started, on_pipes, pipe_pair, spawn_err, Pipes, SpawnPlan, Started,
 };
 use crate::sandbox::command::{self, Prepared};
 
@@ -43,13 +36,6 @@ struct CloneArgs {
     set_tid: u64,
     set_tid_size: u64,
     cgroup: u64,
-}
-
-fn spawn_err(program: &str, source: std::io::Error) -> NativeOrchestratorError {
-    NativeOrchestratorError::Spawn {
-        program: program.to_string(),
-        source,
-    }
 }
 
 fn cstring(s: impl Into<Vec<u8>>) -> std::io::Result<CString> {
@@ -83,13 +69,7 @@ pub(crate) fn spawn(plan: SpawnPlan, cgroup_dir: OwnedFd) -> Result<Started, Box
         }
         // EAGAIN: the cgroup's pids limit (or RLIMIT_NPROC) refused the
         // process, which is the command's failure to start.
-        Err(e) => Ok(match start_failure(&e) {
-            Some(reason) => Ok(Err(ExitStatus::FailedToStart {
-                reason,
-                message: format!("{}: {e}", plan.cmd.argv[0]),
-            })),
-            None => Err(spawn_err(&plan.cmd.argv[0], e)),
-        }),
+        Err(e) => Ok(not_started(&plan.cmd.argv[0], e)),
         Ok(c) => Ok(finish(plan, c)),
     }
 }
@@ -212,53 +192,24 @@ fn finish(plan: SpawnPlan, c: Cloned) -> Started {
     if n == 4 {
         // It exited (127) before exec: reaped here, at once.
         child.reap_now();
-        let e = std::io::Error::from_raw_os_error(i32::from_le_bytes(buf));
-        return match start_failure(&e) {
-            Some(reason) => Ok(Err(ExitStatus::FailedToStart {
-                reason,
-                message: format!("{program}: {e}"),
-            })),
-            None => Err(io_err(e)),
-        };
+        return not_started(
+            &program,
+            std::io::Error::from_raw_os_error(i32::from_le_bytes(buf)),
+        );
     }
     let Some(pgid) = Pgid::new(c.pid) else {
         return Err(io_err(std::io::Error::other(
             "the cloned child has no usable pid",
         )));
     };
-    let guard = TreeGuard {
-        group: Group::Host(pgid),
-        armed: true,
+    let pipes = Pipes {
+        out_r: c.out_r,
+        err_r: c.err_r,
+        stdin_w: c.stdin_w,
     };
-    let pipe_fds = vec![c.out_r.as_raw_fd(), c.err_r.as_raw_fd()];
-    let stdout = pipe::Receiver::from_owned_fd(c.out_r).map_err(io_err)?;
-    let stderr = pipe::Receiver::from_owned_fd(c.err_r).map_err(io_err)?;
-    let stdin_task = match (plan.cmd.stdin, c.stdin_w) {
-        (Some(data), Some(w)) => {
-            let mut tx = pipe::Sender::from_owned_fd(w).map_err(io_err)?;
-            Some(tokio::spawn(async move {
-                let _ = tx.write_all(&data).await;
-                let _ = tx.shutdown().await;
-            }))
-        }
-        _ => None,
-    };
-    Ok(Ok(Running {
-        leader: Leader::Cloned(child),
-        group: Group::Host(pgid),
-        shared: Arc::new(Shared::new(plan.cmd.output_cap, plan.cmd.sink)),
-        stdout: Some(Box::new(stdout) as OutputPipe),
-        stderr: Some(Box::new(stderr) as OutputPipe),
-        stdin_task,
-        pipe_fds,
-        started,
-        timeout: plan.cmd.timeout,
-        cgroup: plan.cgroup,
-        oom_before,
-        cpu_before,
-        peak_handle,
-        guard,
-    }))
+    let group = Group::Host(pgid);
+    let baseline = (peak_handle, oom_before, cpu_before);
+    on_pipes(plan, Leader::Cloned(child), group, pipes, started, baseline)
 }
 
 #[cfg(test)]

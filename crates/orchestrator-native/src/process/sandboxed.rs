@@ -2,28 +2,15 @@
 //! command ends handed to the init with the workspace cgroup's files), the
 //! request sent, the result a [`Running`] like a host command's.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Instant;
 
-use orchestrator_core::ExitStatus;
-use tokio::io::AsyncWriteExt;
-use tokio::net::unix::pipe;
-
-use crate::error::NativeOrchestratorError;
-use crate::process::capture::Shared;
 use crate::process::group::{Group, Leader};
 use crate::process::spawn::{
-    baseline, pipe_pair, start_failure, OutputPipe, Running, SpawnPlan, Started, TreeGuard,
+    baseline, not_started, on_pipes, pipe_pair, spawn_err, Pipes, SpawnPlan, Started,
 };
 use crate::sandbox::{Sandbox, Spawn};
-
-fn spawn_err(program: &str, source: std::io::Error) -> NativeOrchestratorError {
-    NativeOrchestratorError::Spawn {
-        program: program.to_string(),
-        source,
-    }
-}
 
 /// Starts `plan`'s command through `sandbox`'s init.
 pub(crate) async fn spawn(plan: SpawnPlan, sandbox: Arc<Sandbox>) -> Started {
@@ -71,49 +58,21 @@ pub(crate) async fn spawn(plan: SpawnPlan, sandbox: Arc<Sandbox>) -> Started {
     let started = Instant::now();
     let cmd = match sandbox.spawn(request, fds).await? {
         Ok(cmd) => cmd,
-        Err(errno) => {
-            let e = std::io::Error::from_raw_os_error(errno);
-            return match start_failure(&e) {
-                Some(reason) => Ok(Err(ExitStatus::FailedToStart {
-                    reason,
-                    message: format!("{program}: {e}"),
-                })),
-                None => Err(spawn_err(&program, e)),
-            };
-        }
+        Err(errno) => return not_started(&program, std::io::Error::from_raw_os_error(errno)),
     };
     let group = Group::Sandboxed(sandbox.clone(), cmd.id());
-    let guard = TreeGuard {
-        group: group.clone(),
-        armed: true,
+    let pipes = Pipes {
+        out_r,
+        err_r,
+        stdin_w,
     };
-    let pipe_fds = vec![out_r.as_raw_fd(), err_r.as_raw_fd()];
-    let stdout = pipe::Receiver::from_owned_fd(out_r).map_err(io_err)?;
-    let stderr = pipe::Receiver::from_owned_fd(err_r).map_err(io_err)?;
-    let stdin_task = match (plan.cmd.stdin, stdin_w) {
-        (Some(data), Some(w)) => {
-            let mut tx = pipe::Sender::from_owned_fd(w).map_err(io_err)?;
-            Some(tokio::spawn(async move {
-                let _ = tx.write_all(&data).await;
-                let _ = tx.shutdown().await;
-            }))
-        }
-        _ => None,
-    };
-    Ok(Ok(Running {
-        leader: Leader::Sandboxed(cmd),
+    let baseline = (peak_handle, oom_before, cpu_before);
+    on_pipes(
+        plan,
+        Leader::Sandboxed(cmd),
         group,
-        shared: Arc::new(Shared::new(plan.cmd.output_cap, plan.cmd.sink)),
-        stdout: Some(Box::new(stdout) as OutputPipe),
-        stderr: Some(Box::new(stderr) as OutputPipe),
-        stdin_task,
-        pipe_fds,
+        pipes,
         started,
-        timeout: plan.cmd.timeout,
-        cgroup: plan.cgroup,
-        oom_before,
-        cpu_before,
-        peak_handle,
-        guard,
-    }))
+        baseline,
+    )
 }

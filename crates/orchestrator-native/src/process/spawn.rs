@@ -204,11 +204,89 @@ pub(crate) async fn start(plan: SpawnPlan) -> Started {
     }
 }
 
+/// The error of a command that could not be started for a backend reason.
+pub(crate) fn spawn_err(program: &str, source: std::io::Error) -> NativeOrchestratorError {
+    NativeOrchestratorError::Spawn {
+        program: program.to_string(),
+        source,
+    }
+}
+
+/// A command that did not start with `e`: its FailedToStart status when the
+/// reason is the command's (not found, not executable, a process limit),
+/// else a backend error.
+pub(crate) fn not_started(program: &str, e: std::io::Error) -> Started {
+    match start_failure(&e) {
+        Some(reason) => Ok(Err(ExitStatus::FailedToStart {
+            reason,
+            message: format!("{program}: {e}"),
+        })),
+        None => Err(spawn_err(program, e)),
+    }
+}
+
+/// The service's ends of the pipes a command was started on.
+pub(crate) struct Pipes {
+    pub out_r: OwnedFd,
+    pub err_r: OwnedFd,
+    pub stdin_w: Option<OwnedFd>,
+}
+
+/// The counters a result is measured against ([`baseline`]).
+pub(crate) type Baseline = (Option<std::fs::File>, u64, Option<Duration>);
+
+/// A command started on pipes made here (in a sandbox, or cloned into its
+/// cgroup) as a [`Running`]: its tree guarded, its output read from the
+/// pipes, its stdin fed.
+pub(crate) fn on_pipes(
+    plan: SpawnPlan,
+    leader: Leader,
+    group: Group,
+    pipes: Pipes,
+    started: Instant,
+    (peak_handle, oom_before, cpu_before): Baseline,
+) -> Started {
+    use tokio::net::unix::pipe;
+    let program = plan.cmd.argv[0].clone();
+    let io_err = |e| spawn_err(&program, e);
+    let guard = TreeGuard {
+        group: group.clone(),
+        armed: true,
+    };
+    let pipe_fds = vec![pipes.out_r.as_raw_fd(), pipes.err_r.as_raw_fd()];
+    let stdout = pipe::Receiver::from_owned_fd(pipes.out_r).map_err(io_err)?;
+    let stderr = pipe::Receiver::from_owned_fd(pipes.err_r).map_err(io_err)?;
+    let stdin_task = match (plan.cmd.stdin, pipes.stdin_w) {
+        (Some(data), Some(w)) => {
+            let mut tx = pipe::Sender::from_owned_fd(w).map_err(io_err)?;
+            Some(tokio::spawn(async move {
+                let _ = tx.write_all(&data).await;
+                let _ = tx.shutdown().await;
+            }))
+        }
+        _ => None,
+    };
+    Ok(Ok(Running {
+        leader,
+        group,
+        shared: Arc::new(Shared::new(plan.cmd.output_cap, plan.cmd.sink)),
+        stdout: Some(Box::new(stdout) as OutputPipe),
+        stderr: Some(Box::new(stderr) as OutputPipe),
+        stdin_task,
+        pipe_fds,
+        started,
+        timeout: plan.cmd.timeout,
+        cgroup: plan.cgroup,
+        oom_before,
+        cpu_before,
+        peak_handle,
+        guard,
+    }))
+}
+
 /// The cgroup counters a command's result is measured against, read just
 /// before it starts: the peak-memory handle, OOM kills, CPU usage.
-pub(crate) fn baseline(
-    cgroup: Option<&Arc<WorkspaceCgroup>>,
-) -> (Option<std::fs::File>, u64, Option<Duration>) {
+pub(crate) fn baseline(cgroup: Option<&Arc<WorkspaceCgroup>>) -> Baseline {
     let peak = cgroup.and_then(|cg| cg.reset_peak());
     let oom = cgroup.map(|c| c.oom_kills()).unwrap_or(0);
     let cpu = cgroup.and_then(|c| c.cpu_usage());
@@ -267,18 +345,7 @@ fn spawn(plan: SpawnPlan) -> Started {
     let started = Instant::now();
     let mut child = match cmd.spawn() {
         Ok(c) => c,
-        Err(e) => {
-            return match start_failure(&e) {
-                Some(reason) => Ok(Err(ExitStatus::FailedToStart {
-                    reason,
-                    message: format!("{}: {e}", argv[0]),
-                })),
-                None => Err(NativeOrchestratorError::Spawn {
-                    program: argv[0].clone(),
-                    source: e,
-                }),
-            }
-        }
+        Err(e) => return not_started(&argv[0], e),
     };
     drop(fds);
     // The child leads its own group (process_group(0)), so its pid is the

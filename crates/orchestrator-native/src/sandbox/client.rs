@@ -277,6 +277,18 @@ impl Sandbox {
         }
     }
 
+    /// A new request id, its `waiter` registered for the replies; an error
+    /// once the init is gone.
+    fn register(&self, waiter: Waiter) -> Result<u64, NativeOrchestratorError> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut p = lock(&self.pending);
+        if p.dead {
+            return Err(sandbox_err("the sandbox init is gone"));
+        }
+        p.waiters.insert(id, waiter);
+        Ok(id)
+    }
+
     /// Starts a command. `fds`: stdin (when `spawn.stdin`), stdout,
     /// stderr, then the cgroup.procs files to join. `Ok(Err(errno))` when
     /// it could not start.
@@ -285,23 +297,13 @@ impl Sandbox {
         mut spawn: Spawn,
         fds: Vec<OwnedFd>,
     ) -> Result<Result<Command, i32>, NativeOrchestratorError> {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        spawn.id = id;
         let (stx, srx) = oneshot::channel();
         let (etx, erx) = oneshot::channel();
-        {
-            let mut p = lock(&self.pending);
-            if p.dead {
-                return Err(sandbox_err("the sandbox init is gone"));
-            }
-            p.waiters.insert(
-                id,
-                Waiter {
-                    started: Some(stx),
-                    exited: Some(etx),
-                },
-            );
-        }
+        let id = self.register(Waiter {
+            started: Some(stx),
+            exited: Some(etx),
+        })?;
+        spawn.id = id;
         // Dropped before the start is known: kill what may have started.
         let mut guard = Command {
             id,
@@ -346,21 +348,11 @@ impl Sandbox {
     /// born in that cgroup. The init itself then counts there as one
     /// process (see [`crate::enforcement`]).
     pub(crate) async fn join(&self, procs: Vec<OwnedFd>) -> Result<(), NativeOrchestratorError> {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        {
-            let mut p = lock(&self.pending);
-            if p.dead {
-                return Err(sandbox_err("the sandbox init is gone"));
-            }
-            p.waiters.insert(
-                id,
-                Waiter {
-                    started: Some(tx),
-                    exited: None,
-                },
-            );
-        }
+        let id = self.register(Waiter {
+            started: Some(tx),
+            exited: None,
+        })?;
         let borrowed: Vec<BorrowedFd<'_>> = procs.iter().map(|f| f.as_fd()).collect();
         let sent = self.send(&Request::Join { id }.encode(), &borrowed).await;
         drop(borrowed);
