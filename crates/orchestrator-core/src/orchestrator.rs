@@ -139,4 +139,10 @@ pub trait Orchestrator: Send + Sync + std::fmt::Debug {
     /// Removes sandboxes of this backend left behind by processes that are
     /// gone (crash recovery). Returns a description of each thing removed.
     async fn reap_orphans(&self) -> Result<Vec<String>>;
+
+    /// The counters of the backend's warm pool, for a backend that keeps
+    /// one (the default: none).
+    fn pool_stats(&self) -> Option<crate::PoolStats> {
+        None
+    }
 }

@@ -108,4 +108,9 @@ impl Orchestrator for DockerOrchestrator {
     async fn reap_orphans(&self) -> Result<Vec<String>> {
         self.reap().await
     }
+
+    fn pool_stats(&self) -> Option<orchestrator_core::PoolStats> {
+        // Inherent method of the same name: the pool's counters.
+        Some(Self::pool_stats(self))
+    }
 }

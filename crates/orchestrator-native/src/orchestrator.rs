@@ -62,6 +62,11 @@ impl Orchestrator for NativeOrchestrator {
         self.reap().await
     }
 
+    fn pool_stats(&self) -> Option<orchestrator_core::PoolStats> {
+        // Inherent method of the same name: the pool's counters.
+        Some(Self::pool_stats(self))
+    }
+
     async fn create_workspace(&self, spec: &WorkspaceSpec) -> Result<WorkspaceId> {
         self.create(spec).await
     }

@@ -11,6 +11,7 @@ mod commands;
 mod error;
 mod parse;
 mod run;
+mod serve;
 mod signals;
 
 use std::io::IsTerminal;
@@ -22,7 +23,7 @@ use std::process::ExitCode;
 use orchestrator_docker as _;
 use orchestrator_native as _;
 
-pub use cli::{Cli, Command, RunArgs};
+pub use cli::{Cli, Command, RunArgs, ServeArgs};
 pub use error::{CliError, EXIT_RUNBOX};
 pub use run::exit_code;
 
@@ -160,6 +161,16 @@ pub fn main() -> ExitCode {
         cli::Parsed::Failed { error, backend } => return fail(&error, json, backend.as_deref()),
     };
     init_logging(cli.verbose);
+    // The server runs on threads of its own; everything else on one.
+    let cli = match cli.command {
+        Command::Serve(args) => {
+            return match serve::serve(*args, state_dir(cli.state_dir)) {
+                Ok(code) => ExitCode::from(code),
+                Err(e) => fail(&e, OnError::Nothing, None),
+            }
+        }
+        command => Cli { command, ..cli },
+    };
     // One thread: a one-shot command has one execution to drive, and a
     // second worker costs a thread start and cross-thread wake-ups
     // (blocking work still goes to tokio's blocking pool).
@@ -219,6 +230,7 @@ pub fn main() -> ExitCode {
             other(json),
             None,
         ),
+        Command::Serve(_) => unreachable!("served above"),
     };
     // Leftover blocking tasks (a hung backend call) must not keep runbox
     // alive after it has its answer.

@@ -100,6 +100,21 @@ fn duration(s: &str) -> Result<Duration, String> {
         .map_err(|_| format!("duration {s:?} is too large"))
 }
 
+/// A duration flag of `runbox serve` (TTLs, the grace period).
+pub fn period(s: &str) -> Result<Duration, String> {
+    duration(s)
+}
+
+/// A positive count flag of `runbox serve` (`--max-concurrency`).
+pub fn positive(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!(
+            "invalid value {s:?}: expected a whole number above 0"
+        )),
+    }
+}
+
 /// A count (processes, open files): a plain non-negative integer.
 fn count(s: &str) -> Result<u64, String> {
     s.trim()

@@ -81,6 +81,46 @@ impl ExecutionService {
             let sink = request.output.clone();
             let id = self.submit(request).await?;
             span2.record("execution", tracing::field::display(&id));
+            self.execute_inner(id, sink, &span2).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// [`ExecutionService::execute`] of an execution already
+    /// [submitted](ExecutionService::submit) and still pending, with its
+    /// live output going to `output`. For callers that must know the id
+    /// before the run starts (a server answering "accepted", a queue): the
+    /// same guarantees hold, and a record cancelled while it waited is
+    /// [`ServiceError::InvalidState`] with nothing provisioned.
+    pub async fn execute_submitted(
+        &self,
+        id: &ExecutionId,
+        output: Option<orchestrator_core::OutputSink>,
+    ) -> Result<ExecutionResult, ServiceError> {
+        let span = tracing::info_span!("execute", execution = %id, backend = tracing::field::Empty);
+        let span2 = span.clone();
+        async move {
+            let rec = self.get(id).await?;
+            if rec.request.command.is_empty() {
+                return Err(ServiceError::InvalidRequest(
+                    orchestrator_core::Error::invalid("execute needs a command"),
+                ));
+            }
+            self.route(&rec.request.backend, false)?;
+            self.execute_inner(id.clone(), output, &span2).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn execute_inner(
+        &self,
+        id: ExecutionId,
+        sink: Option<orchestrator_core::OutputSink>,
+        span2: &tracing::Span,
+    ) -> Result<ExecutionResult, ServiceError> {
+        {
             let mut guard = InFlight::new(self, &id);
 
             let started = match self
@@ -138,7 +178,10 @@ impl ExecutionService {
             for f in &record.request.files_out {
                 if let Err(e) = orch.copy_from(&ws, &f.sandbox, &f.host).await {
                     tracing::warn!(sandbox = %f.sandbox, host = %f.host.display(), error = %e, "copy out failed");
-                    copy_out_errors.push((f.clone(), Arc::new(ServiceError::backend("copy_from", &backend.name, e))));
+                    copy_out_errors.push((
+                        f.clone(),
+                        Arc::new(ServiceError::backend("copy_from", &backend.name, e)),
+                    ));
                 }
             }
             let copy_note = (!copy_out_errors.is_empty()).then(|| {
@@ -194,8 +237,6 @@ impl ExecutionService {
                 copy_out_errors,
             })
         }
-        .instrument(span)
-        .await
     }
 
     /// A step after start failed: tear down, mark failed, return the error

@@ -64,12 +64,69 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve the execution service over HTTP (see docs/api.md).
+    #[command(long_about = SERVE_ABOUT)]
+    Serve(Box<ServeArgs>),
     /// Reap sandboxes and records that crashed runs left behind.
     Gc {
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
     },
+}
+
+const SERVE_ABOUT: &str = "Serve the execution service over HTTP: one-shot runs (POST /v1/runs), \
+sandboxes with files, exec and background processes (/v1/sandboxes), health (/healthz, /readyz), \
+/v1/info, /metrics and the OpenAPI document (/openapi.json). Records go to the SQLite store in the \
+state directory; a restart reaps the sandboxes a dead server left.
+
+Authentication: with tokens (--token-file, one per line, or RUNBOX_TOKENS, comma-separated) every \
+/v1 route needs `Authorization: Bearer TOKEN`, and each run and sandbox belongs to the token that \
+made it. Without tokens only a loopback address may be bound.
+
+Try it:
+  runbox serve &
+  curl -s localhost:7878/v1/runs -d '{\"argv\": [\"echo\", \"hi\"]}'
+
+SIGTERM or Ctrl-C: stop accepting, let running commands finish (--shutdown-grace), then cancel \
+them and remove every sandbox. docs/api.md has every route, with curl and Python examples.";
+
+/// `runbox serve [OPTIONS]`
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; without tokens it must be a loopback address.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:7878")]
+    pub listen: std::net::SocketAddr,
+
+    /// File of bearer tokens, one per line (RUNBOX_TOKENS, comma-separated,
+    /// adds to it).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// Commands executing at once (runs and sandbox execs).
+    #[arg(long, value_name = "N", default_value = "16", value_parser = parse::positive)]
+    pub max_concurrency: usize,
+
+    /// Commands waiting for a slot; beyond it requests get 503 queue_full.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub max_queue: usize,
+
+    /// Backend of requests that name none.
+    #[arg(long, value_name = "NAME", default_value = execution_service::DEFAULT_BACKEND)]
+    pub default_backend: String,
+
+    /// A sandbox's TTL when it asks none (e.g. 300s, 10m).
+    #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = parse::period)]
+    pub sandbox_ttl: Duration,
+
+    /// The longest TTL a sandbox may ask.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse::period)]
+    pub max_sandbox_ttl: Duration,
+
+    /// On SIGTERM, how long running commands may go on before they are
+    /// cancelled.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse::period)]
+    pub shutdown_grace: Duration,
 }
 
 /// `runbox run [OPTIONS] -- COMMAND [ARGS...]`
