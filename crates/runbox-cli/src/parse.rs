@@ -105,6 +105,14 @@ pub fn period(s: &str) -> Result<Duration, String> {
     duration(s)
 }
 
+/// A byte size flag of `runbox serve` (body caps), above 0.
+pub fn body_size(s: &str) -> Result<u64, String> {
+    match size(s)? {
+        0 => Err(format!("invalid size {s:?}: must be above 0")),
+        n => Ok(n),
+    }
+}
+
 /// A positive count flag of `runbox serve` (`--max-concurrency`).
 pub fn positive(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {

@@ -50,6 +50,10 @@ pub fn serve(args: ServeArgs, state_dir: Result<PathBuf, CliError>) -> Result<u8
     config.sandbox_ttl = args.sandbox_ttl;
     config.max_sandbox_ttl = args.max_sandbox_ttl;
     config.shutdown_grace = args.shutdown_grace;
+    config.max_sandboxes_per_token = args.max_sandboxes;
+    config.json_body_limit = usize::try_from(args.max_body).unwrap_or(usize::MAX);
+    config.file_limit = args.max_file;
+    config.header_timeout = args.header_timeout;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("runbox-serve")

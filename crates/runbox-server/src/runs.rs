@@ -78,6 +78,13 @@ pub async fn backend_for(
         isolation: isolation.unwrap_or_default(),
         network,
     };
+    if key.isolation == crate::model::Isolation::None
+        && network == Some(crate::model::Network::None)
+    {
+        return Err(ApiError::invalid(
+            "network \"none\" needs isolation: a sandbox without isolation has the host's network",
+        ));
+    }
     let served = app.backends.get(&key).await?;
     if let Some(img) = image {
         if img.trim().is_empty() {
@@ -341,6 +348,7 @@ pub async fn create(
         status: tx,
         served,
         task: Mutex::new(None),
+        joined: Mutex::new(None),
     });
     lock(&app.runs).insert(cell.clone());
     let sse = events::wanted(&headers) && q.wait != Some(false);
@@ -356,6 +364,8 @@ pub async fn create(
         started,
     ));
     *lock(&cell.task) = Some(task.abort_handle());
+    let abort = task.abort_handle();
+    *lock(&cell.joined) = Some(task);
 
     if q.wait == Some(false) {
         let body = Accepted {
@@ -370,7 +380,6 @@ pub async fn create(
             .into_response());
     }
     // The caller waits: if it goes away first, the run is cancelled.
-    let abort = task.abort_handle();
     let guard = OnDrop::new(move || abort.abort());
     if sse {
         return Ok(events::response(chunks_rx, outcome(rx), guard));
@@ -478,9 +487,15 @@ pub async fn cancel(
             if let Some(t) = lock(&cell.task).as_ref() {
                 t.abort();
             }
+            let joined = lock(&cell.joined).take();
             let svc = cell.served.service.clone();
             let eid: ExecutionId = cell.id.clone();
             let _ = tokio::time::timeout(Duration::from_secs(15), async {
+                // Gone for sure: its drop guards have spawned their
+                // teardowns, which the waits below include.
+                if let Some(j) = joined {
+                    let _ = j.await;
+                }
                 let _ = svc.cancel(&eid).await;
                 svc.wait_for_cleanups().await;
             })

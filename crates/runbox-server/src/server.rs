@@ -173,11 +173,13 @@ pub async fn serve_until(
     on_listening: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), ServerError> {
     let app = open(config)?;
-    recover(&app).await;
     let addr = app.config.listen;
+    // Bound first, so a taken port fails at once; connections wait in the
+    // backlog until recovery is done.
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| ServerError::Bind { addr, source })?;
+    recover(&app).await;
     let local = listener.local_addr().unwrap_or(addr);
     let router = crate::router::router(app.clone());
     let reap = tokio::spawn(reaper(app.clone()));

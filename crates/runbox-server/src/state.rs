@@ -64,6 +64,8 @@ pub struct RunCell {
     pub served: Served,
     /// The task driving it, to abort it.
     pub task: Mutex<Option<tokio::task::AbortHandle>>,
+    /// The same task, for the one caller that waits for it to be gone.
+    pub joined: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl RunCell {

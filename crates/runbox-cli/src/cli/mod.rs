@@ -127,6 +127,22 @@ pub struct ServeArgs {
     /// cancelled.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse::period)]
     pub shutdown_grace: Duration,
+
+    /// Live sandboxes one token may hold; beyond it 429 too_many_sandboxes.
+    #[arg(long, value_name = "N", default_value = "64", value_parser = parse::positive)]
+    pub max_sandboxes: usize,
+
+    /// Largest JSON request body (e.g. 16M); beyond it 413.
+    #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = parse::body_size)]
+    pub max_body: u64,
+
+    /// Largest file upload or download (e.g. 512M); beyond it 413.
+    #[arg(long, value_name = "SIZE", default_value = "512M", value_parser = parse::body_size)]
+    pub max_file: u64,
+
+    /// A client must send its request head within this, or is cut off.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse::period)]
+    pub header_timeout: Duration,
 }
 
 /// `runbox run [OPTIONS] -- COMMAND [ARGS...]`
