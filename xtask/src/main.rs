@@ -8,7 +8,9 @@
 //! - `soak`: many mixed native executions, then leak checks.
 //! - `nonroot`: the native conformance suite as an unprivileged user.
 //! - `fuzz`: the cargo-fuzz targets (fuzz/), briefly each.
+//! - `api-check`: schemathesis against `runbox serve`'s OpenAPI document.
 
+mod api_check;
 mod fuzz;
 mod nonroot;
 mod soak;
@@ -36,8 +38,9 @@ fn main() -> Result<()> {
         "soak" => soak::soak(rest),
         "nonroot" => nonroot::nonroot(rest),
         "fuzz" => fuzz::fuzz(rest),
+        "api-check" => api_check::api_check(rest),
         other => {
-            bail!("unknown task {other:?}; known: ci, conformance, test-image, bench, vm-test, soak, nonroot, fuzz")
+            bail!("unknown task {other:?}; known: ci, conformance, test-image, bench, vm-test, soak, nonroot, fuzz, api-check")
         }
     }
 }

@@ -43,7 +43,7 @@ fn output_of(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-fn ensure_user(user: &str) -> Result<(u32, u32)> {
+pub fn ensure_user(user: &str) -> Result<(u32, u32)> {
     if !Command::new("id")
         .arg("-u")
         .arg(user)

@@ -201,6 +201,25 @@ impl NativeOrchestrator {
     /// Mounts need the sandbox's mount namespace: without isolation a spec
     /// with any is `Unsupported` (never silently ignored).
     pub(crate) async fn create(&self, spec: &WorkspaceSpec) -> Result<WorkspaceId> {
+        // Made on a task of its own: a caller that goes away mid-way (a
+        // client that disconnected, a cancelled run) would otherwise leave
+        // a workspace that no one knows to remove. The task finishes and,
+        // finding no one to hand the workspace to, tears it down.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let this = self.clone();
+        let spec = spec.clone();
+        tokio::spawn(async move {
+            let made = this.create_now(&spec).await;
+            if let Err(Ok(id)) = tx.send(made) {
+                tracing::debug!(workspace = %id, "its creator went away; removing it");
+                let _ = this.tear_down(&id).await;
+            }
+        });
+        rx.await
+            .map_err(|_| NativeOrchestratorError::Task("workspace creation was cut short".into()))?
+    }
+
+    async fn create_now(&self, spec: &WorkspaceSpec) -> Result<WorkspaceId> {
         if !spec.mounts.is_empty() {
             // A sandbox that fails on a mount says nothing about the host:
             // the question is put to a probe sandbox without mounts first.
@@ -262,7 +281,7 @@ impl NativeOrchestrator {
                     let _ = self.tear_down(&id).await;
                     tracing::debug!(error = %e, "the first sandbox failed; asking the probe");
                     let _ = self.isolation_state();
-                    return Box::pin(self.create(spec)).await;
+                    return Box::pin(self.create_now(spec)).await;
                 }
                 Err(e) => {
                     let _ = self.tear_down(&id).await;

@@ -16,19 +16,6 @@ use crate::run::{availability, check_available, open_store, print_json};
 /// recovery met errors.
 pub const EXIT_FAILED: u8 = 1;
 
-fn capabilities_json(c: &Capabilities) -> Value {
-    json!({
-        "copy": c.copy,
-        "background": c.background,
-        "direct_access": c.direct_access,
-        "network_isolation": c.network_isolation,
-        "isolation": c.isolation,
-        "mounts": c.mounts,
-        "oom_detection": c.oom_detection,
-        "limits": c.limits.iter().map(|k| k.name()).collect::<Vec<_>>(),
-    })
-}
-
 fn capabilities_text(c: &Capabilities) -> String {
     let mut v = Vec::new();
     for (on, name) in [
@@ -115,7 +102,7 @@ pub async fn backends(json_out: bool) -> Result<u8, CliError> {
                     // reason says why (null: the backend could not be
                     // created).
                     "isolation": caps.as_ref().map(|c| c.isolation),
-                    "capabilities": caps.as_ref().map(capabilities_json),
+                    "capabilities": caps.as_ref().map(runbox_server::capabilities_json),
                 })
             })
             .collect();
@@ -206,7 +193,7 @@ fn record_json(r: &ExecutionRecord, full: bool) -> Value {
                 (
                     kind.name().to_string(),
                     json!({
-                        "requested": crate::run::limit_value(&value),
+                        "requested": runbox_server::limit_value(&value),
                         "enforced_by": applied.and_then(|l| l.enforced_by.clone()),
                         "note": applied.and_then(|l| l.note.clone()),
                     }),

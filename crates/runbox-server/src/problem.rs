@@ -166,9 +166,30 @@ impl From<CoreError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// A command's failure: what it names that is not there (its working
+    /// directory, say) is the request's fault, while the sandbox itself
+    /// missing stays `not_found`.
+    pub fn of_command(e: &CoreError) -> Self {
+        match e {
+            CoreError::NotFound { what, .. } if *what != "workspace" => Self::invalid(e.to_string()),
+            _ => Self::from(e),
+        }
+    }
+}
+
 impl From<&ServiceError> for ApiError {
     fn from(e: &ServiceError) -> Self {
         match e {
+            ServiceError::Orchestrator {
+                operation: "run_command",
+                source,
+                ..
+            } => {
+                let mut api = Self::of_command(source);
+                api.detail = e.to_string();
+                api
+            }
             ServiceError::Orchestrator { source, .. } | ServiceError::InvalidRequest(source) => {
                 let mut api = Self::from(source);
                 api.detail = e.to_string();

@@ -76,7 +76,12 @@ pub async fn start(
         .output_limit(app.config.caps.default_output_bytes)
         .build()
         .map_err(ApiError::from)?;
-    let pid = sb.served.orch.start_background(&sb.ws, &cmd).await?;
+    let pid = sb
+        .served
+        .orch
+        .start_background(&sb.ws, &cmd)
+        .await
+        .map_err(|e| ApiError::of_command(&e))?;
     Ok((
         StatusCode::CREATED,
         Json(Started {

@@ -184,7 +184,7 @@ fn cancel_in_background(app: &App, cell: &Arc<RunCell>, started: Instant) {
     }
     let svc = cell.served.service.clone();
     let id = cell.id.clone();
-    app.tasks.spawn(async move {
+    let task = app.tasks.spawn(async move {
         if let Err(e) = svc.cancel(&id).await {
             if !matches!(e, ServiceError::InvalidState { .. }) {
                 tracing::warn!(execution = %id, error = %e, "cancel failed");
@@ -192,6 +192,7 @@ fn cancel_in_background(app: &App, cell: &Arc<RunCell>, started: Instant) {
         }
         svc.wait_for_cleanups().await;
     });
+    *lock(&cell.teardown) = Some(task);
 }
 
 async fn drive(
@@ -349,6 +350,7 @@ pub async fn create(
         served,
         task: Mutex::new(None),
         joined: Mutex::new(None),
+        teardown: Mutex::new(None),
     });
     lock(&app.runs).insert(cell.clone());
     let sse = events::wanted(&headers) && q.wait != Some(false);
@@ -495,6 +497,10 @@ pub async fn cancel(
                 // teardowns, which the waits below include.
                 if let Some(j) = joined {
                     let _ = j.await;
+                }
+                let teardown = lock(&cell.teardown).take();
+                if let Some(t) = teardown {
+                    let _ = t.await;
                 }
                 let _ = svc.cancel(&eid).await;
                 svc.wait_for_cleanups().await;

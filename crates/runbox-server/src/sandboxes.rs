@@ -368,7 +368,7 @@ pub async fn exec(
             .orch
             .run_command(&task_sb.ws, &cmd)
             .await
-            .map_err(ApiError::from)?;
+            .map_err(|e| ApiError::of_command(&e))?;
         Ok(exec_result(&task_sb, &out, enc))
     });
     let abort = task.abort_handle();

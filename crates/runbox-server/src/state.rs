@@ -66,6 +66,8 @@ pub struct RunCell {
     pub task: Mutex<Option<tokio::task::AbortHandle>>,
     /// The same task, for the one caller that waits for it to be gone.
     pub joined: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The teardown an aborted run spawned, for a caller to wait for.
+    pub teardown: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl RunCell {

@@ -6,6 +6,7 @@ pub mod docker;
 pub mod isolated;
 pub mod memory;
 pub mod native;
+pub mod server;
 pub mod throughput;
 
 /// One reported figure.

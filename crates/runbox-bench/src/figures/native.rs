@@ -59,6 +59,7 @@ pub async fn figures(o: &Opts, figures: &mut Vec<Figure>) -> Result<(), BoxError
 
     let iso = isolated::figures(o, dir, &limits).await?;
     let cli = super::cli::figures(o).await?;
+    let server = super::server::figures(o).await?;
 
     figures.extend(lifecycles);
     figures.extend(iso.lifecycles);
@@ -68,6 +69,7 @@ pub async fn figures(o: &Opts, figures: &mut Vec<Figure>) -> Result<(), BoxError
     figures.extend(iso.rates);
     figures.push(mem);
     figures.extend(cli);
+    figures.extend(server);
     Ok(())
 }
 

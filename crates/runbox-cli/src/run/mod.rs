@@ -13,7 +13,6 @@ use std::time::Duration;
 use crate::cli::RunArgs;
 use crate::error::{from_service, CliError};
 
-pub(crate) use output::limit_value;
 pub use output::{error_json, exit_code, print_json};
 pub use setup::{availability, check_available, open_store};
 

@@ -7,10 +7,9 @@ use std::sync::Arc;
 
 use execution_service::ExecutionResult;
 use orchestrator_core::{
-    ExitStatus, IsolationReport, LimitReport, LimitValue, OutputSink, ResourceLimits, StartFailure,
-    Stream,
+    ExitStatus, IsolationReport, OutputSink, ResourceLimits, StartFailure, Stream,
 };
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::cli::RunArgs;
 use crate::error::{from_service, CliError, EXIT_RUNBOX};
@@ -35,44 +34,21 @@ pub fn sink(closed: Arc<tokio::sync::Notify>) -> OutputSink {
     })
 }
 
-/// `requested` of a limit in JSON: bytes, cores, counts, milliseconds.
-pub(crate) fn limit_value(v: &LimitValue) -> Value {
-    match v {
-        LimitValue::Bytes(b) => json!(b),
-        LimitValue::Cpus(c) => json!(c),
-        LimitValue::Count(n) => json!(n),
-        LimitValue::Duration(d) => json!(d.as_millis() as u64),
-    }
-}
-
-/// One entry per requested limit.
-fn limits_json(requested: &ResourceLimits, report: &LimitReport) -> Value {
-    let mut m = Map::new();
-    for (kind, value) in requested.requested() {
-        let entry = report.get(kind);
-        m.insert(
-            kind.name().to_string(),
-            json!({
-                "requested": limit_value(&value),
-                "enforced_by": entry.and_then(|e| e.enforced_by.as_ref()).map(|m| m.name()),
-                "note": entry
-                    .map(|e| e.note.clone())
-                    .unwrap_or_else(|| Some("the backend did not report this limit".into())),
-            }),
-        );
-    }
-    Value::Object(m)
-}
-
 /// The `isolation` object of `--json`: the backend's report.
-pub(crate) fn isolation_json(r: &IsolationReport) -> Value {
-    json!({
-        "requested": r.requested.as_str(),
-        "level": r.level.as_str(),
-        "network": r.network.as_str(),
-        "enforced_by": r.enforced_by.iter().map(|m| m.name()).collect::<Vec<_>>(),
-        "note": r.note,
-    })
+#[cfg(test)]
+fn isolation_json(r: &IsolationReport) -> Value {
+    serde_json::to_value(runbox_server::IsolationResult::new(r)).unwrap_or(Value::Null)
+}
+
+/// The `--json` object of a finished run: the API's result object (one
+/// schema for both).
+pub fn result_json(limits: &ResourceLimits, r: &ExecutionResult) -> Value {
+    serde_json::to_value(runbox_server::RunResult::of_execution(
+        limits,
+        r,
+        runbox_server::Encoding::Text,
+    ))
+    .unwrap_or(Value::Null)
 }
 
 /// The one line on stderr when `auto` could not isolate, or `None`.
@@ -83,37 +59,6 @@ pub(crate) fn fallback_line(r: &IsolationReport) -> Option<String> {
             crate::error::one_line(r.note.as_deref().unwrap_or("the backend gave no reason"))
         )
     })
-}
-
-/// The `--json` object of a finished run.
-pub fn result_json(limits: &ResourceLimits, r: &ExecutionResult) -> Value {
-    let o = &r.output;
-    let error = match &o.status {
-        ExitStatus::FailedToStart { message, .. } => Some(message.clone()),
-        _ => None,
-    };
-    let mut v = json!({
-        "status": o.status.name(),
-        "exit_code": o.status.code(),
-        "signal": o.status.signal(),
-        "stdout": o.stdout_str(),
-        "stderr": o.stderr_str(),
-        "stdout_truncated": o.stdout_truncated,
-        "stderr_truncated": o.stderr_truncated,
-        "wall_time_ms": o.wall_time.as_millis() as u64,
-        "cpu_time_ms": o.cpu_time.map(|d| d.as_millis() as u64),
-        "peak_memory_bytes": o.peak_memory,
-        "backend": r.backend,
-        "workspace_id": r.workspace_id.as_str(),
-        "execution_id": r.execution_id.as_str(),
-        "limits": limits_json(limits, &r.limit_report),
-        "isolation": isolation_json(&r.isolation),
-    });
-    // Only a command that could not start carries the OS's message.
-    if let (Some(e), Some(obj)) = (error, v.as_object_mut()) {
-        obj.insert("error".into(), json!(e));
-    }
-    v
 }
 
 /// The `--json` object when runbox itself failed: the same fields (null or

@@ -266,9 +266,17 @@ fn beyond_the_queue_is_queue_full_at_once() {
         s.post(&format!("/v1/runs/{aid}/cancel"), &json!({})).json()["state"],
         "cancelled"
     );
+    // A run cancelled while its sandbox was being made loses it as soon
+    // as it is made.
+    assert!(
+        super::server::eventually(std::time::Duration::from_secs(3), || s.workspaces().is_empty()),
+        "cancelled runs left {:?}",
+        s.workspaces()
+    );
     // Room again.
     assert_eq!(s.post("/v1/runs", &json!({"argv": ["true"]})).status, 200);
-    assert!(s.workspaces().is_empty());
+    let left = s.workspaces();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]
