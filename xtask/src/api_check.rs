@@ -67,7 +67,10 @@ pub fn api_check(args: &[String]) -> Result<()> {
     std::fs::copy(target.join("debug/runbox"), &bin)?;
     let user = is_root().then(|| ensure_user("runbox-ci")).transpose()?;
     if let Some((uid, gid)) = user {
-        run(Command::new("chown").arg("-R").arg(format!("{uid}:{gid}")).arg(work.path()))?;
+        run(Command::new("chown")
+            .arg("-R")
+            .arg(format!("{uid}:{gid}"))
+            .arg(work.path()))?;
     }
     let mut cmd = match user {
         Some((uid, gid)) => {
@@ -113,7 +116,14 @@ pub fn api_check(args: &[String]) -> Result<()> {
         .arg(format!("{base}/openapi.json"))
         .args(["-H", &format!("Authorization: Bearer {TOKEN}")])
         .args(["--checks", CHECKS])
-        .args(["--workers", "1", "--max-examples", "20", "--request-timeout", "30"])
+        .args([
+            "--workers",
+            "1",
+            "--max-examples",
+            "20",
+            "--request-timeout",
+            "30",
+        ])
         .args(["--max-time", &seconds.to_string()])
         .args(["--generation-deterministic"])
         .status()
@@ -122,7 +132,10 @@ pub fn api_check(args: &[String]) -> Result<()> {
     let exited = server.wait()?;
     let checked = checked?;
     ensure!(checked.success(), "schemathesis found failures ({checked})");
-    ensure!(exited.success(), "runbox serve did not exit cleanly after SIGTERM: {exited}");
+    ensure!(
+        exited.success(),
+        "runbox serve did not exit cleanly after SIGTERM: {exited}"
+    );
     let left: Vec<_> = std::fs::read_dir(work.path().join("ws"))
         .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
         .unwrap_or_default();

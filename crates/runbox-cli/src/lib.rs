@@ -230,7 +230,14 @@ pub fn main() -> ExitCode {
             other(json),
             None,
         ),
-        Command::Serve(_) => unreachable!("served above"),
+        Command::Serve(_) => (
+            Err(CliError::new(
+                "internal",
+                "serve is handled before the runtime",
+            )),
+            OnError::Nothing,
+            None,
+        ),
     };
     // Leftover blocking tasks (a hung backend call) must not keep runbox
     // alive after it has its answer.

@@ -172,7 +172,9 @@ impl ApiError {
     /// missing stays `not_found`.
     pub fn of_command(e: &CoreError) -> Self {
         match e {
-            CoreError::NotFound { what, .. } if *what != "workspace" => Self::invalid(e.to_string()),
+            CoreError::NotFound { what, .. } if *what != "workspace" => {
+                Self::invalid(e.to_string())
+            }
             _ => Self::from(e),
         }
     }

@@ -30,7 +30,12 @@ impl Conn {
     }
 
     /// A request; the status and body of the answer.
-    async fn call(&mut self, method: &str, path: &str, body: &[u8]) -> Result<(u16, Vec<u8>), BoxError> {
+    async fn call(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<(u16, Vec<u8>), BoxError> {
         let head = format!(
             "{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             body.len()
@@ -40,7 +45,11 @@ impl Conn {
         s.write_all(body).await?;
         let mut line = String::new();
         self.0.read_line(&mut line).await?;
-        let status: u16 = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or("bad status line")?;
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or("bad status line")?;
         let mut len = 0usize;
         loop {
             line.clear();
@@ -63,7 +72,11 @@ impl Conn {
     async fn run_true(&mut self) -> Result<(), BoxError> {
         let (status, body) = self.call("POST", "/v1/runs", BODY).await?;
         if status != 200 {
-            return Err(format!("POST /v1/runs: {status}: {}", String::from_utf8_lossy(&body)).into());
+            return Err(format!(
+                "POST /v1/runs: {status}: {}",
+                String::from_utf8_lossy(&body)
+            )
+            .into());
         }
         Ok(())
     }
@@ -103,7 +116,10 @@ pub async fn figures(o: &Opts) -> Result<Vec<Figure>, BoxError> {
     let addr = addr_rx.await?;
 
     // The baseline: the same request, in process.
-    let orch = registry::create_with("native", &BackendOptions::new().setting("isolation", "auto"))?;
+    let orch = registry::create_with(
+        "native",
+        &BackendOptions::new().setting("isolation", "auto"),
+    )?;
     let store = SqliteStore::open(dir.path().join("inproc.db"))?;
     let service = ExecutionService::builder()
         .store(store)
@@ -140,7 +156,10 @@ pub async fn figures(o: &Opts) -> Result<Vec<Figure>, BoxError> {
     }
     let mut base = figure("in-process execute of true (server defaults)", "ms", inproc);
     base.note = Some("ExecutionService::execute, native isolation auto, SQLite records, the server's default timeout and output cap".into());
-    let mut one = against(figure("HTTP POST /v1/runs of true, keep-alive", "ms", http), &base);
+    let mut one = against(
+        figure("HTTP POST /v1/runs of true, keep-alive", "ms", http),
+        &base,
+    );
     one.note = Some(format!(
         "p50 overhead {:.3} ms over in-process execute (target <= 0.2 ms)",
         one.p50 - base.p50
@@ -185,9 +204,21 @@ pub async fn figures(o: &Opts) -> Result<Vec<Figure>, BoxError> {
         }
         inproc_rates.push((CONCURRENCY * per) as f64 / t.elapsed().as_secs_f64());
     }
-    let rate_base = figure("in-process execute of true, concurrency 16", "exec/s", inproc_rates);
-    let mut rate = against(figure("HTTP POST /v1/runs of true, concurrency 16", "exec/s", http_rates), &rate_base);
-    rate.note = Some("16 keep-alive connections, --max-concurrency 16 (target >= 0.9x in-process)".into());
+    let rate_base = figure(
+        "in-process execute of true, concurrency 16",
+        "exec/s",
+        inproc_rates,
+    );
+    let mut rate = against(
+        figure(
+            "HTTP POST /v1/runs of true, concurrency 16",
+            "exec/s",
+            http_rates,
+        ),
+        &rate_base,
+    );
+    rate.note =
+        Some("16 keep-alive connections, --max-concurrency 16 (target >= 0.9x in-process)".into());
 
     // Memory per live idle sandbox.
     let count = if o.quick { 8 } else { 64 };
@@ -196,14 +227,19 @@ pub async fn figures(o: &Opts) -> Result<Vec<Figure>, BoxError> {
     for _ in 0..count {
         let (status, body) = conn.call("POST", "/v1/sandboxes", b"{}").await?;
         if status != 201 {
-            return Err(format!("POST /v1/sandboxes: {status}: {}", String::from_utf8_lossy(&body)).into());
+            return Err(format!(
+                "POST /v1/sandboxes: {status}: {}",
+                String::from_utf8_lossy(&body)
+            )
+            .into());
         }
         let v: serde_json::Value = serde_json::from_slice(&body)?;
         ids.push(v["id"].as_str().unwrap_or_default().to_string());
     }
     let per_sandbox = (rss_kib() - before) / count as f64;
     for id in &ids {
-        conn.call("DELETE", &format!("/v1/sandboxes/{id}"), b"").await?;
+        conn.call("DELETE", &format!("/v1/sandboxes/{id}"), b"")
+            .await?;
     }
     let mut mem = figure("server RSS per live idle sandbox", "KiB", vec![per_sandbox]);
     mem.note = Some(format!(

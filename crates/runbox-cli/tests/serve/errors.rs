@@ -269,7 +269,9 @@ fn beyond_the_queue_is_queue_full_at_once() {
     // A run cancelled while its sandbox was being made loses it as soon
     // as it is made.
     assert!(
-        super::server::eventually(std::time::Duration::from_secs(3), || s.workspaces().is_empty()),
+        super::server::eventually(std::time::Duration::from_secs(3), || s
+            .workspaces()
+            .is_empty()),
         "cancelled runs left {:?}",
         s.workspaces()
     );
