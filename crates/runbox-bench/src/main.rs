@@ -4,7 +4,8 @@
 //! machines; ratios do not, much).
 //!
 //! Usage: `runbox-bench [--quick] [--json FILE] [--svg FILE]`,
-//! `runbox-bench --breakdown [docker]`, `runbox-bench --cpu` (normally via
+//! `runbox-bench --breakdown [docker]`, `runbox-bench --cpu`, `runbox-bench
+//! --server [--quick]` (the server figures alone) (normally via
 //! `cargo xtask bench`, which builds it in release mode).
 
 mod figures;
@@ -24,6 +25,8 @@ struct Opts {
     breakdown: bool,
     /// `--cpu`.
     cpu: bool,
+    /// `--server`: only the server figures.
+    server: bool,
     /// `--json FILE` (`-`: stdout).
     json: Option<PathBuf>,
     /// `--svg FILE`.
@@ -36,6 +39,7 @@ fn parse_args() -> Result<Opts, BoxError> {
         quick: false,
         breakdown: false,
         cpu: false,
+        server: false,
         json: None,
         svg: None,
     };
@@ -45,6 +49,7 @@ fn parse_args() -> Result<Opts, BoxError> {
             "--quick" => o.quick = true,
             "--breakdown" => o.breakdown = true,
             "--cpu" => o.cpu = true,
+            "--server" => o.server = true,
             // `--json FILE`, or `--json` alone (or `--json -`) for stdout.
             "--json" => {
                 let file = it
@@ -65,6 +70,10 @@ async fn run() -> Result<(), BoxError> {
     let o = parse_args()?;
     if o.cpu {
         return modes::cpu::cost().await;
+    }
+    if o.server {
+        let all = figures::server::figures(&o).await?;
+        return report::write(&o, &all);
     }
     if o.breakdown {
         if std::env::args().any(|a| a == "docker") {

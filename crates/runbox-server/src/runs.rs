@@ -58,7 +58,7 @@ struct Prepared {
     served: Served,
     limits: ResourceLimits,
     collect: Vec<Collect>,
-    scratch: tempfile::TempDir,
+    scratch: Option<tempfile::TempDir>,
     encoding: Encoding,
 }
 
@@ -124,10 +124,18 @@ async fn prepare(app: &App, who: &Identity, body: &RunRequest) -> Result<Prepare
         &body.image,
     )
     .await?;
-    let scratch = tempfile::Builder::new()
-        .prefix("run-")
-        .tempdir_in(&app.scratch)
-        .map_err(|e| ApiError::internal(format!("cannot stage the run's files: {e}")))?;
+    // Only a run with files to stage pays for a scratch directory.
+    let scratch = if files.is_empty() && collect_paths.is_empty() {
+        None
+    } else {
+        Some(
+            tempfile::Builder::new()
+                .prefix("run-")
+                .tempdir_in(&app.scratch)
+                .map_err(|e| ApiError::internal(format!("cannot stage the run's files: {e}")))?,
+        )
+    };
+    let staged = |name: String| scratch.as_ref().map(|d| d.path().join(name)).unwrap_or_default();
     let mut req = ExecutionRequest::new(argv)
         .limits(limits.clone())
         .backend(BackendPreference::Named(served.orch.name().to_string()))
@@ -149,7 +157,7 @@ async fn prepare(app: &App, who: &Identity, body: &RunRequest) -> Result<Prepare
     for (i, f) in files.iter().enumerate() {
         input::sandbox_path(&f.path)?;
         let bytes = input::bytes(&f.text, &f.base64, &format!("files[{i}]"))?;
-        let host = scratch.path().join(format!("in-{i}"));
+        let host = staged(format!("in-{i}"));
         tokio::fs::write(&host, bytes)
             .await
             .map_err(|e| ApiError::internal(format!("cannot stage files[{i}]: {e}")))?;
@@ -158,7 +166,7 @@ async fn prepare(app: &App, who: &Identity, body: &RunRequest) -> Result<Prepare
     let mut collect = Vec::new();
     for (i, p) in collect_paths.iter().enumerate() {
         input::sandbox_path(p)?;
-        let host = scratch.path().join(format!("out-{i}"));
+        let host = staged(format!("out-{i}"));
         req = req.file_out(p.clone(), host.clone());
         collect.push(Collect {
             path: p.clone(),
@@ -200,14 +208,25 @@ async fn drive(
     cell: Arc<RunCell>,
     ticket: Ticket,
     sink: Option<orchestrator_core::OutputSink>,
-    prepared: (ResourceLimits, Vec<Collect>, tempfile::TempDir, Encoding),
+    prepared: (ResourceLimits, Vec<Collect>, Option<tempfile::TempDir>, Encoding),
     started: Instant,
 ) {
     let (limits, to_collect, scratch, enc) = prepared;
     let guard_app = app.clone();
     let guard_cell = cell.clone();
     let mut guard = OnDrop::new(move || cancel_in_background(&guard_app, &guard_cell, started));
-    let Some(_slot) = ticket.slot().await else {
+    let mut ended = cell.status.subscribe();
+    let slot = tokio::select! {
+        slot = ticket.slot() => slot,
+        // Cancelled while it waited (a run driven inline has no task to
+        // abort).
+        _ = ended.wait_for(|s| s.phase.is_terminal()) => {
+            guard.disarm();
+            lock(&app.runs).ended(&cell.id);
+            return;
+        }
+    };
+    let Some(_slot) = slot else {
         // Shutting down before it got a slot.
         guard.disarm();
         cancel_in_background(&app, &cell, started);
@@ -225,14 +244,11 @@ async fn drive(
     let (phase, status) = match outcome {
         Ok(r) => {
             let mut result = RunResult::of_execution(&limits, &r, enc);
-            result.files = Some(
-                collect(
-                    &to_collect,
-                    &r.copy_out_errors,
-                    app.config.caps.collect_bytes,
-                )
-                .await,
-            );
+            result.files = Some(if to_collect.is_empty() {
+                Default::default()
+            } else {
+                collect(&to_collect, &r.copy_out_errors, app.config.caps.collect_bytes).await
+            });
             let status = result.status.clone();
             cell.finish(RunPhase::Completed, Some(Arc::new(result)), None);
             (RunPhase::Completed, status)
@@ -357,14 +373,22 @@ pub async fn create(
     let (chunks_tx, chunks_rx) = mpsc::unbounded_channel();
     let sink = sse.then(|| events::sink(chunks_tx));
     let rx = cell.status.subscribe();
-    let task = app.tasks.spawn(drive(
+    let driving = drive(
         app.clone(),
         cell.clone(),
         ticket,
         sink,
         (limits, collect, scratch, encoding),
         started,
-    ));
+    );
+    if q.wait != Some(false) && !sse {
+        // The caller waits: the run is driven right here, so a caller that
+        // goes away drops it (its guard cancels the run), and a cancel
+        // from another call ends it through the record.
+        driving.await;
+        return outcome(rx).await.map(|r| Json(r).into_response());
+    }
+    let task = app.tasks.spawn(driving);
     *lock(&cell.task) = Some(task.abort_handle());
     let abort = task.abort_handle();
     *lock(&cell.joined) = Some(task);
@@ -381,15 +405,9 @@ pub async fn create(
         )
             .into_response());
     }
-    // The caller waits: if it goes away first, the run is cancelled.
+    // Events: a client that closes the stream cancels the run.
     let guard = OnDrop::new(move || abort.abort());
-    if sse {
-        return Ok(events::response(chunks_rx, outcome(rx), guard));
-    }
-    let mut guard = guard;
-    let res = outcome(rx).await;
-    guard.disarm();
-    res.map(|r| Json(r).into_response())
+    Ok(events::response(chunks_rx, outcome(rx), guard))
 }
 
 async fn view_of(app: &App, who: &Identity, id: &str) -> Result<RunView, ApiError> {

@@ -148,10 +148,21 @@ pub async fn drain(app: &App) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     app.admission.close();
-    for cell in lock(&app.runs).live() {
+    let live = lock(&app.runs).live();
+    let mut cancels = Vec::new();
+    for cell in live {
         if let Some(t) = lock(&cell.task).as_ref() {
             t.abort();
         }
+        // Runs driven inline by a waiting handler end through their record.
+        let svc = cell.served.service.clone();
+        cancels.push(tokio::spawn(async move {
+            let _ = svc.cancel(&cell.id).await;
+            cell.finish(crate::result::RunPhase::Cancelled, None, Some("the server shut down".into()));
+        }));
+    }
+    for c in cancels {
+        let _ = tokio::time::timeout(Duration::from_secs(15), c).await;
     }
     let sandboxes: Vec<_> = lock(&app.sandboxes).values().cloned().collect();
     for sb in sandboxes {

@@ -100,16 +100,10 @@ impl ExecutionService {
     ) -> Result<ExecutionResult, ServiceError> {
         let span = tracing::info_span!("execute", execution = %id, backend = tracing::field::Empty);
         let span2 = span.clone();
-        async move {
-            let rec = self.get(id).await?;
-            if rec.request.command.is_empty() {
-                return Err(ServiceError::InvalidRequest(
-                    orchestrator_core::Error::invalid("execute needs a command"),
-                ));
-            }
-            self.route(&rec.request.backend, false)?;
-            self.execute_inner(id.clone(), output, &span2).await
-        }
+        // No read of its own: `start` reads the record, checks that it is
+        // pending and routes it; a record without a command is refused
+        // after that (and its sandbox torn down).
+        async move { self.execute_inner(id.clone(), output, &span2).await }
         .instrument(span)
         .await
     }

@@ -145,8 +145,11 @@ pub async fn figures(o: &Opts) -> Result<Vec<Figure>, BoxError> {
         conn.run_true().await?;
         service.execute(request()).await?;
     }
-    let (mut http, mut inproc) = (Vec::new(), Vec::new());
+    let (mut http, mut inproc, mut health) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..n {
+        let t = Instant::now();
+        conn.call("GET", "/healthz", b"").await?;
+        health.push(t.elapsed().as_secs_f64() * 1000.0);
         let t = Instant::now();
         conn.run_true().await?;
         http.push(t.elapsed().as_secs_f64() * 1000.0);
@@ -164,6 +167,9 @@ pub async fn figures(o: &Opts) -> Result<Vec<Figure>, BoxError> {
         "p50 overhead {:.3} ms over in-process execute (target <= 0.2 ms)",
         one.p50 - base.p50
     ));
+
+    let mut rtt = figure("HTTP GET /healthz, keep-alive (the transport alone)", "ms", health);
+    rtt.note = Some("the same connection, interleaved with the runs".into());
 
     // Concurrency 16: rounds of each, interleaved.
     let (rounds, per) = if o.quick { (2, 4) } else { (5, 25) };
@@ -222,6 +228,9 @@ pub async fn figures(o: &Opts) -> Result<Vec<Figure>, BoxError> {
 
     // Memory per live idle sandbox.
     let count = if o.quick { 8 } else { 64 };
+    // A fresh connection: the server closes keep-alive connections idle
+    // longer than its header timeout.
+    let mut conn = Conn::open(addr).await?;
     let before = rss_kib();
     let mut ids = Vec::new();
     for _ in 0..count {
@@ -248,5 +257,5 @@ pub async fn figures(o: &Opts) -> Result<Vec<Figure>, BoxError> {
 
     let _ = stop_tx.send(());
     server.await??;
-    Ok(vec![one, base, rate, rate_base, mem])
+    Ok(vec![one, base, rtt, rate, rate_base, mem])
 }
