@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
+use std::io::Write;
 
 use crate::auth::Caller;
 use crate::extract::ApiPath;
@@ -34,6 +34,55 @@ fn is_tar(headers: &HeaderMap) -> bool {
                 .next()
                 .is_some_and(|t| t.trim().eq_ignore_ascii_case(TAR))
         })
+}
+
+/// Most entries an uploaded archive may hold.
+const MAX_ENTRIES: u64 = 100_000;
+
+/// Extracts an uploaded archive into `to`: plain files, directories and
+/// symlinks only (sparse files, hard links and devices are refused: a
+/// sparse entry of a few bytes would unpack to any size), their sizes
+/// summed against `cap`, and `..` or absolute names never written outside
+/// `to` (`unpack_in` skips them).
+fn extract(archive: &std::path::Path, to: &std::path::Path, cap: u64) -> Result<(), ApiError> {
+    let bad =
+        |e: std::io::Error| ApiError::invalid(format!("the body is not a usable tar archive: {e}"));
+    std::fs::create_dir(to).map_err(|e| ApiError::internal(format!("no scratch space: {e}")))?;
+    let file = std::fs::File::open(archive)
+        .map_err(|e| ApiError::internal(format!("cannot read the upload: {e}")))?;
+    let mut a = tar::Archive::new(file);
+    a.set_preserve_permissions(false);
+    a.set_unpack_xattrs(false);
+    a.set_overwrite(true);
+    let (mut total, mut count) = (0u64, 0u64);
+    for entry in a.entries().map_err(bad)? {
+        let mut entry = entry.map_err(bad)?;
+        count += 1;
+        if count > MAX_ENTRIES {
+            return Err(ApiError::too_large(format!(
+                "archives hold at most {MAX_ENTRIES} entries"
+            )));
+        }
+        let kind = entry.header().entry_type();
+        use tar::EntryType as E;
+        if !matches!(kind, E::Regular | E::Continuous | E::Directory | E::Symlink) {
+            return Err(ApiError::invalid(format!(
+                "archive entry {:?} is a {kind:?}: only files, directories and symlinks are taken",
+                entry
+                    .path()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            )));
+        }
+        total = total.saturating_add(entry.size());
+        if total > cap {
+            return Err(ApiError::too_large(format!(
+                "the archive unpacks to more than {cap} bytes"
+            )));
+        }
+        entry.unpack_in(to).map_err(bad)?;
+    }
+    Ok(())
 }
 
 /// Write a file (or, with `Content-Type: application/x-tar`, a directory).
@@ -64,48 +113,38 @@ pub async fn put(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
-        .is_some_and(|n| n > cap)
+        .is_some_and(|n| n > cap.saturating_mul(2).max(1 << 30))
     {
         return Err(too_large());
     }
     let dir = scratch(&app, "up-")?;
     let file = dir.path().join("body");
-    let mut out = tokio::fs::File::create(&file)
-        .await
+    let mut out = std::fs::File::create(&file)
         .map_err(|e| ApiError::internal(format!("cannot stage the upload: {e}")))?;
-    let mut seen: u64 = 0;
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::invalid(format!("the body could not be read: {e}")))?;
-        seen += chunk.len() as u64;
-        if seen > cap {
-            return Err(too_large());
+    // The whole upload within the body timeout plus a second per MiB the
+    // cap allows: a client dripping bytes cannot hold a connection forever.
+    let within = app.config.body_timeout + std::time::Duration::from_secs(cap >> 20);
+    // Written as it arrives (small synchronous writes to the scratch
+    // space; a blocking-pool hop per chunk would cost more).
+    crate::extract::read_body(body, cap, within, |chunk| {
+        out.write_all(chunk)
+            .map_err(|e| ApiError::internal(format!("cannot stage the upload: {e}")))
+    })
+    .await
+    .map_err(|e| {
+        if e.code == "payload_too_large" {
+            too_large()
+        } else {
+            e
         }
-        out.write_all(&chunk)
-            .await
-            .map_err(|e| ApiError::internal(format!("cannot stage the upload: {e}")))?;
-    }
-    out.flush()
-        .await
-        .map_err(|e| ApiError::internal(format!("cannot stage the upload: {e}")))?;
+    })?;
     drop(out);
     let source = if is_tar(&headers) {
         let tree = dir.path().join("tree");
         let (archive, unpack_to) = (file.clone(), tree.clone());
-        tokio::task::spawn_blocking(move || {
-            std::fs::create_dir(&unpack_to)?;
-            let mut a = tar::Archive::new(std::fs::File::open(&archive)?);
-            a.set_preserve_permissions(false);
-            a.set_unpack_xattrs(false);
-            a.set_overwrite(true);
-            // Entries naming `..` or absolute paths are refused by `unpack`
-            // (it never writes outside `unpack_to`).
-            a.unpack(&unpack_to)
-        })
-        .await
-        .map_err(|e| ApiError::internal(format!("extraction failed: {e}")))?
-        .map_err(|e| ApiError::invalid(format!("the body is not a usable tar archive: {e}")))?;
+        tokio::task::spawn_blocking(move || extract(&archive, &unpack_to, cap))
+            .await
+            .map_err(|e| ApiError::internal(format!("extraction failed: {e}")))??;
         tree
     } else {
         file

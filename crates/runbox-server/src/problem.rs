@@ -155,6 +155,47 @@ impl From<&CoreError> for ApiError {
                 detail,
             ),
             CoreError::Unsupported { .. } => Self::unsupported(detail),
+            _ => match io_cause(e) {
+                Some(io) => Self::of_io(io, detail),
+                None => Self::internal(detail),
+            },
+        }
+    }
+}
+
+/// The OS error at the root of a backend failure, if there is one.
+fn io_cause(e: &CoreError) -> Option<&std::io::Error> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+impl ApiError {
+    /// A backend failure caused by the path a client gave (a file where
+    /// a directory is needed, a name too long, a link loop, a full disk):
+    /// the request's fault, not the server's.
+    fn of_io(io: &std::io::Error, detail: String) -> Self {
+        use std::io::ErrorKind as K;
+        // ENAMETOOLONG, ELOOP (Linux numbers; their kinds are not stable).
+        if matches!(io.raw_os_error(), Some(36 | 40)) {
+            return Self::invalid(detail);
+        }
+        match io.kind() {
+            K::NotFound => Self::not_found(detail),
+            K::NotADirectory
+            | K::IsADirectory
+            | K::InvalidInput
+            | K::AlreadyExists
+            | K::DirectoryNotEmpty
+            | K::TooManyLinks
+            | K::PermissionDenied
+            | K::ReadOnlyFilesystem => Self::invalid(detail),
+            K::StorageFull | K::FileTooLarge => Self::too_large(detail),
             _ => Self::internal(detail),
         }
     }

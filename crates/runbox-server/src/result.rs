@@ -149,6 +149,29 @@ fn encode(bytes: &[u8], lossy: std::borrow::Cow<'_, str>, enc: Encoding) -> Stri
     }
 }
 
+/// A limit's requested value as the record printed it ("1048576 bytes",
+/// "0.5 cores", "60s") back as the number the live answer gives.
+fn requested_number(printed: &str) -> serde_json::Value {
+    let t = printed.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let Ok(n) = num.parse::<f64>() else {
+        return serde_json::Value::String(printed.to_string());
+    };
+    let ms = match unit.trim() {
+        "s" => n * 1000.0,
+        "ms" => n,
+        _ => n,
+    };
+    if ms.fract() == 0.0 && ms >= 0.0 && ms < u64::MAX as f64 {
+        serde_json::json!(ms as u64)
+    } else {
+        serde_json::json!(ms)
+    }
+}
+
 impl RunResult {
     /// The result of a command's output in a sandbox (an exec, or the body
     /// of [`RunResult::of_execution`]).
@@ -190,6 +213,18 @@ impl RunResult {
         }
     }
 
+    /// The bytes of output and collected files this result holds.
+    pub fn held_bytes(&self) -> usize {
+        self.stdout.len()
+            + self.stderr.len()
+            + self
+                .files
+                .iter()
+                .flatten()
+                .map(|(k, f)| k.len() + f.base64.as_ref().map_or(0, String::len))
+                .sum::<usize>()
+    }
+
     /// What a record alone tells of a run whose full result this server
     /// no longer holds (it ran before a restart): status and figures, no
     /// output.
@@ -202,7 +237,7 @@ impl RunResult {
                 (
                     l.kind.clone(),
                     LimitResult {
-                        requested: serde_json::Value::String(l.requested.clone()),
+                        requested: requested_number(&l.requested),
                         enforced_by: l.enforced_by.clone(),
                         note: l.note.clone(),
                     },

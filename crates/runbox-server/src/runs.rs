@@ -32,8 +32,24 @@ use crate::state::{is_owned, lock, App, RunCell, RunStatus, KIND_LABEL, OWNER_LA
 /// `?wait=`.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct RunQuery {
-    /// `false`: answer 202 at once and run in the background.
+    /// `false`: answer 202 at once and run in the background (`true`,
+    /// `false`, `1`, `0`, any case).
+    #[serde(default, deserialize_with = "lenient_bool")]
+    #[param(value_type = Option<bool>)]
     pub wait: Option<bool>,
+}
+
+/// A query flag as careless clients send it: `true`/`false` in any case
+/// (Python's `False`), or `1`/`0`.
+fn lenient_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    let s = String::deserialize(d)?;
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(Some(true)),
+        "false" | "0" | "no" => Ok(Some(false)),
+        _ => Err(serde::de::Error::custom(format!(
+            "wait must be true or false, not {s:?}"
+        ))),
+    }
 }
 
 /// `?limit=`.
@@ -135,7 +151,12 @@ async fn prepare(app: &App, who: &Identity, body: &RunRequest) -> Result<Prepare
                 .map_err(|e| ApiError::internal(format!("cannot stage the run's files: {e}")))?,
         )
     };
-    let staged = |name: String| scratch.as_ref().map(|d| d.path().join(name)).unwrap_or_default();
+    let staged = |name: String| {
+        scratch
+            .as_ref()
+            .map(|d| d.path().join(name))
+            .unwrap_or_default()
+    };
     let mut req = ExecutionRequest::new(argv)
         .limits(limits.clone())
         .backend(BackendPreference::Named(served.orch.name().to_string()))
@@ -203,18 +224,92 @@ fn cancel_in_background(app: &App, cell: &Arc<RunCell>, started: Instant) {
     *lock(&cell.teardown) = Some(task);
 }
 
+/// The guard of a run: if the future driving it is dropped before the end
+/// (even before its first poll), the run is cancelled.
+fn cancel_guard(app: &App, cell: &Arc<RunCell>, started: Instant) -> OnDrop {
+    let (app, cell) = (app.clone(), cell.clone());
+    OnDrop::new(move || cancel_in_background(&app, &cell, started))
+}
+
+/// Ends a run with the service's outcome: collects its files, finishes its
+/// cell, counts it. Runs on a task of its own, so a caller that goes away
+/// at this point cannot leave the run half-ended.
+async fn conclude(
+    app: App,
+    cell: Arc<RunCell>,
+    outcome: Result<execution_service::ExecutionResult, ServiceError>,
+    prepared: (
+        ResourceLimits,
+        Vec<Collect>,
+        Option<tempfile::TempDir>,
+        Encoding,
+    ),
+    started: Instant,
+) {
+    let (limits, to_collect, scratch, enc) = prepared;
+    let status = match outcome {
+        Ok(r) => {
+            let mut result = RunResult::of_execution(&limits, &r, enc);
+            result.files = Some(if to_collect.is_empty() {
+                Default::default()
+            } else {
+                collect(
+                    &to_collect,
+                    &r.copy_out_errors,
+                    app.config.caps.collect_bytes,
+                )
+                .await
+            });
+            let status = result.status.clone();
+            cell.finish(RunPhase::Completed, Some(Arc::new(result)), None);
+            status
+        }
+        Err(e) => {
+            let phase = if matches!(e, ServiceError::Cancelled(_)) {
+                RunPhase::Cancelled
+            } else {
+                RunPhase::Failed
+            };
+            let api = ApiError::from(&e);
+            cell.status.send_if_modified(|s| {
+                if s.phase.is_terminal() {
+                    return false;
+                }
+                *s = RunStatus {
+                    phase,
+                    result: None,
+                    error: Some(api.detail.clone()),
+                    failure: Some(api.clone()),
+                };
+                true
+            });
+            if phase == RunPhase::Cancelled {
+                "cancelled"
+            } else {
+                "failed"
+            }
+            .to_string()
+        }
+    };
+    app.metrics.run_ended(&status, started.elapsed());
+    lock(&app.runs).ended(&cell.id);
+    drop(scratch);
+}
+
 async fn drive(
     app: App,
     cell: Arc<RunCell>,
     ticket: Ticket,
     sink: Option<orchestrator_core::OutputSink>,
-    prepared: (ResourceLimits, Vec<Collect>, Option<tempfile::TempDir>, Encoding),
+    prepared: (
+        ResourceLimits,
+        Vec<Collect>,
+        Option<tempfile::TempDir>,
+        Encoding,
+    ),
     started: Instant,
+    mut guard: OnDrop,
 ) {
-    let (limits, to_collect, scratch, enc) = prepared;
-    let guard_app = app.clone();
-    let guard_cell = cell.clone();
-    let mut guard = OnDrop::new(move || cancel_in_background(&guard_app, &guard_cell, started));
     let mut ended = cell.status.subscribe();
     let slot = tokio::select! {
         slot = ticket.slot() => slot,
@@ -241,52 +336,64 @@ async fn drive(
     });
     let outcome = cell.served.service.execute_submitted(&cell.id, sink).await;
     guard.disarm();
-    let (phase, status) = match outcome {
-        Ok(r) => {
-            let mut result = RunResult::of_execution(&limits, &r, enc);
-            result.files = Some(if to_collect.is_empty() {
-                Default::default()
-            } else {
-                collect(&to_collect, &r.copy_out_errors, app.config.caps.collect_bytes).await
-            });
-            let status = result.status.clone();
-            cell.finish(RunPhase::Completed, Some(Arc::new(result)), None);
-            (RunPhase::Completed, status)
+    let ending = app.tasks.spawn(conclude(
+        app.clone(),
+        cell.clone(),
+        outcome,
+        prepared,
+        started,
+    ));
+    let _ = ending.await;
+}
+
+/// Records the run. On a task of its own: a caller that goes away while
+/// the record is written must not leave it pending forever, so whichever
+/// of the two comes second, the record or the caller's departure, cancels
+/// it.
+async fn submit(
+    app: &App,
+    served: &Served,
+    request: ExecutionRequest,
+) -> Result<ExecutionId, ApiError> {
+    #[derive(Default)]
+    struct Handover {
+        gone: bool,
+        id: Option<ExecutionId>,
+    }
+    let shared = Arc::new(Mutex::new(Handover::default()));
+    let svc = served.service.clone();
+    let (task_shared, task_svc) = (shared.clone(), svc.clone());
+    let task = app.tasks.spawn(async move {
+        let id = task_svc.submit(request).await?;
+        let gone = {
+            let mut h = lock(&task_shared);
+            h.id = Some(id.clone());
+            h.gone
+        };
+        if gone {
+            let _ = task_svc.cancel(&id).await;
         }
-        Err(e) => {
-            let phase = if matches!(e, ServiceError::Cancelled(_)) {
-                RunPhase::Cancelled
-            } else {
-                RunPhase::Failed
-            };
-            let api = ApiError::from(&e);
-            cell.status.send_if_modified(|s| {
-                if s.phase.is_terminal() {
-                    return false;
-                }
-                *s = RunStatus {
-                    phase,
-                    result: None,
-                    error: Some(api.detail.clone()),
-                    failure: Some(api.clone()),
-                };
-                true
+        Ok::<_, ServiceError>(id)
+    });
+    let guard_shared = shared.clone();
+    let tasks = app.tasks.clone();
+    let mut guard = OnDrop::new(move || {
+        let id = {
+            let mut h = lock(&guard_shared);
+            h.gone = true;
+            h.id.clone()
+        };
+        if let Some(id) = id {
+            tasks.spawn(async move {
+                let _ = svc.cancel(&id).await;
             });
-            (
-                phase,
-                if phase == RunPhase::Cancelled {
-                    "cancelled"
-                } else {
-                    "failed"
-                }
-                .to_string(),
-            )
         }
-    };
-    let _ = phase;
-    app.metrics.run_ended(&status, started.elapsed());
-    lock(&app.runs).ended(&cell.id);
-    drop(scratch);
+    });
+    let id = task
+        .await
+        .map_err(|e| ApiError::internal(format!("recording the run failed: {e}")))??;
+    guard.disarm();
+    Ok(id)
 }
 
 /// Waits for the run's end and answers as a waiting caller gets it.
@@ -347,7 +454,7 @@ pub async fn create(
         scratch,
         encoding,
     } = prepared;
-    let id = served.service.submit(request).await?;
+    let id = submit(&app, &served, request).await?;
     let ready = matches!(ticket, Ticket::Ready(_));
     let (tx, _) = watch::channel(RunStatus {
         phase: if ready {
@@ -373,6 +480,7 @@ pub async fn create(
     let (chunks_tx, chunks_rx) = mpsc::unbounded_channel();
     let sink = sse.then(|| events::sink(chunks_tx));
     let rx = cell.status.subscribe();
+    let guard = cancel_guard(&app, &cell, started);
     let driving = drive(
         app.clone(),
         cell.clone(),
@@ -380,6 +488,7 @@ pub async fn create(
         sink,
         (limits, collect, scratch, encoding),
         started,
+        guard,
     );
     if q.wait != Some(false) && !sse {
         // The caller waits: the run is driven right here, so a caller that

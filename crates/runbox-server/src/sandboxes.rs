@@ -95,18 +95,42 @@ pub async fn remove(app: &App, sb: &Arc<Sandbox>) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A place among a token's sandboxes, held while one is being made (so
+/// concurrent creates cannot pass the cap together).
+struct Reservation(App, Identity);
+
+impl Reservation {
+    fn take(app: &App, who: &Identity) -> Result<Self, ApiError> {
+        let table = lock(&app.sandboxes);
+        let mut making = lock(&app.making);
+        let owned = table.values().filter(|s| &s.owner == who).count();
+        let pending = making.get(who).copied().unwrap_or(0);
+        if owned + pending >= app.config.max_sandboxes_per_token {
+            app.metrics.rejected("too_many_sandboxes");
+            return Err(ApiError::too_many_sandboxes(format!(
+                "this token holds {owned} sandboxes (and is making {pending}), the most it may; delete one first"
+            )));
+        }
+        *making.entry(who.clone()).or_default() += 1;
+        Ok(Self(app.clone(), who.clone()))
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut making = lock(&self.0.making);
+        if let Some(n) = making.get_mut(&self.1) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                making.remove(&self.1);
+            }
+        }
+    }
+}
+
 async fn make(app: App, who: Identity, body: SandboxRequest) -> Result<Arc<Sandbox>, ApiError> {
     let ttl = ttl(body.ttl_s, &app)?;
-    let owned = lock(&app.sandboxes)
-        .values()
-        .filter(|s| s.owner == who)
-        .count();
-    if owned >= app.config.max_sandboxes_per_token {
-        app.metrics.rejected("too_many_sandboxes");
-        return Err(ApiError::too_many_sandboxes(format!(
-            "this token holds {owned} sandboxes, the most it may; delete one first"
-        )));
-    }
+    let _place = Reservation::take(&app, &who)?;
     let limits = input::limits(
         body.limits.as_ref(),
         body.strict.unwrap_or(false),
@@ -152,6 +176,11 @@ async fn make(app: App, who: Identity, body: SandboxRequest) -> Result<Arc<Sandb
     });
     lock(&app.sandboxes).insert(id.to_string(), sb.clone());
     app.metrics.sandbox_created();
+    if app.check_open().is_err() {
+        // Made while the server shut down: the drain may have passed.
+        let _ = remove(&app, &sb).await;
+        return Err(ApiError::unavailable("the server is shutting down"));
+    }
     Ok(sb)
 }
 

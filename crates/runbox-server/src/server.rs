@@ -88,6 +88,7 @@ pub fn open(config: ServerConfig) -> Result<App, ServerError> {
         scratch,
         runs: Mutex::new(Runs::default()),
         sandboxes: Mutex::new(Default::default()),
+        making: Mutex::new(Default::default()),
         tasks: tokio_util::task::TaskTracker::new(),
         closing: Default::default(),
         config,
@@ -130,6 +131,10 @@ async fn reaper(app: App) {
             .cloned()
             .collect();
         for sb in expired {
+            // Its TTL may have been extended since the look above.
+            if *lock(&sb.expires) > SystemTime::now() {
+                continue;
+            }
             tracing::info!(sandbox = %sb.id, "past its TTL: removing");
             if crate::sandboxes::remove(&app, &sb).await.is_ok() {
                 app.metrics.sandbox_reaped();
@@ -144,7 +149,10 @@ async fn reaper(app: App) {
 pub async fn drain(app: &App) {
     app.closing.store(true, Ordering::SeqCst);
     let deadline = Instant::now() + app.config.shutdown_grace;
-    while Instant::now() < deadline && !lock(&app.runs).live().is_empty() {
+    // Runs and sandbox execs alike hold a slot while they execute.
+    while Instant::now() < deadline
+        && (!lock(&app.runs).live().is_empty() || app.admission.in_flight() > 0)
+    {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     app.admission.close();
@@ -158,7 +166,11 @@ pub async fn drain(app: &App) {
         let svc = cell.served.service.clone();
         cancels.push(tokio::spawn(async move {
             let _ = svc.cancel(&cell.id).await;
-            cell.finish(crate::result::RunPhase::Cancelled, None, Some("the server shut down".into()));
+            cell.finish(
+                crate::result::RunPhase::Cancelled,
+                None,
+                Some("the server shut down".into()),
+            );
         }));
     }
     for c in cancels {
@@ -170,6 +182,11 @@ pub async fn drain(app: &App) {
     }
     app.tasks.close();
     let _ = tokio::time::timeout(Duration::from_secs(30), app.tasks.wait()).await;
+    // Whatever was being made while the first pass ran.
+    let late: Vec<_> = lock(&app.sandboxes).values().cloned().collect();
+    for sb in late {
+        let _ = crate::sandboxes::remove(app, &sb).await;
+    }
     for served in app.backends.all() {
         let _ =
             tokio::time::timeout(Duration::from_secs(15), served.service.wait_for_cleanups()).await;

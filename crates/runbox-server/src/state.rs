@@ -31,6 +31,9 @@ pub const KIND_LABEL: &str = "runbox.server.kind";
 /// Finished runs whose full result (with output) stays in memory; older
 /// ones are answered from their record.
 const KEEP_FINISHED: usize = 4096;
+/// The most bytes of output and collected files the kept results hold
+/// together; past it the oldest are answered from their record too.
+const KEEP_BYTES: usize = 256 << 20;
 
 /// Locks a mutex, a poisoned one included (every critical section leaves
 /// its table consistent).
@@ -108,7 +111,8 @@ impl RunCell {
 #[derive(Debug, Default)]
 pub struct Runs {
     map: HashMap<String, Arc<RunCell>>,
-    finished: VecDeque<String>,
+    finished: VecDeque<(String, usize)>,
+    bytes: usize,
 }
 
 impl Runs {
@@ -123,11 +127,19 @@ impl Runs {
     /// Notes that a run ended; the oldest ended ones are forgotten past
     /// [`KEEP_FINISHED`].
     pub fn ended(&mut self, id: &ExecutionId) {
-        self.finished.push_back(id.to_string());
-        while self.finished.len() > KEEP_FINISHED {
-            if let Some(old) = self.finished.pop_front() {
-                self.map.remove(&old);
-            }
+        let size = self
+            .map
+            .get(id.as_str())
+            .and_then(|c| c.status.borrow().result.as_ref().map(|r| r.held_bytes()))
+            .unwrap_or(0);
+        self.finished.push_back((id.to_string(), size));
+        self.bytes += size;
+        while self.finished.len() > KEEP_FINISHED || self.bytes > KEEP_BYTES {
+            let Some((old, size)) = self.finished.pop_front() else {
+                break;
+            };
+            self.bytes -= size;
+            self.map.remove(&old);
         }
     }
     /// Every run not ended yet.
@@ -210,6 +222,9 @@ pub struct Inner {
     pub runs: Mutex<Runs>,
     /// Live sandboxes by id.
     pub sandboxes: Mutex<HashMap<String, Arc<Sandbox>>>,
+    /// Sandboxes being made, per token (counted against its cap; locked
+    /// after `sandboxes`).
+    pub making: Mutex<HashMap<Identity, usize>>,
     /// Background work (runs, teardowns) that shutdown waits for.
     pub tasks: tokio_util::task::TaskTracker,
     /// Set once shutdown began: new work is refused.

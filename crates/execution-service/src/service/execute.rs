@@ -104,8 +104,8 @@ impl ExecutionService {
         // pending and routes it; a record without a command is refused
         // after that (and its sandbox torn down).
         async move { self.execute_inner(id.clone(), output, &span2).await }
-        .instrument(span)
-        .await
+            .instrument(span)
+            .await
     }
 
     async fn execute_inner(

@@ -168,7 +168,11 @@ pub async fn figures(o: &Opts) -> Result<Vec<Figure>, BoxError> {
         one.p50 - base.p50
     ));
 
-    let mut rtt = figure("HTTP GET /healthz, keep-alive (the transport alone)", "ms", health);
+    let mut rtt = figure(
+        "HTTP GET /healthz, keep-alive (the transport alone)",
+        "ms",
+        health,
+    );
     rtt.note = Some("the same connection, interleaved with the runs".into());
 
     // Concurrency 16: rounds of each, interleaved.

@@ -353,3 +353,71 @@ fn a_strict_limit_that_cannot_be_enforced_is_limit_not_enforceable() {
         r.assert_problem(422, "limit_not_enforceable");
     }
 }
+
+#[test]
+fn paths_a_client_chose_badly_are_its_fault_not_the_servers() {
+    let s = Server::start(&[]);
+    let id = s.sandbox(&json!({}));
+    assert_eq!(
+        s.send("PUT", &format!("/v1/sandboxes/{id}/files/a"), &[], b"x")
+            .status,
+        204
+    );
+    s.get(&format!("/v1/sandboxes/{id}/files/a/b"))
+        .assert_problem(400, "invalid_input");
+    s.send("PUT", &format!("/v1/sandboxes/{id}/files/a/b"), &[], b"x")
+        .assert_problem(400, "invalid_input");
+    let long = "n".repeat(300);
+    let r = s.get(&format!("/v1/sandboxes/{id}/files/{long}"));
+    assert!(r.status == 400 || r.status == 404, "{}", r.text());
+    let r = s.post(
+        "/v1/runs",
+        &json!({"argv": ["true"],
+        "files": [{"path": "a", "text": "x"}, {"path": "a/b", "text": "y"}]}),
+    );
+    r.assert_problem(400, "invalid_input");
+    // A sparse archive entry would unpack to any size: refused.
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::GNUSparse);
+    h.set_size(0);
+    h.set_path("big").unwrap();
+    h.set_cksum();
+    let mut t = tar::Builder::new(Vec::new());
+    t.append(&h, &b""[..]).unwrap();
+    let body = t.into_inner().unwrap();
+    s.send(
+        "PUT",
+        &format!("/v1/sandboxes/{id}/files/d"),
+        &[("Content-Type", "application/x-tar")],
+        &body,
+    )
+    .assert_problem(400, "invalid_input");
+}
+
+#[test]
+fn concurrent_creates_cannot_pass_the_sandbox_cap_together() {
+    let s = Server::start(&["--max-sandboxes", "2"]);
+    let addr = s.addr;
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || request(addr, "POST", "/v1/sandboxes", &[], b"{}").status)
+        })
+        .collect();
+    let codes: Vec<u16> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(codes.iter().filter(|c| **c == 201).count(), 2, "{codes:?}");
+    assert!(codes.iter().all(|c| *c == 201 || *c == 429), "{codes:?}");
+}
+
+#[test]
+fn wait_takes_what_careless_clients_send() {
+    let s = Server::start(&[]);
+    for v in ["False", "0", "false"] {
+        let r = s.post(&format!("/v1/runs?wait={v}"), &json!({"argv": ["true"]}));
+        assert_eq!(r.status, 202, "wait={v}: {}", r.text());
+    }
+    assert_eq!(
+        s.post("/v1/runs?wait=True", &json!({"argv": ["true"]}))
+            .status,
+        200
+    );
+}

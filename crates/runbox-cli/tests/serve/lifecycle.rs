@@ -234,3 +234,32 @@ fn after_kill_9_the_next_start_reaps_what_was_left() {
     let state = runs["runs"][0]["state"].as_str().unwrap().to_string();
     assert!(state == "failed" || state == "cancelled", "{runs}");
 }
+
+#[test]
+fn sigterm_gives_sandbox_execs_their_grace_too() {
+    let mut s = Server::start(&["--shutdown-grace", "5s"]);
+    let sb = s.sandbox(&json!({}));
+    let addr = s.addr;
+    let path = format!("/v1/sandboxes/{sb}/exec");
+    let exec = std::thread::spawn(move || {
+        super::http::request(
+            addr,
+            "POST",
+            &path,
+            &[],
+            json!({"shell": "sleep 1.5; echo done"})
+                .to_string()
+                .as_bytes(),
+        )
+    });
+    assert!(eventually(Duration::from_secs(10), || !processes_with(
+        "sleep 1.5"
+    )
+    .is_empty()));
+    let status = s.terminate(Duration::from_secs(30));
+    assert!(status.success());
+    let r = exec.join().unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["stdout"], "done\n", "{}", r.text());
+    assert!(s.workspaces().is_empty());
+}
