@@ -1,15 +1,13 @@
 //! The routes and the layers around them: body limits (JSON bodies
-//! bounded, file routes streaming with their own cap), a body read timeout,
-//! problem+json for unknown routes, wrong methods and panics.
-
-use std::time::Duration;
+//! bounded, file routes streaming with their own cap; both read within an
+//! overall deadline by `extract::read_body`), problem+json for unknown
+//! routes, wrong methods and panics.
 
 use axum::extract::DefaultBodyLimit;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::problem::ApiError;
 use crate::state::App;
@@ -30,7 +28,6 @@ fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// Every route over `app`.
 pub fn router(app: App) -> Router {
     let json_limit = app.config.json_body_limit;
-    let body_timeout: Duration = app.config.body_timeout;
     Router::new()
         .route("/healthz", get(service::healthz))
         .route("/readyz", get(service::readyz))
@@ -68,7 +65,6 @@ pub fn router(app: App) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(json_limit))
-        .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .layer(CatchPanicLayer::custom(panicked))
         .with_state(app)
 }
