@@ -16,7 +16,7 @@ use crate::extract::{ApiJson, ApiPath};
 use crate::model::{Encoding, ProcessRequest, WaitRequest};
 use crate::problem::{ApiError, Problem};
 use crate::result::RunResult;
-use crate::sandboxes::command_of;
+use crate::sandboxes::{command_of, exec_result};
 
 /// A started process.
 #[derive(Debug, Serialize, ToSchema)]
@@ -118,7 +118,7 @@ pub async fn get(
             cpu_time: None,
             peak_memory: None,
         };
-        let mut r = RunResult::of_output(&out, Encoding::Text);
+        let mut r = exec_result(&sb, &out, Encoding::Text);
         r.wall_time_ms = None;
         r
     });
@@ -164,7 +164,7 @@ pub async fn wait(
         .wait_process(&sb.ws, &p, Some(Duration::from_millis(ms)))
         .await?;
     Ok(match ended {
-        Some(out) => Json(RunResult::of_output(&out, Encoding::Text)).into_response(),
+        Some(out) => Json(exec_result(&sb, &out, Encoding::Text)).into_response(),
         None => (StatusCode::ACCEPTED, Json(StillRunning { running: true })).into_response(),
     })
 }

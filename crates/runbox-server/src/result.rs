@@ -326,3 +326,20 @@ pub struct RunList {
     /// Newest first.
     pub runs: Vec<RunView>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requested_values_from_records_are_numbers_again() {
+        assert_eq!(
+            requested_number("1048576 bytes"),
+            serde_json::json!(1048576)
+        );
+        assert_eq!(requested_number("0.5 cpus"), serde_json::json!(0.5));
+        assert_eq!(requested_number("64"), serde_json::json!(64));
+        assert_eq!(requested_number("60000ms"), serde_json::json!(60000));
+        assert_eq!(requested_number("odd"), serde_json::json!("odd"));
+    }
+}

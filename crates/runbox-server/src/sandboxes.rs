@@ -327,7 +327,8 @@ pub fn command_of(
     Ok(cmd)
 }
 
-fn exec_result(
+/// The result object of a command in sandbox `sb`.
+pub(crate) fn exec_result(
     sb: &Sandbox,
     out: &orchestrator_core::ExecOutput,
     enc: crate::model::Encoding,

@@ -279,6 +279,12 @@ fn a_sandbox_from_create_to_delete() {
     );
     let w = s.post(&format!("{qb}/wait"), &json!({"timeout_ms": 5000}));
     assert_eq!(w.json()["exit_code"], 4, "{}", w.text());
+    assert_eq!(
+        w.json()["execution_id"],
+        id.as_str(),
+        "the sandbox's result object"
+    );
+    assert_eq!(w.json()["backend"], "native");
     assert_eq!(s.get(&qb).json()["result"]["exit_code"], 4);
     s.get(&format!("/v1/sandboxes/{id}/processes/p999"))
         .assert_problem(404, "not_found");
