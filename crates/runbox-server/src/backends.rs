@@ -113,6 +113,44 @@ impl Backends {
         Ok(made.entry(key.clone()).or_insert(served).clone())
     }
 
+    /// The instance a request asks for (`default` when it names no
+    /// backend), checked: no host network asked as `none`, images only for
+    /// backends that run them.
+    pub async fn for_request(
+        &self,
+        default: &str,
+        backend: &Option<String>,
+        isolation: Option<crate::model::Isolation>,
+        network: Option<crate::model::Network>,
+        image: &Option<String>,
+    ) -> Result<Served, ApiError> {
+        let name = backend.clone().unwrap_or_else(|| default.to_string());
+        let key = BackendKey {
+            name: name.clone(),
+            isolation: isolation.unwrap_or_default(),
+            network,
+        };
+        if key.isolation == crate::model::Isolation::None
+            && network == Some(crate::model::Network::None)
+        {
+            return Err(ApiError::invalid(
+                "network \"none\" needs isolation: a sandbox without isolation has the host's network",
+            ));
+        }
+        let served = self.get(&key).await?;
+        if let Some(img) = image {
+            if img.trim().is_empty() {
+                return Err(ApiError::invalid("`image` is empty"));
+            }
+            if !served.orch.capabilities().images {
+                return Err(ApiError::invalid(format!(
+                    "the {name} backend does not use images; leave `image` out or pick a backend that runs them"
+                )));
+            }
+        }
+        Ok(served)
+    }
+
     /// Every instance made so far.
     pub fn all(&self) -> Vec<Served> {
         self.lock().values().cloned().collect()

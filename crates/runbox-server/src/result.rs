@@ -320,6 +320,18 @@ pub struct RunView {
     pub error: Option<String>,
 }
 
+impl RunView {
+    /// What a record alone tells of a run.
+    pub fn of_record(rec: &ExecutionRecord) -> Self {
+        Self {
+            execution_id: rec.id.to_string(),
+            state: RunPhase::of(rec.state),
+            result: RunResult::of_record(rec),
+            error: rec.error.clone(),
+        }
+    }
+}
+
 /// `GET /v1/runs`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RunList {

@@ -1,9 +1,8 @@
-//! The routes and the layers around them: body limits (JSON bodies
-//! bounded, file routes streaming with their own cap; both read within an
-//! overall deadline by `extract::read_body`), problem+json for unknown
-//! routes, wrong methods and panics.
+//! The routes and the layers around them: problem+json for unknown routes,
+//! wrong methods and panics. Bodies are bounded where they are read
+//! (`extract::read_body`: JSON bodies and uploads, each with its cap and an
+//! overall deadline).
 
-use axum::extract::DefaultBodyLimit;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -27,7 +26,6 @@ fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 
 /// Every route over `app`.
 pub fn router(app: App) -> Router {
-    let json_limit = app.config.json_body_limit;
     Router::new()
         .route("/healthz", get(service::healthz))
         .route("/readyz", get(service::readyz))
@@ -49,9 +47,7 @@ pub fn router(app: App) -> Router {
         .route("/v1/sandboxes/{id}/exec", post(sandboxes::exec))
         .route(
             "/v1/sandboxes/{id}/files/{*path}",
-            get(files::get)
-                .put(files::put)
-                .layer(DefaultBodyLimit::disable()),
+            get(files::get).put(files::put),
         )
         .route("/v1/sandboxes/{id}/processes", post(processes::start))
         .route(
@@ -64,7 +60,6 @@ pub fn router(app: App) -> Router {
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(json_limit))
         .layer(CatchPanicLayer::custom(panicked))
         .with_state(app)
 }

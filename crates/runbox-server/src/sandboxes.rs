@@ -26,7 +26,6 @@ use crate::input;
 use crate::model::{ExecRequest, SandboxRequest, TtlRequest};
 use crate::problem::{ApiError, Problem};
 use crate::result::{limit_value, IsolationResult, LimitResult, RunResult};
-use crate::runs::backend_for;
 use crate::state::{lock, rfc3339, App, Sandbox, SandboxView, KIND_LABEL, OWNER_LABEL};
 
 /// `GET /v1/sandboxes`.
@@ -137,14 +136,16 @@ async fn make(app: App, who: Identity, body: SandboxRequest) -> Result<Arc<Sandb
         &app.config.caps,
         false,
     )?;
-    let served = backend_for(
-        &app,
-        &body.backend,
-        body.isolation,
-        body.network,
-        &body.image,
-    )
-    .await?;
+    let served = app
+        .backends
+        .for_request(
+            &app.config.default_backend,
+            &body.backend,
+            body.isolation,
+            body.network,
+            &body.image,
+        )
+        .await?;
     let backend = served.orch.name().to_string();
     let mut req = ExecutionRequest::sandbox_only()
         .limits(limits.clone())
