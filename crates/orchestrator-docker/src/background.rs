@@ -78,7 +78,10 @@ impl DockerOrchestrator {
         let (done_tx, done_rx) = watch::channel(None);
         let cap2 = capture.clone();
         let task = tokio::spawn(async move {
-            let r = match exec::run(&ctx, &plan, &cap2, Some(stop_rx)).await {
+            let r = match ctx
+                .unless_lost(exec::run(&ctx, &plan, &cap2, Some(stop_rx)))
+                .await
+            {
                 Ok(raw) => exec::finish(&ctx, &plan, raw, &cap2).await,
                 Err(e) => Err(e),
             };

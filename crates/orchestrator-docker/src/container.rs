@@ -27,7 +27,7 @@ use crate::limits;
 /// The container's main process, under docker-init: prepares runbox's
 /// helper directory, then idles (commands run as execs). Doing the setup
 /// here instead of in an exec after start saves a round trip per workspace.
-const KEEPALIVE: &str =
+pub(crate) const KEEPALIVE: &str =
     "mkdir -p /run/runbox /workspace && chmod 1777 /run/runbox; while :; do sleep 3600; done";
 /// Where the workspace lives inside the container.
 pub(crate) const WORKSPACE_DIR: &str = "/workspace";
@@ -72,6 +72,11 @@ pub(crate) fn is_live(c: &ContainerSummary) -> bool {
             .any(|n| live.iter().any(|l| l == n.trim_start_matches('/')))
 }
 
+/// Whether a name (a swarm service's) is alive on purpose.
+pub(crate) fn is_live_name(name: &str) -> bool {
+    lock(&LIVE).iter().any(|l| l == name)
+}
+
 /// The owner a container's labels name (`None` without them).
 pub(crate) fn owner_of(c: &ContainerSummary) -> Option<Owner> {
     let labels = c.labels.as_ref()?;
@@ -105,7 +110,7 @@ pub(crate) fn name_of(id: &WorkspaceId) -> String {
 /// The container's own environment, for anything started outside runbox's
 /// exec wrapper (`docker exec` by hand): what a command without variables
 /// of its own gets.
-fn container_env() -> Vec<String> {
+pub(crate) fn container_env() -> Vec<String> {
     base_environment(WORKSPACE_DIR)
         .into_iter()
         .map(|(k, v)| format!("{k}={v}"))
@@ -129,7 +134,7 @@ pub(crate) struct Recipe<'a> {
 /// (which refuses a read-only root and cannot see into tmpfs mounts).
 /// Removed with the container (`v=true`); labelled like it, so `residue`
 /// and `reap_orphans` find one left behind.
-fn workspace_volume(labels: &HashMap<String, String>) -> BollardMount {
+pub(crate) fn workspace_volume(labels: &HashMap<String, String>) -> BollardMount {
     BollardMount {
         target: Some(WORKSPACE_DIR.into()),
         typ: Some(MountType::VOLUME),
@@ -190,14 +195,13 @@ fn harden(config: &DockerConfig, hc: HostConfig) -> HostConfig {
     }
 }
 
-/// Creates (does not start) a workspace container named [`name_of`] the
-/// workspace; returns its id. A 404 means the image is missing.
-pub(crate) async fn create(
-    docker: &Docker,
+/// The labels of a workspace container: the configured ones, the spec's,
+/// then runbox's own (owner, workspace, execution), which win.
+pub(crate) fn labels(
     config: &DockerConfig,
     owner: &Owner,
     r: &Recipe<'_>,
-) -> Result<String, E> {
+) -> HashMap<String, String> {
     let mut labels: HashMap<String, String> = HashMap::new();
     for (k, v) in config.labels.iter().chain(r.labels.iter()) {
         labels.insert(k.clone(), v.clone());
@@ -208,10 +212,27 @@ pub(crate) async fn create(
         labels.insert(LABEL_EXECUTION.into(), e.to_string());
     }
     labels.extend(owner.labels(OWNER_LABEL));
-    let mut volume_labels: HashMap<String, String> =
-        owner.labels(OWNER_LABEL).into_iter().collect();
-    volume_labels.insert(OWNER_LABEL.into(), OWNER_VALUE.into());
-    volume_labels.insert(LABEL_WORKSPACE.into(), r.id.to_string());
+    labels
+}
+
+/// The labels of a workspace volume: owner and workspace.
+pub(crate) fn volume_labels(owner: &Owner, id: &WorkspaceId) -> HashMap<String, String> {
+    let mut labels: HashMap<String, String> = owner.labels(OWNER_LABEL).into_iter().collect();
+    labels.insert(OWNER_LABEL.into(), OWNER_VALUE.into());
+    labels.insert(LABEL_WORKSPACE.into(), id.to_string());
+    labels
+}
+
+/// Creates (does not start) a workspace container named [`name_of`] the
+/// workspace; returns its id. A 404 means the image is missing.
+pub(crate) async fn create(
+    docker: &Docker,
+    config: &DockerConfig,
+    owner: &Owner,
+    r: &Recipe<'_>,
+) -> Result<String, E> {
+    let labels = labels(config, owner, r);
+    let volume_labels = volume_labels(owner, r.id);
     let cg = limits::cgroup_fields(r.limits);
     let body = ContainerCreateBody {
         image: Some(r.image.to_string()),

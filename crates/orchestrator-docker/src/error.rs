@@ -83,6 +83,32 @@ pub enum DockerOrchestratorError {
         /// The failed refill's error.
         reason: String,
     },
+    /// The swarm node that runs a workspace is lost (down, cut off, or
+    /// its daemon gone): the workspace cannot be reached any more.
+    #[error("swarm node {node} is lost: {reason}")]
+    NodeLost {
+        /// The node's hostname (or id).
+        node: String,
+        /// What the swarm or its daemon said.
+        reason: String,
+    },
+    /// A swarm task runs on a node whose daemon endpoint is not known.
+    #[error("no daemon endpoint is known for swarm node {node}: {hint}")]
+    NoEndpoint {
+        /// The node's hostname and id.
+        node: String,
+        /// How to configure one.
+        hint: String,
+    },
+    /// The swarm managers cannot serve a request (no leader, none reachable,
+    /// this daemon not a manager), after retries.
+    #[error("the swarm managers cannot serve `{operation}`: {reason}")]
+    NoManager {
+        /// The request.
+        operation: &'static str,
+        /// The last manager's answer.
+        reason: String,
+    },
     /// A helper command runbox runs inside the container failed.
     #[error("runbox helper in container {container} failed: {reason}")]
     Helper {
@@ -132,6 +158,12 @@ impl From<DockerOrchestratorError> for Error {
             DockerOrchestratorError::Config(msg) => Error::InvalidInput(msg),
             DockerOrchestratorError::Unreachable { .. } => Error::Unavailable {
                 backend: crate::BACKEND_NAME.into(),
+                reason: e.to_string(),
+            },
+            DockerOrchestratorError::NodeLost { .. }
+            | DockerOrchestratorError::NoEndpoint { .. }
+            | DockerOrchestratorError::NoManager { .. } => Error::Unavailable {
+                backend: crate::swarm::BACKEND_NAME.into(),
                 reason: e.to_string(),
             },
             DockerOrchestratorError::UnsafeArchive { entry, reason } => Error::PathEscapesSandbox {

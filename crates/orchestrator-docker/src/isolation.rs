@@ -94,12 +94,19 @@ impl DockerOrchestrator {
     /// `isolation`: NotFound for a workspace this backend does not hold,
     /// else the [`report`] (the daemon's features asked on first use).
     pub(crate) async fn isolation_of(&self, id: &WorkspaceId) -> Result<IsolationReport> {
-        self.ws(id)?;
+        let ws = self.ws(id)?;
         let security = self
             .security
             .get_or_try_init(|| async {
-                let docker = self.docker().await?;
-                let info = self.call("info", docker.info()).await?;
+                // The daemon that runs the container (a swarm node's).
+                let ctx = self.ctx(&ws).await?;
+                let info = crate::client::deadline(
+                    &ctx.host,
+                    "info",
+                    self.config.request_timeout,
+                    ctx.docker.info(),
+                )
+                .await?;
                 Ok::<_, crate::error::DockerOrchestratorError>(DaemonSecurity::new(
                     info.security_options.unwrap_or_default(),
                 ))

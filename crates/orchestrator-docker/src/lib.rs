@@ -24,7 +24,8 @@
 //! ```
 //!
 //! See `docs/docker.md` for the configuration, the labels, how limits map
-//! and how orphans are reaped.
+//! and how orphans are reaped. The [`swarm`] backend (`SwarmOrchestrator`)
+//! places the same containers on a Docker Swarm (`docs/scale-out.md`).
 #![deny(missing_docs)]
 
 mod archive;
@@ -42,7 +43,9 @@ mod orchestrator;
 mod pool;
 mod reap;
 mod resolve;
+mod route;
 mod scripts;
+pub mod swarm;
 #[cfg(feature = "test-util")]
 mod test_image;
 mod transfer;
@@ -60,6 +63,7 @@ pub use isolation::{
 };
 pub use limits::DOCKER;
 pub use pool::PoolStats;
+pub use swarm::{SwarmConfig, SwarmOrchestrator};
 
 #[cfg(feature = "test-util")]
 pub use archive::{build_archive_for_tests, extract_archive_for_tests};
@@ -126,6 +130,21 @@ orchestrator_core::register_backend!(
     BACKEND_NAME,
     "workspaces are Docker containers (bollard; opt-in, needs a daemon)",
     registry_factory
+);
+
+/// The swarm backend's registry factory.
+fn swarm_factory(
+    options: &orchestrator_core::BackendOptions,
+) -> orchestrator_core::Result<std::sync::Arc<dyn orchestrator_core::Orchestrator>> {
+    Ok(std::sync::Arc::new(SwarmOrchestrator::new(
+        swarm::config_from_options(options)?,
+    )?))
+}
+
+orchestrator_core::register_backend!(
+    swarm::BACKEND_NAME,
+    "workspaces are one-replica Docker Swarm services; commands go to the task's node daemon",
+    swarm_factory
 );
 
 #[cfg(test)]

@@ -3,6 +3,9 @@
 //! (`reap_orphans`).
 
 use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::Docker;
 
 use bollard::models::{ContainerSummary, Volume};
 use bollard::query_parameters::{
@@ -11,10 +14,62 @@ use bollard::query_parameters::{
 use orchestrator_core::owner::Owner;
 use orchestrator_core::{Result, WorkspaceId};
 
+use crate::client::deadline;
 use crate::config::{LABEL_WORKSPACE, OWNER_LABEL, OWNER_VALUE};
 use crate::container;
 use crate::error::DockerOrchestratorError as E;
 use crate::DockerOrchestrator;
+
+/// Every container, running or not, carrying `label=value`, on the daemon
+/// `docker` at `host`.
+pub(crate) async fn list_containers(
+    docker: &Docker,
+    host: &str,
+    timeout: Duration,
+    label: &str,
+    value: &str,
+) -> std::result::Result<Vec<ContainerSummary>, E> {
+    let filters = HashMap::from([("label".to_string(), vec![format!("{label}={value}")])]);
+    let opts = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    deadline(
+        host,
+        "list containers",
+        timeout,
+        docker.list_containers(Some(opts)),
+    )
+    .await
+}
+
+/// Every volume carrying `label=value` on the daemon `docker` at `host`,
+/// only those no container uses when `dangling`.
+pub(crate) async fn list_volumes(
+    docker: &Docker,
+    host: &str,
+    timeout: Duration,
+    label: &str,
+    value: &str,
+    dangling: bool,
+) -> std::result::Result<Vec<Volume>, E> {
+    let mut filters: HashMap<String, Vec<String>> = HashMap::new();
+    filters.insert("label".into(), vec![format!("{label}={value}")]);
+    if dangling {
+        filters.insert("dangling".into(), vec!["true".into()]);
+    }
+    let opts = ListVolumesOptionsBuilder::default()
+        .filters(&filters)
+        .build();
+    let listed = deadline(
+        host,
+        "list volumes",
+        timeout,
+        docker.list_volumes(Some(opts)),
+    )
+    .await?;
+    Ok(listed.volumes.unwrap_or_default())
+}
 
 impl DockerOrchestrator {
     /// Every container, running or not, carrying `label=value`.
@@ -24,14 +79,14 @@ impl DockerOrchestrator {
         value: &str,
     ) -> std::result::Result<Vec<ContainerSummary>, E> {
         let docker = self.docker().await?;
-        let mut filters: HashMap<String, Vec<String>> = HashMap::new();
-        filters.insert("label".into(), vec![format!("{label}={value}")]);
-        let opts = ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&filters)
-            .build();
-        self.call("list containers", docker.list_containers(Some(opts)))
-            .await
+        list_containers(
+            &docker,
+            &self.host,
+            self.config.request_timeout,
+            label,
+            value,
+        )
+        .await
     }
 
     /// Every volume carrying `label=value`, only those no container uses
@@ -43,18 +98,15 @@ impl DockerOrchestrator {
         dangling: bool,
     ) -> std::result::Result<Vec<Volume>, E> {
         let docker = self.docker().await?;
-        let mut filters: HashMap<String, Vec<String>> = HashMap::new();
-        filters.insert("label".into(), vec![format!("{label}={value}")]);
-        if dangling {
-            filters.insert("dangling".into(), vec!["true".into()]);
-        }
-        let opts = ListVolumesOptionsBuilder::default()
-            .filters(&filters)
-            .build();
-        let listed = self
-            .call("list volumes", docker.list_volumes(Some(opts)))
-            .await?;
-        Ok(listed.volumes.unwrap_or_default())
+        list_volumes(
+            &docker,
+            &self.host,
+            self.config.request_timeout,
+            label,
+            value,
+            dangling,
+        )
+        .await
     }
 
     /// `residue`: the containers and workspace volumes still labelled with
@@ -168,7 +220,7 @@ impl DockerOrchestrator {
 }
 
 /// `container NAME (SHORT-ID, STATE)`, for residue and reap reports.
-fn container_description(c: &ContainerSummary) -> String {
+pub(crate) fn container_description(c: &ContainerSummary) -> String {
     let name = c
         .names
         .as_ref()

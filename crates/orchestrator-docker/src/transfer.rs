@@ -61,17 +61,18 @@ impl DockerOrchestrator {
         let opts = UploadToContainerOptionsBuilder::default()
             .path(&parent)
             .build();
-        let upload = deadline(
-            &self.host,
-            "upload archive",
-            self.config.transfer_timeout,
-            ctx.docker.upload_to_container(
-                &ws.container,
-                Some(opts),
-                bollard::body_full(tar.into()),
-            ),
-        )
-        .await;
+        let upload = ctx
+            .unless_lost(deadline(
+                &ctx.host,
+                "upload archive",
+                self.config.transfer_timeout,
+                ctx.docker.upload_to_container(
+                    &ws.container,
+                    Some(opts),
+                    bollard::body_full(tar.into()),
+                ),
+            ))
+            .await;
         let stage = format!("{}/{stage_name}", parent.trim_end_matches('/'));
         if let Err(e) = upload {
             let _ = exec::helper(&ctx, scripts::FINISH_UPLOAD, &[&stage, &dest, "abort"]).await;
@@ -118,13 +119,14 @@ impl DockerOrchestrator {
             }
             Ok::<_, bollard::errors::Error>(buf)
         };
-        let tar = deadline(
-            &self.host,
-            "download archive",
-            self.config.transfer_timeout,
-            download,
-        )
-        .await?;
+        let tar = ctx
+            .unless_lost(deadline(
+                &ctx.host,
+                "download archive",
+                self.config.transfer_timeout,
+                download,
+            ))
+            .await?;
         let host = host_path.to_path_buf();
         tokio::task::spawn_blocking(move || archive::extract(&tar[..], &host))
             .await

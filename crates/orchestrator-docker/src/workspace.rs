@@ -10,10 +10,12 @@ use orchestrator_core::{
 };
 
 use crate::background::Bg;
+use crate::client::deadline;
 use crate::config::LABEL_WORKSPACE;
 use crate::container::{self, lock, Recipe};
 use crate::limits;
 use crate::pool;
+use crate::route::Route;
 use crate::DockerOrchestrator;
 
 /// A live workspace of this process.
@@ -26,6 +28,23 @@ pub(crate) struct Ws {
     pub next_proc: AtomicU64,
     /// OOM kills of the container's memory cgroup seen so far.
     pub oom_seen: Arc<Mutex<u64>>,
+    /// The node daemon running the container, for a swarm workspace;
+    /// `None`: the backend's own daemon.
+    pub route: Option<Route>,
+}
+
+impl Ws {
+    /// A workspace of `container` with limits `limits` in force.
+    pub fn new(container: String, limits: ResourceLimits, route: Option<Route>) -> Self {
+        Self {
+            container,
+            limits: Mutex::new(limits),
+            procs: Mutex::new(HashMap::new()),
+            next_proc: AtomicU64::new(0),
+            oom_seen: Arc::new(Mutex::new(0)),
+            route,
+        }
+    }
 }
 
 impl DockerOrchestrator {
@@ -62,13 +81,7 @@ impl DockerOrchestrator {
             Some(m) => m,
             None => self.create_cold(spec, &lim, image).await?,
         };
-        let ws = Arc::new(Ws {
-            container: container.clone(),
-            limits: Mutex::new(lim),
-            procs: Mutex::new(HashMap::new()),
-            next_proc: AtomicU64::new(0),
-            oom_seen: Arc::new(Mutex::new(0)),
-        });
+        let ws = Arc::new(Ws::new(container.clone(), lim, None));
         tracing::info!(workspace = %id, container = %container, image = %image, pooled, "workspace created");
         lock(&self.workspaces).insert(id.clone(), ws);
         Ok(id)
@@ -133,10 +146,12 @@ impl DockerOrchestrator {
         }
         let cg = limits::cgroup_fields(requested);
         if cg != limits::CgroupFields::default() {
-            let docker = self.docker().await?;
-            self.call(
+            let ctx = self.ctx(&ws).await?;
+            deadline(
+                &ctx.host,
                 "update container",
-                docker.update_container(&ws.container, cg.update_body()),
+                self.config.request_timeout,
+                ctx.docker.update_container(&ws.container, cg.update_body()),
             )
             .await?;
         }

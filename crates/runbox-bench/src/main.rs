@@ -97,6 +97,16 @@ async fn run() -> Result<(), BoxError> {
             return Err(format!("docker benchmark failed: {e}").into());
         }
     }
+    eprintln!("runbox-bench: swarm figures");
+    if let Err(e) = figures::swarm::figures(&o, &mut all).await {
+        let mut f = figures::figure("swarm lifecycle", "ms", Vec::new());
+        f.note = Some(format!("failed: {e}"));
+        all.push(f);
+        if std::env::var("RUNBOX_REQUIRE_SWARM").as_deref() == Ok("1") {
+            report::print_table(&all, true);
+            return Err(format!("swarm benchmark failed: {e}").into());
+        }
+    }
     report::write(&o, &all)
 }
 

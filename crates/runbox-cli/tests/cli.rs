@@ -1150,7 +1150,7 @@ fn backends_lists_every_registered_backend_quickly() {
     let j = parse_one_json(&out);
     let list = j["backends"].as_array().expect("backends array");
     let names: Vec<&str> = list.iter().filter_map(|b| b["name"].as_str()).collect();
-    assert_eq!(names, ["docker", "native"]);
+    assert_eq!(names, ["docker", "native", "swarm"]);
     for b in list {
         assert!(b["available"].is_boolean());
         assert!(b["reason"].is_null() || b["reason"].is_string());

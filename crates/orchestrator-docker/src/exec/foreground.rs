@@ -48,7 +48,7 @@ impl DockerOrchestrator {
             ctx: Some(ctx.clone()),
             tag: plan.tag.clone(),
         };
-        let raw = run(&ctx, &plan, &capture, None).await;
+        let raw = ctx.unless_lost(run(&ctx, &plan, &capture, None)).await;
         guard.disarm();
         let out = finish(&ctx, &plan, raw?, &capture).await?;
         tracing::debug!(workspace = %id, status = %out.status, wall = ?out.wall_time, "command ended");

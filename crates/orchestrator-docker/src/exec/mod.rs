@@ -29,6 +29,7 @@ use bollard::Docker;
 use crate::container::lock;
 use crate::error::DockerOrchestratorError as E;
 use crate::limits;
+use crate::route::Route;
 #[cfg(doc)]
 use crate::scripts;
 use crate::workspace::Ws;
@@ -50,6 +51,22 @@ pub(crate) struct Ctx {
     pub pids_limit: Option<i64>,
     /// OOM kills of the container's memory cgroup seen so far.
     pub oom_seen: Arc<Mutex<u64>>,
+    /// The swarm node's route, whose loss ends long calls.
+    pub route: Option<Route>,
+}
+
+impl Ctx {
+    /// Runs a long call (a command, a transfer) unless the workspace's node
+    /// is lost first.
+    pub async fn unless_lost<T>(
+        &self,
+        fut: impl std::future::Future<Output = std::result::Result<T, E>>,
+    ) -> std::result::Result<T, E> {
+        match &self.route {
+            Some(route) => route.unless_lost(fut).await,
+            None => fut.await,
+        }
+    }
 }
 
 impl DockerOrchestrator {
@@ -57,9 +74,17 @@ impl DockerOrchestrator {
     /// in force now.
     pub(crate) async fn ctx(&self, ws: &Ws) -> std::result::Result<Ctx, E> {
         let limits = lock(&ws.limits).clone();
+        let (docker, host) = match &ws.route {
+            Some(route) => {
+                route.check()?;
+                (route.docker.clone(), route.host.clone())
+            }
+            None => (self.docker().await?, self.host.clone()),
+        };
         Ok(Ctx {
-            docker: self.docker().await?,
-            host: self.host.clone(),
+            docker,
+            host,
+            route: ws.route.clone(),
             container: ws.container.clone(),
             request_timeout: self.config.request_timeout,
             pids_limit: limits::cgroup_fields(&limits).pids_limit,

@@ -7,6 +7,7 @@ pub mod isolated;
 pub mod memory;
 pub mod native;
 pub mod server;
+pub mod swarm;
 pub mod throughput;
 
 /// One reported figure.

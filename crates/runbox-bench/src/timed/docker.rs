@@ -55,9 +55,10 @@ pub async fn interleaved_lifecycles(
     Ok((c, p, run))
 }
 
-/// One docker lifecycle on the backend: create, exec `true`, cleanup.
+/// One lifecycle on a container backend (docker, swarm): create, exec
+/// `true`, cleanup.
 pub async fn docker_lifecycle(
-    docker: &DockerOrchestrator,
+    docker: &dyn Orchestrator,
     spec: &WorkspaceSpec,
 ) -> Result<Duration, BoxError> {
     let t = Instant::now();
