@@ -9,11 +9,15 @@
 //! - `nonroot`: the native conformance suite as an unprivileged user.
 //! - `fuzz`: the cargo-fuzz targets (fuzz/), briefly each.
 //! - `api-check`: schemathesis against `runbox serve`'s OpenAPI document.
+//! - `swarm-up [--nodes N]`, `swarm-down`: a multi-node Docker Swarm test
+//!   cluster on this host (one dockerd per network namespace), and its teardown.
+//! - `swarm-test`: swarm-up, the swarm test targets against it, swarm-down.
 
 mod api_check;
 mod fuzz;
 mod nonroot;
 mod soak;
+mod swarm;
 mod test_image;
 mod vm_test;
 
@@ -25,7 +29,7 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(task) = args.first() else {
         bail!(
-            "usage: cargo xtask <ci|conformance|test-image|bench|vm-test|soak|nonroot|fuzz> [args]"
+            "usage: cargo xtask <ci|conformance|test-image|bench|vm-test|soak|nonroot|fuzz|api-check|swarm-up|swarm-down|swarm-test> [args]"
         );
     };
     let rest = &args[1..];
@@ -39,8 +43,11 @@ fn main() -> Result<()> {
         "nonroot" => nonroot::nonroot(rest),
         "fuzz" => fuzz::fuzz(rest),
         "api-check" => api_check::api_check(rest),
+        "swarm-up" => swarm::swarm_up(rest),
+        "swarm-down" => swarm::swarm_down(rest),
+        "swarm-test" => swarm::swarm_test(rest),
         other => {
-            bail!("unknown task {other:?}; known: ci, conformance, test-image, bench, vm-test, soak, nonroot, fuzz, api-check")
+            bail!("unknown task {other:?}; known: ci, conformance, test-image, bench, vm-test, soak, nonroot, fuzz, api-check, swarm-up, swarm-down, swarm-test")
         }
     }
 }

@@ -67,10 +67,11 @@ impl SwarmOrchestrator {
             ));
         };
         if !spec.mounts.is_empty() {
-            return Err(Error::invalid(
-                "the swarm backend takes no bind mounts: a host path names the node's \
-                 filesystem, not this one's; copy files in with copy_to",
-            ));
+            // A host path would name the node's filesystem, not this one's.
+            return Err(Error::Unsupported {
+                backend: super::BACKEND_NAME.into(),
+                operation: "bind mounts (a host path names the node's filesystem; copy files in with copy_to)".into(),
+            });
         }
         let id = WorkspaceId::new(format!("sw-{}", self.engine.unique()))?;
         let name = container::name_of(&id);

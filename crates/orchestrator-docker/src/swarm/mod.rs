@@ -60,6 +60,9 @@ pub(crate) struct Shared {
     pub managers: Managers,
     pub endpoints: Endpoints,
     pub placements: Mutex<HashMap<WorkspaceId, Placement>>,
+    /// Whether each node daemon (by endpoint) runs commands with
+    /// no_new_privs, learnt from its first workspace.
+    pub no_new_privs: Mutex<HashMap<String, bool>>,
 }
 
 /// The Docker Swarm backend: workspaces are one-replica services placed
@@ -133,6 +136,7 @@ impl SwarmOrchestrator {
                 managers: Managers::new(&config),
                 endpoints: Endpoints::new(&config),
                 placements: Mutex::new(HashMap::new()),
+                no_new_privs: Mutex::new(HashMap::new()),
                 config,
             }),
             owner: Owner::current(),

@@ -13,6 +13,7 @@ use orchestrator_core::{
 };
 
 use super::{SwarmOrchestrator, BACKEND_NAME};
+use crate::container::lock;
 use crate::isolation::NO_NEW_PRIVS;
 
 /// An error of the docker engine as the swarm backend's.
@@ -80,6 +81,31 @@ impl SwarmOrchestrator {
                 not_ready.join(", ")
             ))
         }
+    }
+}
+
+impl SwarmOrchestrator {
+    /// Whether the daemon running `id` gives commands no_new_privs (its
+    /// `no-new-privileges` option), and the node's name.
+    async fn node_sets_no_new_privs(&self, id: &WorkspaceId) -> Result<(bool, String)> {
+        let ws = self.engine.ws(id)?;
+        let ctx = self.engine.ctx(&ws).await?;
+        let node = ws
+            .route
+            .as_ref()
+            .map_or_else(String::new, |r| r.node.clone());
+        if let Some(known) = lock(&self.shared.no_new_privs).get(&ctx.host) {
+            return Ok((*known, node));
+        }
+        let (code, _, _) = crate::exec::helper(
+            &ctx,
+            "grep -q '^NoNewPrivs:[[:space:]]*1' /proc/self/status",
+            &[],
+        )
+        .await?;
+        let enforced = code == 0;
+        lock(&self.shared.no_new_privs).insert(ctx.host.clone(), enforced);
+        Ok((enforced, node))
     }
 }
 
@@ -177,12 +203,22 @@ impl Orchestrator for SwarmOrchestrator {
         rebrand(self.residue_of(workspace).await)
     }
 
-    /// The docker engine's report without no_new_privs, which a swarm
-    /// service cannot ask for on API 1.41 (capabilities are still all
-    /// dropped, so a setuid binary gains none).
+    /// The docker engine's report, with no_new_privs only where the node
+    /// enforces it: a service on API 1.41 cannot ask for it, the node
+    /// daemon's `no-new-privileges` option gives it (asked once per node).
     async fn isolation(&self, workspace: &WorkspaceId) -> Result<IsolationReport> {
         let mut r = rebrand(self.engine.isolation_of(workspace).await)?;
-        r.enforced_by.retain(|m| *m != NO_NEW_PRIVS);
+        let (enforced, node) = rebrand(self.node_sets_no_new_privs(workspace).await)?;
+        if !enforced {
+            r.enforced_by.retain(|m| *m != NO_NEW_PRIVS);
+            let note = format!(
+                "node {node} runs commands without no_new_privs: set \"no-new-privileges\": true in its daemon.json"
+            );
+            r.note = Some(match r.note.take() {
+                Some(n) => format!("{n}; {note}"),
+                None => note,
+            });
+        }
         Ok(r)
     }
 
