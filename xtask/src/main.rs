@@ -149,9 +149,13 @@ fn ci(_args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask bench [--quick] [--json FILE] [--svg FILE]`: installs the
-/// tools it compares with, builds the benchmark in release mode and runs it.
+/// `cargo xtask bench [--quick] [--json FILE] [--svg FILE] [--swarm]`:
+/// installs the tools it compares with, builds the benchmark in release
+/// mode and runs it; with `--swarm`, against a test swarm brought up for
+/// it (the swarm lifecycle figure) and torn down after.
 fn bench(args: &[String]) -> Result<()> {
+    let with_swarm = args.iter().any(|a| a == "--swarm");
+    let args: Vec<String> = args.iter().filter(|a| *a != "--swarm").cloned().collect();
     ensure_packages(BENCH_PACKAGES)?;
     // The CLI too: the bench times it as a whole process.
     run(cargo().args([
@@ -163,7 +167,12 @@ fn bench(args: &[String]) -> Result<()> {
         "runbox-cli",
     ]))?;
     let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-    run(Command::new(format!("{target}/release/runbox-bench")).args(args))
+    let mut cmd = Command::new(format!("{target}/release/runbox-bench"));
+    cmd.args(&args);
+    if with_swarm {
+        return swarm::run_with_cluster(cmd, "runbox-bench");
+    }
+    run(&mut cmd)
 }
 
 fn conformance(args: &[String]) -> Result<()> {

@@ -343,3 +343,66 @@ async fn a_constraint_no_node_meets_is_refused_and_leaves_nothing() {
         .await;
     assert!(matches!(bad, Err(Error::InvalidInput(_))), "{bad:?}");
 }
+
+/// The hostname of the swarm's leader, asked through the docker CLI.
+fn leader(nodes: &[TestNode], sockets: &[String]) -> String {
+    for sock in sockets {
+        let out = Command::new("docker")
+            .args([
+                "-H",
+                sock,
+                "node",
+                "ls",
+                "--format",
+                "{{.Hostname}} {{.ManagerStatus}}",
+            ])
+            .output()
+            .expect("docker node ls");
+        let text = String::from_utf8_lossy(&out.stdout);
+        if let Some(l) = text.lines().find(|l| l.ends_with(" Leader")) {
+            let host = l.split_whitespace().next().unwrap_or_default().to_string();
+            assert!(nodes.iter().any(|n| n.hostname == host), "{text}");
+            return host;
+        }
+    }
+    panic!("no manager names a leader");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the swarm test cluster: cargo xtask swarm-test"]
+async fn a_killed_leader_is_failed_over_and_workspaces_go_on() {
+    let nodes = nodes();
+    assert!(nodes.len() >= 3, "needs three managers");
+    let sockets: Vec<String> = (1..=nodes.len())
+        .map(|i| var(&format!("RUNBOX_SWARM_NODE_{i}_SOCKET")))
+        .collect();
+    let b = backend();
+    let boss = leader(&nodes, &sockets);
+    let victim = nodes
+        .iter()
+        .find(|n| n.hostname == boss)
+        .expect("leader node")
+        .clone();
+    let other = nodes
+        .iter()
+        .find(|n| n.hostname != boss)
+        .expect("another node")
+        .clone();
+    let pid = std::fs::read_to_string(&victim.pidfile).expect("pidfile");
+    run(Command::new("kill").args(["-KILL", pid.trim()]));
+    // The first writes meet no leader (or a lost one) until the remaining
+    // managers elect one: the backend retries across them.
+    let t0 = Instant::now();
+    let id = b
+        .create_workspace(&on(&other.hostname))
+        .await
+        .expect("create while the leader is gone");
+    eprintln!(
+        "created {:?} after the leader's daemon was killed",
+        t0.elapsed()
+    );
+    assert_eq!(out(&b, &id, "echo after failover").await, "after failover");
+    b.cleanup(&id).await.expect("cleanup");
+    assert_no_residue(&b, &id, Duration::from_secs(10)).await;
+    restart(&b, &victim).await;
+}

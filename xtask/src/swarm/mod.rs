@@ -205,6 +205,16 @@ pub fn swarm_test(args: &[String]) -> Result<()> {
     test::swarm_test(&layout, nodes)
 }
 
+/// Runs `cmd` against a fresh three-node cluster, torn down afterwards
+/// whatever happens (see `test::with_cluster`).
+pub fn run_with_cluster(cmd: Command, label: &str) -> Result<()> {
+    let layout = Layout::from_env()?;
+    layout.check_ours()?;
+    teardown::refuse_foreign(&layout)?;
+    interrupt::install()?;
+    test::with_cluster(&layout, 3, cmd, label)
+}
+
 fn parse_nodes(args: &[String], task: &str) -> Result<usize> {
     let mut nodes = 3;
     let mut it = args.iter();

@@ -78,6 +78,27 @@ pub fn swarm_test(layout: &Layout, nodes: usize) -> Result<()> {
     }
 }
 
+/// Runs `cmd` with the variables of a fresh `nodes`-node cluster in its
+/// environment, the cluster torn down on every way out as in swarm-test
+/// (`cargo xtask bench --swarm`).
+pub fn with_cluster(layout: &Layout, nodes: usize, mut cmd: Command, label: &str) -> Result<()> {
+    cluster::refuse_live(layout)?;
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        cluster::up(layout, nodes)?;
+        let env = cluster::read_env(layout)?;
+        cmd.envs(env.iter().map(|(k, v)| (k, v)))
+            .env("RUNBOX_REQUIRE_SWARM", "1");
+        run_child(cmd, label)
+    }))
+    .unwrap_or_else(|_| Err(anyhow!("{label} panicked")));
+    let down = teardown::down(layout);
+    match (outcome, down) {
+        (Ok(()), d) => d,
+        (Err(e), Ok(())) => Err(e.context("cluster torn down")),
+        (Err(e), Err(d)) => Err(anyhow!("{e:#}\nand the teardown failed too: {d:#}")),
+    }
+}
+
 fn up_and_test(layout: &Layout, nodes: usize) -> Result<()> {
     // Compiled first, so the cluster does not idle through the build and a
     // compile error fails before anything is brought up.

@@ -24,6 +24,9 @@ pub struct NodeView {
     pub hostname: String,
     /// Whether the managers see it ready.
     pub ready: bool,
+    /// Whether the managers see it down or disconnected (not merely
+    /// `unknown`, which every node is for a while after a leader change).
+    pub down: bool,
     /// Its state (`ready`, `down`, `unknown`, `disconnected`) and message.
     pub state: String,
     /// Whether it takes tasks (`active`, not `pause` or `drain`).
@@ -49,6 +52,7 @@ impl NodeView {
                 .and_then(|d| d.hostname.clone())
                 .unwrap_or_default(),
             ready: state == Some(NodeState::READY),
+            down: matches!(state, Some(NodeState::DOWN | NodeState::DISCONNECTED)),
             state: match (state, message) {
                 (Some(s), Some(m)) => format!("{s} ({m})"),
                 (Some(s), None) => s.to_string(),
@@ -194,7 +198,9 @@ mod tests {
         assert_eq!(e.endpoint_of(&a).expect("a"), "unix:///by-id.sock");
         assert_eq!(e.endpoint_of(&b).expect("b"), "unix:///by-host.sock");
         assert_eq!(e.endpoint_of(&c).expect("c"), "unix:///label-c.sock");
-        assert!(a.ready && !c.ready, "{a:?} {c:?}");
+        assert!(a.ready && !c.ready && c.down && !a.down, "{a:?} {c:?}");
+        let u = node("id-u", "host-u", NodeState::UNKNOWN, None);
+        assert!(!u.ready && !u.down, "unknown is not down: {u:?}");
         let d = node("id-d", "host-d", NodeState::READY, None);
         let err = e.endpoint_of(&d).expect_err("no endpoint");
         let msg = err.to_string();

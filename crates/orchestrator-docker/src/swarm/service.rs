@@ -197,6 +197,31 @@ pub(crate) async fn wait_running(
             let s = t.status.as_ref();
             let state = s.and_then(|s| s.state);
             last = status_text(&t);
+            let given_up = matches!(
+                t.desired_state,
+                Some(TaskState::SHUTDOWN | TaskState::REMOVE | TaskState::COMPLETE)
+            );
+            let not_started = matches!(
+                state,
+                None | Some(
+                    TaskState::NEW
+                        | TaskState::ALLOCATED
+                        | TaskState::PENDING
+                        | TaskState::ASSIGNED
+                        | TaskState::ACCEPTED
+                        | TaskState::PREPARING
+                        | TaskState::READY
+                        | TaskState::STARTING
+                )
+            );
+            if given_up && not_started {
+                // The swarm shut the task down before it ran (its node was
+                // lost, say): with restart condition none nothing replaces it.
+                return Err(Error::Unavailable {
+                    backend: super::BACKEND_NAME.into(),
+                    reason: format!("the swarm gave up the workspace's task before it ran: {last}"),
+                });
+            }
             match state {
                 Some(TaskState::RUNNING) => {
                     let node_id = t.node_id.clone().unwrap_or_default();

@@ -1,7 +1,8 @@
 //! The node watcher: while a backend holds workspaces, it asks the
 //! managers every `node_check_interval` whether their nodes are still
 //! ready, and marks the workspaces of a node that is not (down,
-//! disconnected, drained, gone) as lost, for good: the swarm shuts such a
+//! disconnected, drained, gone; `unknown` after a leader change is not a
+//! loss) as lost, for good: the swarm shuts such a
 //! task down when its node returns.
 
 use std::collections::HashMap;
@@ -60,7 +61,8 @@ async fn check(s: &Shared) {
         }
         let reason = match views.get(&p.node_id) {
             None => Some(format!("node {} left the swarm", p.node_id)),
-            Some(v) if !v.ready => Some(format!(
+            // `unknown` follows every leader change for a while: not a loss.
+            Some(v) if v.down => Some(format!(
                 "the swarm managers report node {} {}",
                 v.name(),
                 v.state
