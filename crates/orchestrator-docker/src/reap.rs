@@ -195,7 +195,14 @@ impl DockerOrchestrator {
         let mut removed = Vec::new();
         for c in self.list(OWNER_LABEL, OWNER_VALUE).await? {
             let Some(cid) = c.id.clone() else { continue };
-            if container::is_live(&c) {
+            // A swarm task's container is the swarm backend's to reap
+            // (through its service), even on a daemon that is also a node.
+            let swarm_owned = c
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(crate::swarm::LABEL_BACKEND))
+                .is_some_and(|b| b == crate::swarm::BACKEND_NAME);
+            if container::is_live(&c) || swarm_owned {
                 continue;
             }
             let Some(owner) = container::owner_of(&c).filter(container::gone_or_me) else {

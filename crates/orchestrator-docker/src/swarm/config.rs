@@ -106,7 +106,8 @@ impl SwarmConfig {
             c.managers = split_list(m);
         }
         if let Some(n) = values.get("RUNBOX_SWARM_NODES") {
-            // A malformed entry is reported by `SwarmOrchestrator::new`.
+            // A malformed entry is reported by the registry factory
+            // (`config_from_options`); here it names no node.
             c.nodes = parse_nodes(n).unwrap_or_default();
         }
         if let Some(i) = values.get("RUNBOX_SWARM_IMAGE") {

@@ -102,6 +102,14 @@ impl SwarmOrchestrator {
             Ok(_) => {}
             // A retried create whose first try went through.
             Err(e) if e.status_code() == Some(409) => {}
+            // What the caller sent (a constraint swarm cannot parse, say).
+            Err(e) if e.status_code() == Some(400) => {
+                container::live_remove(&[&name]);
+                undo.service = None;
+                return Err(Error::invalid(format!(
+                    "the swarm refused the workspace's service: {e}"
+                )));
+            }
             Err(e) => return Err(e.into()),
         }
         let started = async {
@@ -129,11 +137,11 @@ impl SwarmOrchestrator {
         let (placed, route, node) = match started.await {
             Ok(s) => s,
             Err(e) => {
-                undo.service = None;
-                if let Err(r) = service::remove(&self.shared.managers, &name).await {
+                if let Err(r) = self.remove_service_and_wait(&name, None).await {
                     tracing::warn!(service = %name, error = %r, "cannot remove the service of a failed workspace");
                 }
-                container::live_remove(&[&name]);
+                // Disarmed only now: a drop during the removal still undoes.
+                undo.service = None;
                 return Err(e);
             }
         };
@@ -235,7 +243,15 @@ impl SwarmOrchestrator {
         let known = ws
             .as_ref()
             .map(|ws| (ws.container.clone(), ws.route.clone()));
-        if let Err(e) = self.remove_service_and_wait(&p.service, known).await {
+        // The workspace has left the tables: should this future be dropped
+        // before the service is removed, the guard removes it.
+        let mut undo = Undo {
+            shared: self.shared.clone(),
+            service: Some(p.service.clone()),
+        };
+        let removed = self.remove_service_and_wait(&p.service, known).await;
+        undo.service = None;
+        if let Err(e) = removed {
             // Kept, so a later cleanup can finish the job.
             if let Some(ws) = ws {
                 lock(&self.engine.workspaces).insert(id.clone(), ws);
@@ -313,8 +329,11 @@ impl SwarmOrchestrator {
             .await;
             match r {
                 Err(e) if e.status_code() == Some(404) => return Ok(()),
-                Err(E::Unreachable { .. }) => {
-                    tracing::info!(container = %cid, %host, "node daemon unreachable: its container goes when it returns");
+                // A node that does not answer (dead, or cut off behind TCP)
+                // cannot be waited for: its agent removes the container of
+                // the removed service when it returns.
+                Err(E::Unreachable { .. } | E::Timeout { .. }) => {
+                    tracing::info!(container = %cid, %host, "node daemon not answering: its container goes when it returns");
                     return Ok(());
                 }
                 Err(e) => return Err(e.into()),
@@ -391,13 +410,21 @@ pub(crate) fn remove_services_blocking(config: &SwarmConfig, services: Vec<Strin
                 return;
             };
             rt.block_on(async {
+                // All at once, each within the budget (less a margin for
+                // the last request), so none is cut off by the caller's
+                // deadline.
+                let config = SwarmConfig {
+                    failover_timeout: DROP_BUDGET.saturating_sub(config.docker.request_timeout * 2),
+                    ..config
+                };
                 let managers = Managers::new(&config);
-                for s in &services {
-                    if let Err(e) = service::remove(&managers, s).await {
+                futures_util::future::join_all(services.iter().map(|s| { let managers = &managers; async move {
+                    if let Err(e) = service::remove(managers, s).await {
                         tracing::warn!(service = %s, error = %e, "cannot remove the service of a dropped swarm backend");
                     }
                     container::live_remove(&[s]);
-                }
+                }}))
+                .await;
             });
             let _ = tx.send(());
         });

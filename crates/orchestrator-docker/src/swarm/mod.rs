@@ -122,6 +122,12 @@ impl SwarmOrchestrator {
                 ));
             }
         }
+        if !matches!(config.docker.network_mode.as_str(), "none" | "host") {
+            return Err(Error::invalid(format!(
+                "swarm network mode {:?}: only none (the default) and host are supported",
+                config.docker.network_mode
+            )));
+        }
         if config.endpoint_label.trim().is_empty() {
             return Err(Error::invalid("the swarm endpoint label is empty"));
         }
@@ -202,3 +208,30 @@ impl Drop for SwarmOrchestrator {
 
 /// How long the blocking removal at drop may take in all.
 pub(crate) const DROP_BUDGET: Duration = Duration::from_secs(20);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configurations_that_cannot_work_are_refused() {
+        let ok = SwarmConfig::new().managers(["unix:///nonexistent/m.sock"]);
+        assert!(SwarmOrchestrator::new(ok.clone()).is_ok());
+        let cases = [
+            ok.clone().managers([" "]),
+            ok.clone()
+                .docker(crate::DockerConfig::new().network_mode("bridge")),
+            ok.clone()
+                .docker(crate::DockerConfig::new().warm_pool(1).default_image("i")),
+            ok.clone().endpoint_label(""),
+            ok.clone().start_timeout(Duration::ZERO),
+            ok.clone().node("n1", "ftp://nowhere"),
+        ];
+        for c in cases {
+            match SwarmOrchestrator::new(c.clone()) {
+                Err(Error::InvalidInput(_)) => {}
+                other => panic!("{c:?}: {other:?}"),
+            }
+        }
+    }
+}

@@ -29,8 +29,10 @@ pub struct NodeView {
     pub down: bool,
     /// Its state (`ready`, `down`, `unknown`, `disconnected`) and message.
     pub state: String,
-    /// Whether it takes tasks (`active`, not `pause` or `drain`).
+    /// Whether it takes new tasks (`active`, not `pause` or `drain`).
     pub active: bool,
+    /// Whether it is drained (its tasks are shut down; paused keeps them).
+    pub drained: bool,
     /// The endpoint its node label names, if it has one.
     pub label_endpoint: Option<String>,
 }
@@ -61,6 +63,8 @@ impl NodeView {
             active: spec
                 .and_then(|s| s.availability)
                 .is_none_or(|a| a == bollard::models::NodeSpecAvailabilityEnum::ACTIVE),
+            drained: spec.and_then(|s| s.availability)
+                == Some(bollard::models::NodeSpecAvailabilityEnum::DRAIN),
             label_endpoint: spec
                 .and_then(|s| s.labels.as_ref())
                 .and_then(|l| l.get(endpoint_label).cloned())

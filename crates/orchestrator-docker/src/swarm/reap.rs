@@ -114,7 +114,13 @@ impl SwarmOrchestrator {
             };
             left.extend(containers.iter().map(|c| on_node(container_description(c))));
             let volumes =
-                list_volumes(&docker, &host, timeout, LABEL_WORKSPACE, id.as_str(), false).await?;
+                match list_volumes(&docker, &host, timeout, LABEL_WORKSPACE, id.as_str(), false)
+                    .await
+                {
+                    Ok(v) => v,
+                    Err(E::Unreachable { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                };
             left.extend(
                 volumes
                     .iter()

@@ -1,8 +1,8 @@
 //! The node watcher: while a backend holds workspaces, it asks the
 //! managers every `node_check_interval` whether their nodes are still
 //! ready, and marks the workspaces of a node that is not (down,
-//! disconnected, drained, gone; `unknown` after a leader change is not a
-//! loss) as lost, for good: the swarm shuts such a
+//! disconnected, drained, gone; `unknown` after a leader change and a
+//! paused node are not losses) as lost, for good: the swarm shuts such a
 //! task down when its node returns.
 
 use std::collections::HashMap;
@@ -67,8 +67,8 @@ async fn check(s: &Shared) {
                 v.name(),
                 v.state
             )),
-            Some(v) if !v.active => Some(format!(
-                "node {} no longer takes tasks (drained or paused)",
+            Some(v) if v.drained => Some(format!(
+                "node {} is drained: the swarm shuts its tasks down",
                 v.name()
             )),
             Some(_) => None,
