@@ -52,6 +52,9 @@ pub use store::{ExecutionStore, ListFilter, MemoryStore, SqliteStore, StoreError
 mod registry_tests {
     #[test]
     fn registered_backends_are_exactly_the_enabled_ones() {
-        assert_eq!(orchestrator_core::registry::names(), ["docker", "native"]);
+        assert_eq!(
+            orchestrator_core::registry::names(),
+            ["docker", "native", "swarm"]
+        );
     }
 }

@@ -87,6 +87,44 @@ async fn await_node(b: &SwarmOrchestrator, hostname: &str, ready: bool, within: 
     }
 }
 
+/// Brings a node back when dropped (a test that fails midway must not
+/// leave the cluster broken for the next): its daemon started if it is
+/// not running, its link up.
+struct Restore(TestNode);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["-n", "runbox-swarm-br", "link", "set", &self.0.link, "up"])
+            .status();
+        let alive = std::fs::read_to_string(&self.0.pidfile)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+            .is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}/exe")).exists());
+        if !alive {
+            let _ = Command::new(&self.0.start).status();
+        }
+    }
+}
+
+/// Waits until the managers see every node ready (after a test that
+/// killed or cut off one, or a leader change, some are `unknown` a while).
+async fn all_ready(b: &SwarmOrchestrator) {
+    let until = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(nodes) = b.nodes().await {
+            if !nodes.is_empty() && nodes.iter().all(|n| n.ready) {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < until,
+            "the swarm's nodes are not all ready"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 fn run(cmd: &mut Command) {
     let s = cmd.status().expect("spawn");
     assert!(s.success(), "{cmd:?}: {s}");
@@ -117,6 +155,7 @@ async fn assert_no_residue(b: &SwarmOrchestrator, id: &WorkspaceId, within: Dura
 #[ignore = "needs the swarm test cluster: cargo xtask swarm-test"]
 async fn twelve_concurrent_workspaces_spread_over_the_nodes() {
     let b = std::sync::Arc::new(backend());
+    all_ready(&b).await;
     let made = futures_util::future::join_all((0..12).map(|i| {
         let b = b.clone();
         async move {
@@ -151,6 +190,7 @@ fn read_cgroup(v1: &str, v2: &str) -> String {
 #[ignore = "needs the swarm test cluster: cargo xtask swarm-test"]
 async fn limits_are_in_the_task_cgroup_and_change_in_place() {
     let b = backend();
+    all_ready(&b).await;
     let lim = ResourceLimits::builder()
         .memory_bytes(64 << 20)
         .pids(64)
@@ -196,7 +236,9 @@ async fn a_workspace_on_a_node_whose_daemon_is_killed_fails_fast_and_cleans_up()
     let nodes = nodes();
     assert!(nodes.len() >= 3, "needs three nodes");
     let (victim, other) = (&nodes[2], &nodes[0]);
+    let _restore = Restore(victim.clone());
     let b = std::sync::Arc::new(backend());
+    all_ready(&b).await;
     let doomed = b
         .create_workspace(&on(&victim.hostname))
         .await
@@ -250,7 +292,9 @@ async fn a_workspace_on_a_node_cut_off_is_lost_within_bounded_time() {
     let nodes = nodes();
     assert!(nodes.len() >= 3, "needs three nodes");
     let (victim, other) = (&nodes[1], &nodes[0]);
+    let _restore = Restore(victim.clone());
     let b = std::sync::Arc::new(backend());
+    all_ready(&b).await;
     let doomed = b
         .create_workspace(&on(&victim.hostname))
         .await
@@ -293,6 +337,7 @@ async fn a_node_without_an_endpoint_is_a_clear_unavailable_error() {
     let mut config = SwarmConfig::from_env().endpoint_label("io.runbox.test.no-such-label");
     config.docker.default_image = Some(TEST_IMAGE.to_string());
     let b = SwarmOrchestrator::new(config).expect("backend");
+    all_ready(&b).await;
     match b.create_workspace(&WorkspaceSpec::new()).await {
         Err(Error::Unavailable { backend, reason }) => {
             assert_eq!(backend, "swarm");
@@ -321,6 +366,7 @@ async fn configured_endpoints_by_hostname_are_used() {
     }
     config.docker.default_image = Some(TEST_IMAGE.to_string());
     let b = SwarmOrchestrator::new(config).expect("backend");
+    all_ready(&b).await;
     let id = b
         .create_workspace(&on(&nodes[0].hostname))
         .await
@@ -334,6 +380,7 @@ async fn configured_endpoints_by_hostname_are_used() {
 #[ignore = "needs the swarm test cluster: cargo xtask swarm-test"]
 async fn a_constraint_no_node_meets_is_refused_and_leaves_nothing() {
     let b = backend();
+    all_ready(&b).await;
     let t0 = Instant::now();
     let r = b.create_workspace(&on("no-such-node")).await;
     assert!(matches!(r, Err(Error::Unavailable { .. })), "{r:?}");
@@ -377,6 +424,7 @@ async fn a_killed_leader_is_failed_over_and_workspaces_go_on() {
         .map(|i| var(&format!("RUNBOX_SWARM_NODE_{i}_SOCKET")))
         .collect();
     let b = backend();
+    all_ready(&b).await;
     let boss = leader(&nodes, &sockets);
     let victim = nodes
         .iter()
@@ -388,6 +436,7 @@ async fn a_killed_leader_is_failed_over_and_workspaces_go_on() {
         .find(|n| n.hostname != boss)
         .expect("another node")
         .clone();
+    let _restore = Restore(victim.clone());
     let pid = std::fs::read_to_string(&victim.pidfile).expect("pidfile");
     run(Command::new("kill").args(["-KILL", pid.trim()]));
     // The first writes meet no leader (or a lost one) until the remaining

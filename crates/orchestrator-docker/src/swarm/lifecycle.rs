@@ -293,6 +293,14 @@ impl SwarmOrchestrator {
         if let Some((cid, Some(route))) = known {
             placed.retain(|p| p.container != cid);
             if route.check().is_ok() {
+                // Removed on its node at once rather than after the agent's
+                // stop: nothing of the workspace is worth a graceful end,
+                // and the agent finds it gone (404) when it gets there.
+                let at = self.shared.config.docker_at(&route.host);
+                match container::remove(&route.docker, &at, &cid).await {
+                    Ok(()) | Err(E::Unreachable { .. } | E::Timeout { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
                 self.wait_gone(&route.docker, &route.host, &cid).await?;
             } else {
                 tracing::info!(service = %name, node = %route.node, "the node is lost: its container goes when it returns");

@@ -258,8 +258,13 @@ pub(crate) async fn wait_running(
                     }
                     .into());
                 }
+                // No node meets the constraints, and none is merely
+                // unavailable for now (down, or `unknown` after a leader
+                // change): waiting would not help.
                 Some(TaskState::PENDING)
-                    if last.contains("no suitable node") && t0.elapsed() >= NO_NODE_GRACE =>
+                    if last.contains("no suitable node")
+                        && !last.contains("not available")
+                        && t0.elapsed() >= NO_NODE_GRACE =>
                 {
                     return Err(Error::Unavailable {
                         backend: super::BACKEND_NAME.into(),
