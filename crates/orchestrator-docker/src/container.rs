@@ -341,52 +341,36 @@ pub(crate) fn remove_blocking(
     }
     let config = config.clone();
     let limit = config.request_timeout * 4;
-    let (tx, rx) = std::sync::mpsc::channel();
-    let spawned = std::thread::Builder::new()
-        .name("runbox-docker-drop".into())
-        .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                let Ok(docker) = crate::client::negotiated(&config, config.request_timeout).await
-                else {
-                    return;
-                };
-                let opts = RemoveContainerOptionsBuilder::default()
-                    .force(true)
-                    .v(true)
-                    .build();
-                for c in &containers {
-                    let until = Instant::now() + await_missing;
-                    loop {
-                        let r = tokio::time::timeout(
-                            config.request_timeout,
-                            docker.remove_container(c, Some(opts.clone())),
-                        )
-                        .await;
-                        let missing = matches!(
-                            r,
-                            Ok(Err(bollard::errors::Error::DockerResponseServerError {
-                                status_code: 404,
-                                ..
-                            }))
-                        );
-                        if !missing || Instant::now() >= until {
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
+    crate::blocking::run_bounded("runbox-docker-drop", limit, async move {
+        let Ok(docker) = crate::client::negotiated(&config, config.request_timeout).await else {
+            return;
+        };
+        let opts = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        for c in &containers {
+            let until = Instant::now() + await_missing;
+            loop {
+                let r = tokio::time::timeout(
+                    config.request_timeout,
+                    docker.remove_container(c, Some(opts.clone())),
+                )
+                .await;
+                let missing = matches!(
+                    r,
+                    Ok(Err(bollard::errors::Error::DockerResponseServerError {
+                        status_code: 404,
+                        ..
+                    }))
+                );
+                if !missing || Instant::now() >= until {
+                    break;
                 }
-            });
-            let _ = tx.send(());
-        });
-    if spawned.is_ok() {
-        let _ = rx.recv_timeout(limit);
-    }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
 }
 
 #[cfg(test)]

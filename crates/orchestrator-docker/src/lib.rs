@@ -31,6 +31,7 @@
 mod archive;
 mod backend;
 mod background;
+mod blocking;
 mod client;
 mod config;
 mod container;

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use orchestrator_core::{
@@ -230,14 +231,16 @@ async fn limits_are_in_the_task_cgroup_and_change_in_place() {
     assert_no_residue(&b, &id, Duration::from_secs(5)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the swarm test cluster: cargo xtask swarm-test"]
-async fn a_workspace_on_a_node_whose_daemon_is_killed_fails_fast_and_cleans_up() {
-    let nodes = nodes();
-    assert!(nodes.len() >= 3, "needs three nodes");
-    let (victim, other) = (&nodes[2], &nodes[0]);
-    let _restore = Restore(victim.clone());
-    let b = std::sync::Arc::new(backend());
+/// A workspace on `victim` running a long command, and one on `other`.
+struct Doomed {
+    b: Arc<SwarmOrchestrator>,
+    doomed: WorkspaceId,
+    safe: WorkspaceId,
+    running: tokio::task::JoinHandle<orchestrator_core::Result<orchestrator_core::ExecOutput>>,
+}
+
+async fn doomed_and_safe(victim: &TestNode, other: &TestNode) -> Doomed {
+    let b = Arc::new(backend());
     all_ready(&b).await;
     let doomed = b
         .create_workspace(&on(&victim.hostname))
@@ -251,10 +254,30 @@ async fn a_workspace_on_a_node_whose_daemon_is_killed_fails_fast_and_cleans_up()
         b.node_of(&doomed).as_deref(),
         Some(victim.hostname.as_str())
     );
-    let b2 = b.clone();
-    let d2 = doomed.clone();
+    let (b2, d2) = (b.clone(), doomed.clone());
     let running = tokio::spawn(async move { b2.run_command(&d2, &sh("sleep 300")).await });
     tokio::time::sleep(Duration::from_millis(500)).await;
+    Doomed {
+        b,
+        doomed,
+        safe,
+        running,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the swarm test cluster: cargo xtask swarm-test"]
+async fn a_workspace_on_a_node_whose_daemon_is_killed_fails_fast_and_cleans_up() {
+    let nodes = nodes();
+    assert!(nodes.len() >= 3, "needs three nodes");
+    let (victim, other) = (&nodes[2], &nodes[0]);
+    let _restore = Restore(victim.clone());
+    let Doomed {
+        b,
+        doomed,
+        safe,
+        running,
+    } = doomed_and_safe(victim, other).await;
     let pid = std::fs::read_to_string(&victim.pidfile).expect("pidfile");
     run(Command::new("kill").args(["-KILL", pid.trim()]));
     let t0 = Instant::now();
@@ -293,20 +316,12 @@ async fn a_workspace_on_a_node_cut_off_is_lost_within_bounded_time() {
     assert!(nodes.len() >= 3, "needs three nodes");
     let (victim, other) = (&nodes[1], &nodes[0]);
     let _restore = Restore(victim.clone());
-    let b = std::sync::Arc::new(backend());
-    all_ready(&b).await;
-    let doomed = b
-        .create_workspace(&on(&victim.hostname))
-        .await
-        .expect("create on victim");
-    let safe = b
-        .create_workspace(&on(&other.hostname))
-        .await
-        .expect("create on other");
-    let b2 = b.clone();
-    let d2 = doomed.clone();
-    let running = tokio::spawn(async move { b2.run_command(&d2, &sh("sleep 300")).await });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let Doomed {
+        b,
+        doomed,
+        safe,
+        running,
+    } = doomed_and_safe(victim, other).await;
     let link = |state: &str| {
         run(Command::new("ip").args(["-n", "runbox-swarm-br", "link", "set", &victim.link, state]));
     };

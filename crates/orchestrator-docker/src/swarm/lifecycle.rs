@@ -406,37 +406,21 @@ async fn disconnect_networks(
 /// Removes services from synchronous code (a `Drop`), on a helper thread
 /// with its own runtime, within [`DROP_BUDGET`].
 pub(crate) fn remove_services_blocking(config: &SwarmConfig, services: Vec<String>) {
-    let config = config.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let spawned = std::thread::Builder::new()
-        .name("runbox-swarm-drop".into())
-        .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                // All at once, each within the budget (less a margin for
-                // the last request), so none is cut off by the caller's
-                // deadline.
-                let config = SwarmConfig {
-                    failover_timeout: DROP_BUDGET.saturating_sub(config.docker.request_timeout * 2),
-                    ..config
-                };
-                let managers = Managers::new(&config);
-                futures_util::future::join_all(services.iter().map(|s| { let managers = &managers; async move {
-                    if let Err(e) = service::remove(managers, s).await {
-                        tracing::warn!(service = %s, error = %e, "cannot remove the service of a dropped swarm backend");
-                    }
-                    container::live_remove(&[s]);
-                }}))
-                .await;
-            });
-            let _ = tx.send(());
-        });
-    if spawned.is_ok() {
-        let _ = rx.recv_timeout(DROP_BUDGET);
-    }
+    // All at once, each within the budget (less a margin for the last
+    // request), so none is cut off by the caller's deadline.
+    let config = SwarmConfig {
+        failover_timeout: DROP_BUDGET.saturating_sub(config.docker.request_timeout * 2),
+        ..config.clone()
+    };
+    crate::blocking::run_bounded("runbox-swarm-drop", DROP_BUDGET, async move {
+        let managers = Managers::new(&config);
+        let managers = &managers;
+        futures_util::future::join_all(services.iter().map(|s| async move {
+            if let Err(e) = service::remove(managers, s).await {
+                tracing::warn!(service = %s, error = %e, "cannot remove the service of a dropped swarm backend");
+            }
+            container::live_remove(&[s]);
+        }))
+        .await;
+    });
 }
